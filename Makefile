@@ -1,0 +1,36 @@
+# fhdr: `make demo`, `make test`, `make bench`. Everything runs inside .venv at the repository root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fhdr-installed
+TORCH_CPU := torch==2.13.0
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+# torch is installed first only when the venv has none: a user with a GPU installs their CUDA build
+# into .venv beforehand, and the CPU build never replaces it.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH_CPU)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	mkdir -p out
+	$(BIN)/fhdr convert samples/quarry_ldr.png out/quarry_hdr.exr
+	$(BIN)/python -c "import OpenImageIO as o; b=o.ImageBuf('out/quarry_hdr.exr'); s=o.ImageBufAlgo.computePixelStats(b); print('out/quarry_hdr.exr: max', [round(v, 2) for v in s.max])"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

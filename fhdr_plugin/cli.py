@@ -1,0 +1,177 @@
+"""The ``fhdr`` command line (typer): convert images, list operations and models, locate host hooks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.manifest import PACKAGE_DIR, manifest
+from fhdr_plugin.version import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Turn LDR images into scene-linear HDR EXRs with FHDR.",
+)
+log = logging.getLogger("fhdr")
+
+
+class Mode(str, Enum):
+    anchored = "anchored"
+    raw = "raw"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Settings:
+    """Options of the top-level command, shared by the sub-commands."""
+
+    debug = False
+    quiet = False
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Turn errors into one line on stderr and a non-zero exit (a traceback with --debug)."""
+    try:
+        yield
+    except FhdrError as exc:
+        if Settings.debug:
+            raise
+        typer.echo(f"fhdr: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("fhdr: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if Settings.debug:
+            raise
+        typer.echo(f"fhdr: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", err=True)
+        raise typer.Exit(2) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fhdr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr (for farms)."),
+) -> None:
+    """fhdr: single-image HDR reconstruction for VFX pipelines."""
+    Settings.debug, Settings.quiet = debug, quiet
+    level = logging.DEBUG if debug else logging.ERROR if quiet else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr, format="fhdr: %(message)s")
+
+
+def node_params(
+    input_colorspace: str,
+    output_colorspace: str,
+    mode: Mode,
+    iterations: int,
+    model: str,
+    device: str,
+    precision: Precision,
+    tile: int,
+) -> dict[str, Any]:
+    """The ``ldr_to_hdr`` parameters of a command line."""
+    return {
+        "input_colorspace": input_colorspace,
+        "output_colorspace": output_colorspace,
+        "mode": mode.value,
+        "iterations": iterations,
+        "model": model,
+        "device": device,
+        "precision": precision.value,
+        "tile": tile,
+    }
+
+
+@app.command()
+def convert(
+    input: Path = typer.Argument(..., help="Input image (anything OpenImageIO reads)."),
+    output: Path = typer.Argument(..., help="Output EXR."),
+    input_colorspace: str = typer.Option("", help="OCIO name of the input's space [default: from the file]."),
+    output_colorspace: str = typer.Option("lin_rec709", help="OCIO name of the output space (e.g. ACEScg)."),
+    mode: Mode = typer.Option(Mode.anchored, help="anchored: keep well-exposed pixels; raw: network output."),
+    iterations: int = typer.Option(0, help="Feedback iterations 1-4 [default: the model's own]."),
+    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
+    device: str = typer.Option("", help="cuda, cuda:N, mps or cpu [default: best available]."),
+    precision: Precision = typer.Option(Precision.auto, help="Compute precision."),
+    tile: int = typer.Option(-1, help="Tile size in pixels; 0: no tiling; -1: from free memory."),
+    half: bool = typer.Option(True, "--half/--float", help="Write half (default) or float EXR."),
+    compression: str = typer.Option("zip", help="EXR compression (zip, piz, dwaa, none, …)."),
+) -> None:
+    """Convert one LDR image into a scene-linear HDR EXR."""
+    from fhdr_plugin.pipeline import convert_file
+
+    with reporting():
+        params = node_params(input_colorspace, output_colorspace, mode, iterations, model, device, precision, tile)
+        convert_file(input, output, params, half=half, compression=compression)
+        log.info("wrote %s", output)
+
+
+@app.command()
+def ops() -> None:
+    """List the registered operations and their parameters."""
+    from fhdr_plugin.registry import registry
+
+    with reporting():
+        reg = registry()
+        for name, op in sorted(reg.operations.items()):
+            typer.echo(f"{name}  ({op.plugin}) {op.description}")
+            spec = manifest().operations.get(name)
+            for p in spec.params if spec else ():
+                choices = f" [{'|'.join(p.choices)}]" if p.choices else ""
+                typer.echo(f"  {p.name}: {p.type} = {p.default!r}{choices}  {p.help}")
+
+
+@app.command()
+def models() -> None:
+    """List the shipped models with their metadata (checked against plugin.toml's sha256)."""
+    from fhdr_plugin.weights import model_metadata
+
+    with reporting():
+        m = manifest()
+        for name, spec in m.models.items():
+            default = " (default)" if name == m.default_model else ""
+            typer.echo(f"{name}{default}: {spec.path.relative_to(PACKAGE_DIR)} sha256 {spec.sha256}")
+            for key, value in sorted(model_metadata(spec).items()):
+                typer.echo(f"  {key}: {value}")
+
+
+@app.command()
+def hooks() -> None:
+    """Print where the host hook scripts are and how to point a host at them."""
+    with reporting():
+        folder = next((p for p in (PACKAGE_DIR / "hooks", PACKAGE_DIR.parent / "hooks") if p.is_dir()), None)
+        if folder is None:
+            raise FhdrError("the hooks folder is missing from this installation")
+        typer.echo(str(folder))
+        for script in sorted(folder.rglob("*.py")):
+            typer.echo(f"  {script.relative_to(folder)}")
+        typer.echo(f"Nuke: export NUKE_PATH={folder / 'nuke'}:$NUKE_PATH")
+        typer.echo(f"Any Python host: exec(open('{folder / 'generic_host.py'}').read()) or add it to sys.path")
+
+
+def main() -> None:
+    """Entry point of the ``fhdr`` console script."""
+    app()

@@ -1,0 +1,82 @@
+"""Model weights as safetensors files with metadata, checked against their sha256 before use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.manifest import ModelSpec
+from fhdr_plugin.model import FHDR
+
+REQUIRED_METADATA = ("fhdr:iterations", "fhdr:headroom", "fhdr:hdr_normalisation", "fhdr:perceptual_loss")
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_checked(spec: ModelSpec) -> bytes:
+    """The bytes of a model file, after checking that they match the manifest's sha256."""
+    try:
+        data = spec.path.read_bytes()
+    except OSError as exc:
+        raise FhdrError(f"model {spec.name}: cannot read {spec.path}: {exc.strerror}") from exc
+    digest = sha256_bytes(data)
+    if digest != spec.sha256:
+        raise FhdrError(
+            f"model {spec.name}: {spec.path} has sha256 {digest[:12]}…, the manifest expects {spec.sha256[:12]}…; "
+            "the file is corrupt or was replaced — reinstall fhdr"
+        )
+    return data
+
+
+def metadata_of(data: bytes, where: str) -> dict[str, str]:
+    """The metadata header of a safetensors file, without loading its tensors."""
+    try:
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FhdrError(f"{where}: not a safetensors file ({exc})") from exc
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise FhdrError(f"{where}: weights metadata lacks {', '.join(missing)}")
+    return meta
+
+
+def model_metadata(spec: ModelSpec) -> dict[str, str]:
+    """The checked metadata of a shipped model."""
+    return metadata_of(read_checked(spec), str(spec.path))
+
+
+def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, dict[str, str]]:
+    """The FHDR model of a shipped weights file and its metadata; ``iterations`` overrides the trained count."""
+    data = read_checked(spec)
+    meta = metadata_of(data, str(spec.path))
+    model = FHDR(iterations or int(meta["fhdr:iterations"]))
+    try:
+        state = safetensors.torch.load(data)
+        model.load_state_dict(state)
+    except (safetensors.SafetensorError, RuntimeError) as exc:
+        raise FhdrError(f"{spec.path}: weights do not fit the FHDR network: {str(exc).splitlines()[0]}") from exc
+    return model.eval(), meta
+
+
+def save_weights(model: FHDR, path: Path, metadata: dict[str, str]) -> str:
+    """Write ``model``'s weights with ``metadata`` atomically; returns the file's sha256."""
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise ValueError(f"metadata lacks {', '.join(missing)}")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    data = safetensors.torch.save(state, metadata=dict(metadata))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return sha256_bytes(data)

@@ -1,0 +1,107 @@
+"""Command line of the training package: ``python -m training train|export``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from training.data import HDR_SUFFIXES, HDRCrops, Synthesis, expose, list_images, read_rgb, synthesise, write_ldr
+from training.export import export
+from training.train import TrainConfig, train
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Train and export FHDR weights.")
+
+
+@app.callback()
+def main() -> None:
+    """Train, export and evaluate FHDR weights."""
+
+
+DEFAULT_VAL = "polyhaven1k_quarry_01,polyhaven1k_pedestrian_overpass,polyhaven512_lobby,polyhaven512_workshop"
+
+
+def split_images(folder: Path, val_stems: set[str]) -> tuple[list[Path], list[Path]]:
+    """HDR files of ``folder`` split into (train, validation) by stem."""
+    files = list_images(folder, HDR_SUFFIXES)
+    if not files:
+        raise typer.BadParameter(f"{folder}: no .exr or .hdr files")
+    return [f for f in files if f.stem not in val_stems], [f for f in files if f.stem in val_stems]
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
+    out: Path = typer.Option(Path("runs/fhdr"), help="Checkpoint folder (resumed if it holds last.pt)."),
+    val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
+    iterations: int = 1,
+    crop: int = 64,
+    batch: int = 8,
+    lr: float = 2e-4,
+    steps: int = 6000,
+    decay_start: float = 0.5,
+    checkpoint_every: int = 250,
+    headroom: float = 16.0,
+    clip_min: float = 0.005,
+    clip_max: float = 0.25,
+    seed: int = 0,
+    threads: int = 0,
+) -> None:
+    """Train FHDR on HDR-only data with synthesised LDR inputs."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    train_files, val_files = split_images(data, {s for s in val.split(",") if s})
+    syn = Synthesis(headroom=headroom, clip_min=clip_min, clip_max=clip_max)
+    cfg = TrainConfig(
+        iterations=iterations,
+        crop=crop,
+        batch=batch,
+        lr=lr,
+        steps=steps,
+        decay_start=decay_start,
+        checkpoint_every=checkpoint_every,
+        validate_every=checkpoint_every,
+        seed=seed,
+        threads=threads,
+    )
+    train_set = HDRCrops([read_rgb(f) for f in train_files], crop, syn, seed)
+    val_set = HDRCrops([read_rgb(f) for f in val_files], crop, syn, seed + 1) if val_files else None
+    logging.info("training on %d images, validating on %d", len(train_files), len(val_files))
+    train(cfg, train_set, val_set, out, syn)
+
+
+@app.command("synthesise")
+def synthesise_cmd(
+    hdr: Path = typer.Argument(..., help="Scene-linear HDR image."),
+    out: Path = typer.Argument(..., help="8-bit sRGB LDR image to write (PNG, JPEG, TIFF)."),
+    clipped: float = typer.Option(0.05, help="Fraction of pixels to clip."),
+    crop: str = typer.Option("", help="x,y,width,height of the region to keep [default: all]."),
+) -> None:
+    """Make a camera-like 8-bit LDR image from an HDR one (no noise, plain sRGB), e.g. a sample or test input."""
+    image = read_rgb(hdr)
+    if crop:
+        x, y, w, h = (int(v) for v in crop.split(","))
+        image = image[y : y + h, x : x + w]
+    rel = expose(np.maximum(image, 0.0), clipped)
+    if rel is None:
+        raise typer.BadParameter(f"{hdr}: the image is black")
+    ldr = synthesise(rel, np.random.default_rng(0), Synthesis(gamma_jitter=0.0, noise=0.0))
+    write_ldr(ldr, out)
+    typer.echo(f"{out}: {ldr.shape[1]}x{ldr.shape[0]}, {np.mean(rel.max(-1) > 1):.1%} clipped")
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `train` (best.pt or last.pt)."),
+    model: str = typer.Option("fhdr-i1", help="Model name in plugin.toml whose file is written."),
+    note: list[str] = typer.Option([], help="Extra metadata as KEY=VALUE (e.g. fhdr:training_time=40min)."),
+) -> None:
+    """Write a checkpoint as the shipped safetensors weights and record their sha256 in plugin.toml."""
+    extra = dict(n.split("=", 1) for n in note)
+    path, sha = export(checkpoint, model, extra)
+    typer.echo(f"{path} sha256 {sha}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,149 @@
+"""Training data: HDR images read with OIIO, LDR inputs synthesised like a camera, paired folders."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+
+HDR_SUFFIXES = {".exr", ".hdr"}
+LDR_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read the first three channels of an image as float32 (H, W, 3), RGB order, non-finite values set to 0."""
+    inp = oiio.ImageInput.open(str(path))
+    if inp is None:
+        raise OSError(f"{path}: cannot open: {oiio.geterror()}")
+    try:
+        spec = inp.spec()
+        if spec.nchannels < 3:
+            raise ValueError(f"{path}: needs 3 colour channels, has {spec.nchannels}")
+        pixels = inp.read_image(0, 0, 0, 3, oiio.FLOAT)
+        if pixels is None or inp.has_error:
+            raise OSError(f"{path}: cannot read pixels: {inp.geterror()}")
+    finally:
+        inp.close()
+    pixels = np.asarray(pixels, dtype=np.float32).reshape(spec.height, spec.width, 3)
+    return np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def write_ldr(ldr: np.ndarray, path: Path) -> None:
+    """Write an (H, W, 3) image in [0, 1] as 8-bit sRGB."""
+    h, w, _ = ldr.shape
+    spec = oiio.ImageSpec(w, h, 3, oiio.UINT8)
+    spec.attribute("oiio:ColorSpace", "srgb_tx")
+    out = oiio.ImageOutput.create(str(path))
+    if out is None or not out.open(str(path), spec):
+        raise OSError(f"{path}: cannot write: {oiio.geterror()}")
+    ok = out.write_image(np.clip(ldr, 0.0, 1.0).astype(np.float32))
+    out.close()
+    if not ok:
+        raise OSError(f"{path}: cannot write: {out.geterror()}")
+
+
+def list_images(folder: Path, suffixes: set[str]) -> list[Path]:
+    """Files in ``folder`` with one of ``suffixes``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+
+
+def paired_files(root: Path) -> list[tuple[Path, Path]]:
+    """(LDR, HDR) pairs of the seed layout ``root/LDR`` + ``root/HDR``, matched by sorted order and checked by stem."""
+    ldr = list_images(root / "LDR", LDR_SUFFIXES)
+    hdr = list_images(root / "HDR", HDR_SUFFIXES)
+    if len(ldr) != len(hdr):
+        raise ValueError(f"{root}: {len(ldr)} LDR files but {len(hdr)} HDR files")
+    for a, b in zip(ldr, hdr, strict=True):
+        if a.stem != b.stem:
+            raise ValueError(f"{root}: LDR {a.name} is paired with HDR {b.name}; stems must match")
+    return list(zip(ldr, hdr, strict=True))
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """How LDR inputs are made from an HDR crop, and how targets are normalised."""
+
+    headroom: float = 16.0
+    clip_min: float = 0.005
+    clip_max: float = 0.25
+    gamma_jitter: float = 0.15
+    noise: float = 0.004
+    bits: int = 8
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function on [0, 1]."""
+    x = np.clip(linear, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def expose(hdr: np.ndarray, clipped_fraction: float) -> np.ndarray | None:
+    """Scale ``hdr`` so that ``clipped_fraction`` of its pixels exceed 1 in some channel; None if it is black."""
+    peak = hdr.max(axis=-1)
+    level = float(np.quantile(peak, 1.0 - clipped_fraction))
+    if not math.isfinite(level) or level <= 1e-6:
+        return None
+    return hdr / level
+
+
+def synthesise(hdr_rel: np.ndarray, rng: np.random.Generator, syn: Synthesis) -> np.ndarray:
+    """A camera-like LDR image in [0, 1] from HDR whose white is 1: clip, response curve, noise, quantise."""
+    gamma = math.exp(rng.uniform(-syn.gamma_jitter, syn.gamma_jitter))
+    x = np.clip(hdr_rel, 0.0, 1.0)
+    if syn.noise:
+        x = np.clip(x + rng.normal(0.0, syn.noise, x.shape) * np.sqrt(x), 0.0, 1.0)
+    ldr = np.power(srgb_encode(x), gamma)
+    levels = 2**syn.bits - 1
+    return (np.round(ldr * levels) / levels).astype(np.float32)
+
+
+def target(hdr_rel: np.ndarray, syn: Synthesis) -> np.ndarray:
+    """The network's training target: HDR relative to white, divided by the headroom, in [0, 1]."""
+    return np.clip(hdr_rel / syn.headroom, 0.0, 1.0).astype(np.float32)
+
+
+def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flip and quarter-turn rotation."""
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return np.rot90(img, int(rng.integers(4)))
+
+
+class HDRCrops:
+    """Random crops of HDR images with synthesised LDR inputs; deterministic for a given seed."""
+
+    def __init__(self, images: list[np.ndarray], crop: int, syn: Synthesis, seed: int, pole_margin: float = 0.15):
+        if not images:
+            raise ValueError("no HDR images to train on")
+        self.images = [np.maximum(im, 0.0) for im in images]
+        self.crop = crop
+        self.syn = syn
+        self.pole_margin = pole_margin
+        self.rng = np.random.default_rng(seed)
+        areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (LDR, target) pair, each (crop, crop, 3) float32."""
+        while True:
+            im = self.images[self.rng.choice(len(self.images), p=self.weights)]
+            h, w = im.shape[:2]
+            lo = int(h * self.pole_margin) if h > 4 * self.crop else 0
+            hi = max(lo, h - lo - self.crop)
+            y = int(self.rng.integers(lo, hi + 1))
+            x = int(self.rng.integers(0, w - self.crop + 1))
+            crop = augment(im[y : y + self.crop, x : x + self.crop], self.rng)
+            fraction = math.exp(self.rng.uniform(math.log(self.syn.clip_min), math.log(self.syn.clip_max)))
+            rel = expose(crop, fraction)
+            if rel is not None:
+                return synthesise(rel, self.rng, self.syn), target(rel, self.syn)
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` pairs stacked as (N, 3, crop, crop) arrays."""
+        pairs = [self.sample() for _ in range(size)]
+        ldr = np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2)
+        hdr = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(ldr), np.ascontiguousarray(hdr)
