@@ -1,0 +1,82 @@
+"""The engine: tiled inference equals a full-frame pass, devices and precisions are validated."""
+
+import numpy as np
+import pytest
+import torch
+
+from fhdr_plugin.engine import Engine, auto_tile, resolve_precision, select_device, tiles
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.model import FHDR
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(3)
+    return FHDR(1)
+
+
+@pytest.mark.parametrize("iterations", [1, 2])
+def test_tiled_matches_full_frame_on_a_frame_much_larger_than_the_tile(iterations):
+    torch.manual_seed(3)
+    net = FHDR(iterations)
+    rng = np.random.default_rng(0)
+    frame = rng.uniform(0, 1, (260, 333, 3)).astype(np.float32)
+    full = Engine(net, "cpu", "float32", tile=0).run(frame)
+    tiled = Engine(net, "cpu", "float32", tile=64).run(frame)
+    assert full.shape == tiled.shape == frame.shape
+    assert np.abs(full - tiled).max() < 1e-3
+
+
+def test_tiles_cover_the_frame_exactly_once():
+    hits = np.zeros((130, 97), dtype=int)
+    for sy, sx, cy, cx in tiles(130, 97, 40, 29):
+        region = np.zeros((130, 97), dtype=int)
+        region[sy, sx][cy, cx] = 1
+        hits += region
+    assert (hits == 1).all()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 17, 3), (9, 1, 3), (2, 2, 3)])
+def test_tiny_frames(model, shape):
+    out = Engine(model, "cpu", "float32", tile=64).run(np.full(shape, 0.5, np.float32))
+    assert out.shape == shape and np.isfinite(out).all()
+
+
+def test_nan_input_gives_finite_output(model):
+    frame = np.full((20, 20, 3), np.nan, np.float32)
+    assert np.isfinite(Engine(model, "cpu", tile=0).run(frame)).all()
+
+
+def test_rejects_wrong_shape(model):
+    with pytest.raises(FhdrError, match="H, W, 3"):
+        Engine(model, "cpu").run(np.zeros((8, 8), np.float32))
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device().type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(FhdrError, match="CUDA is not available"):
+            select_device("cuda")
+    with pytest.raises(FhdrError, match="unknown device"):
+        select_device("toaster")
+
+
+def test_precision():
+    cpu = torch.device("cpu")
+    assert resolve_precision("float32", cpu) == torch.float32
+    assert resolve_precision("bfloat16", cpu) == torch.bfloat16
+    with pytest.raises(FhdrError, match="unknown precision"):
+        resolve_precision("int4", cpu)
+
+
+def test_bfloat16_on_cpu_stays_close_to_float32(model):
+    frame = np.random.default_rng(1).uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    ref = Engine(model, "cpu", "float32", tile=0).run(frame)
+    low = Engine(model, "cpu", "bfloat16", tile=0).run(frame)
+    assert np.abs(ref - low).max() < 0.05
+
+
+def test_auto_tile_is_bounded():
+    t = auto_tile(torch.device("cpu"), 1)
+    assert 64 <= t <= 1024 and t % 64 == 0
