@@ -1,4 +1,4 @@
-"""Command line of the training package: ``python -m training train|export``."""
+"""Command line of the training package: ``python -m training train|synthesise|export|evaluate``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,24 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 import typer
 
-from training.data import HDR_SUFFIXES, HDRCrops, Synthesis, expose, list_images, read_rgb, synthesise, write_ldr
+from fhdr_plugin.node import LdrToHdrParams
+from training.data import (
+    HDR_SUFFIXES,
+    HDRCrops,
+    PairedCrops,
+    Synthesis,
+    expose,
+    list_images,
+    load_pair,
+    paired_files,
+    read_rgb,
+    synthesise,
+    write_ldr,
+)
+from training.evaluate import evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
 from training.export import export
 from training.train import TrainConfig, train
 
@@ -31,10 +46,22 @@ def split_images(folder: Path, val_stems: set[str]) -> tuple[list[Path], list[Pa
     return [f for f in files if f.stem not in val_stems], [f for f in files if f.stem in val_stems]
 
 
+def paired_sets(
+    root: Path, val_stems: set[str], crop: int, syn: Synthesis, seed: int
+) -> tuple[PairedCrops, PairedCrops | None]:
+    """Training and validation crops of the paired layout under ``root``, split by stem."""
+    pairs = paired_files(root)
+    train_pairs = [load_pair(a, b) for a, b in pairs if a.stem not in val_stems]
+    val_pairs = [load_pair(a, b) for a, b in pairs if a.stem in val_stems]
+    logging.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
+    return PairedCrops(train_pairs, crop, syn, seed), PairedCrops(val_pairs, crop, syn, seed + 1) if val_pairs else None
+
+
 @app.command("train")
 def train_cmd(
     data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
     out: Path = typer.Option(Path("runs/fhdr"), help="Checkpoint folder (resumed if it holds last.pt)."),
+    paired: Path | None = typer.Option(None, help="Train on (LDR, HDR) pairs of DIR/LDR + DIR/HDR instead of --data."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
     iterations: int = 1,
     crop: int = 64,
@@ -49,9 +76,9 @@ def train_cmd(
     seed: int = 0,
     threads: int = 0,
 ) -> None:
-    """Train FHDR on HDR-only data with synthesised LDR inputs."""
+    """Train FHDR on HDR-only data with synthesised LDR inputs, or on (LDR, HDR) pairs with --paired."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    train_files, val_files = split_images(data, {s for s in val.split(",") if s})
+    val_stems = {s for s in val.split(",") if s}
     syn = Synthesis(headroom=headroom, clip_min=clip_min, clip_max=clip_max)
     cfg = TrainConfig(
         iterations=iterations,
@@ -65,9 +92,13 @@ def train_cmd(
         seed=seed,
         threads=threads,
     )
-    train_set = HDRCrops([read_rgb(f) for f in train_files], crop, syn, seed)
-    val_set = HDRCrops([read_rgb(f) for f in val_files], crop, syn, seed + 1) if val_files else None
-    logging.info("training on %d images, validating on %d", len(train_files), len(val_files))
+    if paired is not None:
+        train_set, val_set = paired_sets(paired, val_stems, crop, syn, seed)
+    else:
+        train_files, val_files = split_images(data, val_stems)
+        train_set = HDRCrops([read_rgb(f) for f in train_files], crop, syn, seed)
+        val_set = HDRCrops([read_rgb(f) for f in val_files], crop, syn, seed + 1) if val_files else None
+        logging.info("training on %d images, validating on %d", len(train_files), len(val_files))
     train(cfg, train_set, val_set, out, syn)
 
 
@@ -101,6 +132,44 @@ def export_cmd(
     extra = dict(n.split("=", 1) for n in note)
     path, sha = export(checkpoint, model, extra)
     typer.echo(f"{path} sha256 {sha}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
+    val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems of --data to evaluate on."),
+    paired: Path | None = typer.Option(None, help="Evaluate on the (LDR, HDR) pairs of DIR/LDR + DIR/HDR instead."),
+    fractions: str = typer.Option("0.005,0.02,0.08", help="Clipped fractions of the synthesised exposures."),
+    seed: int = typer.Option(0, help="Seed of the LDR synthesis."),
+    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
+    device: str = typer.Option("", help="torch device [default: CUDA, MPS, then CPU]."),
+    precision: str = typer.Option("float32", help="Compute precision of the network."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    sheet_method: str = typer.Option("fhdr_anchored", help="Method shown in the contact sheet."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write per-case scores and means as JSON."),
+    sheet: Path | None = typer.Option(None, help="Write a contact sheet (PNG): input, prediction, truth, error."),
+) -> None:
+    """Score the shipped model (anchored and raw) and classical baselines; print a table of metrics."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    if paired is not None:
+        cases = paired_cases(paired)
+    else:
+        stems = [s for s in val.split(",") if s]
+        files = {f.stem: f for f in list_images(data, HDR_SUFFIXES)}
+        missing = [s for s in stems if s not in files]
+        if missing or not stems:
+            raise typer.BadParameter(f"{data}: no HDR image for stem(s) {', '.join(missing) or '(none given)'}")
+        cases = synthetic_cases([files[s] for s in stems], tuple(float(f) for f in fractions.split(",")), seed)
+    params = LdrToHdrParams(model=model, device=device, precision=precision)
+    results, rows = evaluate(cases, params, sheet_method)
+    typer.echo(report(results))
+    meta = {"model": model or "default", "precision": precision, "seed": seed, "paired": str(paired or "")}
+    if json_out is not None:
+        write_json(results, meta, json_out)
+    if sheet is not None:
+        write_sheet(rows, sheet)
 
 
 if __name__ == "__main__":

@@ -147,3 +147,82 @@ class HDRCrops:
         ldr = np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2)
         hdr = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(ldr), np.ascontiguousarray(hdr)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    """The inverse of ``srgb_encode``: sRGB values in [0, 1] to linear."""
+    x = np.clip(encoded, 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4))
+
+
+def well_exposed(display: np.ndarray, low: float = 0.1, high: float = 0.9) -> np.ndarray:
+    """(H, W) mask of pixels whose display-referred max channel lies in [low, high]: neither clipped nor noisy."""
+    peak = display.max(axis=-1)
+    return (peak >= low) & (peak <= high)
+
+
+def white_ratio(ldr: np.ndarray, hdr: np.ndarray) -> float:
+    """The factor that puts ``hdr`` on the LDR's scale (its white at 1).
+
+    It is the median, over the LDR's well-exposed pixels, of the linearised LDR's luminance over the HDR's.
+    """
+    luma = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    ok = well_exposed(ldr)
+    lin, ref = srgb_decode(ldr)[ok] @ luma, hdr[ok] @ luma
+    ok = ref > 0
+    if ok.sum() < 16:
+        raise ValueError("too few well-exposed pixels to align the HDR image to the LDR one")
+    return float(np.median(lin[ok] / ref[ok]))
+
+
+def load_pair(ldr_path: Path, hdr_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An (LDR, HDR) pair: the LDR as read (display-referred sRGB in [0, 1]) and the HDR relative to its white."""
+    ldr = np.clip(read_rgb(ldr_path), 0.0, 1.0)
+    hdr = np.maximum(read_rgb(hdr_path), 0.0)
+    if ldr.shape != hdr.shape:
+        raise ValueError(
+            f"{ldr_path.name} is {ldr.shape[1]}x{ldr.shape[0]} but {hdr_path.name} is "
+            f"{hdr.shape[1]}x{hdr.shape[0]}; a pair must have one size"
+        )
+    try:
+        ratio = white_ratio(ldr, hdr)
+    except ValueError as exc:
+        raise ValueError(f"{ldr_path.name}: {exc}") from exc
+    return ldr, hdr * ratio
+
+
+class PairedCrops:
+    """Random aligned crops of (LDR, HDR) pairs; the same interface and determinism as ``HDRCrops``.
+
+    The LDR is the network's input as stored; the target is the HDR relative to the LDR's white (see
+    ``white_ratio``) divided by the headroom.
+    """
+
+    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], crop: int, syn: Synthesis, seed: int):
+        if not pairs:
+            raise ValueError("no (LDR, HDR) pairs to train on")
+        small = [i for i, (ldr, _) in enumerate(pairs) if min(ldr.shape[:2]) < crop]
+        if small:
+            raise ValueError(f"pair {small[0]} is smaller than the {crop}-pixel crop")
+        self.pairs = [np.concatenate((ldr, hdr), axis=-1).astype(np.float32) for ldr, hdr in pairs]
+        self.crop = crop
+        self.syn = syn
+        self.rng = np.random.default_rng(seed)
+        areas = np.array([p.shape[0] * p.shape[1] for p in self.pairs], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    @classmethod
+    def from_folder(cls, root: Path, crop: int, syn: Synthesis, seed: int) -> PairedCrops:
+        """Crops of every pair of ``paired_files(root)``."""
+        return cls([load_pair(a, b) for a, b in paired_files(root)], crop, syn, seed)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (LDR, target) pair, each (crop, crop, 3) float32."""
+        both = self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
+        h, w = both.shape[:2]
+        y = int(self.rng.integers(0, h - self.crop + 1))
+        x = int(self.rng.integers(0, w - self.crop + 1))
+        crop = augment(both[y : y + self.crop, x : x + self.crop], self.rng)
+        return np.ascontiguousarray(crop[..., :3]), target(crop[..., 3:], self.syn)
+
+    batch = HDRCrops.batch

@@ -1,0 +1,107 @@
+"""`python -m training evaluate` end to end on one small real HDR image, synthesised and paired."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+import torch
+from conftest import shared, write_image
+from typer.testing import CliRunner
+
+from training import data
+from training.__main__ import app
+from training.baselines import BASELINES
+from training.evaluate import SHEET_CELL, synthetic_cases
+
+METHODS = ["fhdr_anchored", "fhdr_raw", *BASELINES]
+
+
+@pytest.fixture(scope="module")
+def hdr_folder(tmp_path_factory) -> Path:
+    """A 96x192 region of a real HDR image (with lamps) as an EXR."""
+    image = data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))[60:156, 100:292]
+    folder = tmp_path_factory.mktemp("hdr")
+    write_image(folder / "lobby.exr", image, oiio.HALF)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, ["evaluate", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_synthetic_cases_are_deterministic(hdr_folder: Path):
+    a = list(synthetic_cases([hdr_folder / "lobby.exr"], (0.02, 0.08), seed=0))
+    b = list(synthetic_cases([hdr_folder / "lobby.exr"], (0.02, 0.08), seed=0))
+    assert [c.name for c in a] == ["lobby@2.0%", "lobby@8.0%"]
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.ldr, y.ldr) and np.array_equal(x.hdr, y.hdr)
+    assert a[0].clipped.mean() == pytest.approx(0.02, abs=0.003)
+    assert a[1].clipped.mean() == pytest.approx(0.08, abs=0.005)
+
+
+def test_evaluate_synthesised_and_paired(hdr_folder: Path, tmp_path: Path):
+    out = run(
+        "--data", str(hdr_folder), "--val", "lobby", "--fractions", "0.02,0.08", "--threads", "1",
+        "--json", str(tmp_path / "scores.json"), "--sheet", str(tmp_path / "sheet.png"),
+    )  # fmt: skip
+    for method in METHODS:
+        assert method in out
+    assert "PU21-PSNR" in out and "2 cases (1 images)" in out
+
+    doc = json.loads((tmp_path / "scores.json").read_text())
+    assert set(doc["mean"]) == set(METHODS)
+    assert [(c["image"], c["fraction"]) for c in doc["cases"]] == [("lobby", 0.02), ("lobby", 0.08)]
+    for case in doc["cases"]:
+        assert case["fraction"] <= case["clipped"] <= case["fraction"] * 1.1 + 0.001
+        assert case["size"] == [192, 96]
+        for method in METHODS:
+            scores = case["scores"][method]
+            assert all(v is not None and math.isfinite(v) for v in scores.values()), method
+            assert 0 < scores["mu_ssim_all"] <= 1
+        # the camera is plain sRGB, so the linearised input is already on the ground truth's scale
+        assert case["scores"]["linearised"]["scale"] == pytest.approx(1.0, abs=0.01)
+        assert case["scores"]["fhdr_anchored"]["scale"] == pytest.approx(1.0, abs=0.01)
+        # below the clip level the linearised input is the truth up to 8 bits: clipped pixels hold the error
+        lin = case["scores"]["linearised"]
+        assert lin["mu_psnr_all"] > lin["mu_psnr_clipped"] + 10
+
+    sheet = oiio.ImageBuf(str(tmp_path / "sheet.png"))
+    assert sheet.spec().width == 4 * SHEET_CELL
+    assert sheet.spec().height == 2 * round(96 * SHEET_CELL / 192)  # two rows of the image's aspect
+
+    # the same two cases as a paired folder: the same scores for the methods that do not depend on the HDR's scale
+    for i, case in enumerate(synthetic_cases([hdr_folder / "lobby.exr"], (0.02, 0.08), seed=0)):
+        (tmp_path / "pairs" / "LDR").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pairs" / "HDR").mkdir(parents=True, exist_ok=True)
+        data.write_ldr(case.ldr, tmp_path / "pairs" / "LDR" / f"c{i}.png")
+        write_image(tmp_path / "pairs" / "HDR" / f"c{i}.exr", case.hdr * 5.0, oiio.FLOAT)
+    run("--paired", str(tmp_path / "pairs"), "--threads", "1", "--json", str(tmp_path / "paired.json"))
+    paired = json.loads((tmp_path / "paired.json").read_text())
+    assert [c["image"] for c in paired["cases"]] == ["c0", "c1"]
+    for syn, pair in zip(doc["cases"], paired["cases"], strict=True):
+        for method in METHODS:
+            assert pair["scores"][method]["mu_psnr_all"] == pytest.approx(syn["scores"][method]["mu_psnr_all"], abs=0.1)
+            assert pair["scores"][method]["pu21_psnr_clipped"] == pytest.approx(
+                syn["scores"][method]["pu21_psnr_clipped"], abs=0.1
+            )
+
+
+def test_evaluate_rejects_unknown_stems(hdr_folder: Path):
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(hdr_folder), "--val", "lobby,nowhere"])
+    assert result.exit_code != 0
+    assert "nowhere" in result.output

@@ -1,0 +1,250 @@
+"""Evaluation: the shipped model (through ``fhdr_plugin``) and the classical baselines, scored on the same cases.
+
+A case is an LDR input with its HDR ground truth, both relative to the LDR's white. From HDR-only images the
+LDR is synthesised like a plain sRGB camera (no noise, no response jitter, 8-bit) at several exposures, each
+chosen to clip a given fraction of the pixels, slight clipping included; in the paired layout the LDR is read
+and the HDR aligned to its white (``training.data.load_pair``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+
+from fhdr_plugin import color
+from fhdr_plugin.node import LdrToHdrParams, predict_linear
+from training.baselines import BASELINES
+from training.data import Synthesis, expose, load_pair, paired_files, read_rgb, srgb_encode, synthesise, well_exposed
+from training.metrics import METRICS, REGIONS, luminance, score
+
+log = logging.getLogger("fhdr.evaluate")
+
+#: Clipped fractions of the synthesised exposures: slight, moderate and strong clipping.
+FRACTIONS = (0.005, 0.02, 0.08)
+NETWORK_MODES = ("anchored", "raw")
+INPUT_SPACE = "srgb_tx"
+#: A plain sRGB camera: the same curve the linearised input assumes, so only clipping and 8 bits lose information.
+CAMERA = Synthesis(gamma_jitter=0.0, noise=0.0)
+METRIC_TITLES = {"mu_psnr": "mu-PSNR", "pu21_psnr": "PU21-PSNR", "mu_ssim": "mu-SSIM"}
+SHEET_CELL = 256
+ERROR_STOPS = 4.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One evaluation input: display-referred sRGB LDR in [0, 1] and linear HDR relative to its white."""
+
+    image: str
+    fraction: float | None
+    ldr: np.ndarray
+    hdr: np.ndarray
+
+    @property
+    def name(self) -> str:
+        """``image`` with the requested clipped fraction, e.g. ``lobby@2%``."""
+        return self.image if self.fraction is None else f"{self.image}@{self.fraction:.1%}"
+
+    @property
+    def clipped(self) -> np.ndarray:
+        """(H, W) mask of the input's clipped pixels: some channel at the 8-bit maximum."""
+        return self.ldr.max(axis=-1) >= 1.0
+
+
+def synthetic_cases(files: list[Path], fractions: tuple[float, ...] = FRACTIONS, seed: int = 0) -> Iterator[Case]:
+    """Cases made from HDR-only images: one per image and clipped fraction, deterministic for ``seed``."""
+    for i, path in enumerate(files):
+        hdr = np.maximum(read_rgb(path), 0.0)
+        for j, fraction in enumerate(fractions):
+            rel = expose(hdr, fraction)
+            if rel is None:
+                log.warning("%s: black image, skipped", path.name)
+                break
+            ldr = synthesise(rel, np.random.default_rng((seed, i, j)), CAMERA)
+            yield Case(path.stem, fraction, ldr, rel.astype(np.float32))
+
+
+def paired_cases(root: Path) -> Iterator[Case]:
+    """Cases of the paired layout ``root/LDR`` + ``root/HDR``."""
+    for ldr_path, hdr_path in paired_files(root):
+        ldr, hdr = load_pair(ldr_path, hdr_path)
+        yield Case(ldr_path.stem, None, ldr, hdr.astype(np.float32))
+
+
+def predictions(case: Case, params: LdrToHdrParams) -> dict[str, np.ndarray]:
+    """Every method's linear HDR for ``case``: the network in each mode, then the baselines."""
+    out = {
+        f"fhdr_{mode}": predict_linear(case.ldr, INPUT_SPACE, replace(params, mode=mode))[0] for mode in NETWORK_MODES
+    }
+    linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
+    out.update((name, fn(linear)) for name, fn in BASELINES.items())
+    return out
+
+
+def metric_keys(aligned: bool) -> list[str]:
+    """The score keys of one table, in column order."""
+    suffix = "_aligned" if aligned else ""
+    return [f"{m}_{r}{suffix}" for m in METRICS for r in REGIONS]
+
+
+def nan_mean(values: list[float]) -> float:
+    """The mean of ``values`` without the NaNs (scores over empty masks); NaN if nothing is left."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+def summary(results: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean scores per method over every case."""
+    return {
+        method: {k: nan_mean([r["scores"][method][k] for r in results]) for k in scores}
+        for method, scores in results[0]["scores"].items()
+    }
+
+
+def _row(label: str, values: list[float], width: int) -> str:
+    cells = "".join(f"{v:>{width}.4f}" if abs(v) < 1.5 else f"{v:>{width}.2f}" for v in values)
+    return f"{label:<18}{cells}"
+
+
+def format_table(means: dict[str, dict[str, float]], aligned: bool) -> str:
+    """A methods x metrics table (whole image and clipped pixels) of mean scores."""
+    width = 10
+    keys = metric_keys(aligned)
+    head1 = "".join(f"{METRIC_TITLES[m]:>{2 * width}}" for m in METRICS)
+    head2 = "".join(f"{r:>{width}}" for _ in METRICS for r in REGIONS)
+    lines = [f"{'':<18}{head1}", f"{'method':<18}{head2}"]
+    lines += [_row(method, [scores[k] for k in keys], width) for method, scores in means.items()]
+    return "\n".join(lines)
+
+
+def format_by_fraction(results: list[dict], key: str) -> str:
+    """One score per method (rows) and requested clipped fraction (columns), averaged over images."""
+    fractions = sorted({r["fraction"] for r in results if r["fraction"] is not None})
+    if not fractions:
+        return ""
+    width = 10
+    lines = [f"{'method':<18}" + "".join(f"{f:>{width}.1%}" for f in fractions)]
+    for method in results[0]["scores"]:
+        values = [nan_mean([r["scores"][method][key] for r in results if r["fraction"] == f]) for f in fractions]
+        lines.append(_row(method, values, width))
+    return "\n".join(lines)
+
+
+def report(results: list[dict]) -> str:
+    """The text report: tables of mean scores, unaligned and aligned, and PU21-PSNR by clipped fraction."""
+    means = summary(results)
+    images = len({r["image"] for r in results})
+    parts = [
+        f"{len(results)} cases ({images} images); 'clipped' = the input's clipped pixels",
+        "\nScores as predicted (no scale alignment):",
+        format_table(means, aligned=False),
+        "\nScores after aligning each prediction's scale to the ground truth (log least squares, well-exposed):",
+        format_table(means, aligned=True),
+    ]
+    by_fraction = format_by_fraction(results, "pu21_psnr_clipped")
+    if by_fraction:
+        parts += ["\nPU21-PSNR over clipped pixels (no alignment), by requested clipped fraction:", by_fraction]
+    return "\n".join(parts)
+
+
+def _tonemap(linear: np.ndarray, white: float = CAMERA.headroom) -> np.ndarray:
+    """Display rendering of linear values relative to the LDR's white: Reinhard's curve per channel, sRGB-encoded.
+
+    The curve x (1 + x / white²) / (1 + x) shows the LDR's white at mid-grey-to-light (0.74 after sRGB) and
+    reaches display white at ``white``, so highlights above the clip level stay visible.
+    """
+    x = np.maximum(linear, 0.0)
+    return srgb_encode(x * (1.0 + x / (white * white)) / (1.0 + x))
+
+
+def _heat(stops: np.ndarray) -> np.ndarray:
+    """Black -> red -> yellow -> white for an error of 0 -> ``ERROR_STOPS`` stops."""
+    t = np.clip(stops / ERROR_STOPS, 0.0, 1.0)[..., None] * 3.0
+    return np.clip(np.concatenate((t, t - 1.0, t - 2.0), axis=-1), 0.0, 1.0)
+
+
+def error_stops(pred: np.ndarray, gt: np.ndarray, floor: float = 0.01) -> np.ndarray:
+    """Per-pixel luminance error in stops; values below ``floor`` of white count as ``floor``."""
+    return np.abs(np.log2(np.maximum(luminance(pred), floor) / np.maximum(luminance(gt), floor)))
+
+
+def _cell(img: np.ndarray, width: int, label: str) -> np.ndarray:
+    """``img`` (display values) resized to ``width`` pixels across, with ``label`` written in its corner."""
+    h, w, _ = img.shape
+    height = max(1, round(h * width / w))
+    src = oiio.ImageBuf(oiio.ImageSpec(w, h, 3, oiio.FLOAT))
+    src.set_pixels(src.roi, np.ascontiguousarray(img, dtype=np.float32))
+    dst = oiio.ImageBufAlgo.resize(src, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, 3))
+    if label and not oiio.ImageBufAlgo.render_text(dst, 4, 14, label, 12, textcolor=(1.0, 1.0, 0.3)):
+        log.warning("cannot draw labels on the contact sheet: %s", dst.geterror())
+    return np.asarray(dst.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(height, width, 3)
+
+
+def sheet_row(case: Case, pred: np.ndarray, method: str, width: int = SHEET_CELL) -> np.ndarray:
+    """One row of the contact sheet: input, prediction, ground truth, error map."""
+    linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
+    cells = [
+        (_tonemap(linear), f"input {case.name}"),
+        (_tonemap(pred), method),
+        (_tonemap(case.hdr), "ground truth"),
+        (_heat(error_stops(pred, case.hdr)), f"error, 0-{ERROR_STOPS:g} stops"),
+    ]
+    return np.concatenate([_cell(img, width, label) for img, label in cells], axis=1)
+
+
+def write_sheet(rows: list[np.ndarray], path: Path) -> None:
+    """Stack the rows into one 8-bit PNG (or any format OIIO writes)."""
+    sheet = np.concatenate(rows, axis=0)
+    buf = oiio.ImageBuf(oiio.ImageSpec(sheet.shape[1], sheet.shape[0], 3, oiio.UINT8))
+    buf.set_pixels(buf.roi, np.clip(sheet, 0.0, 1.0))
+    if not buf.write(str(path)):
+        raise OSError(f"{path}: cannot write: {buf.geterror()}")
+
+
+def _finite_or_none(x: object) -> object:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+def write_json(results: list[dict], meta: dict, path: Path) -> None:
+    """Per-case scores and their means as JSON (non-finite values as null)."""
+    doc = {"meta": meta, "mean": summary(results), "cases": results}
+    path.write_text(json.dumps(_finite_or_none(doc), indent=1) + "\n")
+
+
+def evaluate(
+    cases: Iterator[Case], params: LdrToHdrParams, sheet_method: str = "fhdr_anchored"
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Score every method on every case; returns (results, contact-sheet rows)."""
+    results, rows = [], []
+    for case in cases:
+        preds = predictions(case, params)
+        if sheet_method not in preds:
+            raise ValueError(f"unknown method {sheet_method!r}; methods: {', '.join(preds)}")
+        mask = well_exposed(case.ldr)
+        scores = {name: score(p, case.hdr, case.clipped, mask) for name, p in preds.items()}
+        results.append(
+            {
+                "image": case.image,
+                "fraction": case.fraction,
+                "clipped": float(case.clipped.mean()),
+                "size": [case.ldr.shape[1], case.ldr.shape[0]],
+                "scores": scores,
+            }
+        )
+        rows.append(sheet_row(case, preds[sheet_method], sheet_method))
+        log.info("%s: %.2f%% clipped, scored", case.name, 100 * case.clipped.mean())
+    if not results:
+        raise ValueError("no evaluation cases")
+    return results, rows
