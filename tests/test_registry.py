@@ -1,0 +1,83 @@
+"""The pluggy host: the built-in plugin comes through its entry point; hooks run around operations."""
+
+from importlib.metadata import entry_points
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+import fhdr_plugin
+from fhdr_plugin import hookimpl
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.io import read_image
+from fhdr_plugin.manifest import manifest
+from fhdr_plugin.registry import Operation, Registry, plugin_manager, registry
+
+
+def test_builtin_plugin_is_declared_as_an_entry_point():
+    names = {ep.name: ep.value for ep in entry_points(group=manifest().entry_point_group)}
+    assert names.get("fhdr") == "fhdr_plugin.builtin"
+    pm = plugin_manager()
+    assert pm.has_plugin("fhdr")
+    assert "ldr_to_hdr" in registry().operations
+
+
+class Recorder:
+    """A third-party plugin: one operation and both hooks."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def fhdr_register_operations(self):
+        return [Operation("halve", "x / 2", self.halve, plugin="recorder")]
+
+    def halve(self, buf, **params):
+        return oiio.ImageBufAlgo.mul(buf, 0.5)
+
+    @hookimpl
+    def fhdr_before_operation(self, name, buf, params):
+        self.calls.append(("before", name, dict(params)))
+
+    @hookimpl
+    def fhdr_after_operation(self, name, result, params):
+        self.calls.append(("after", name, result.spec().width))
+
+
+def test_third_party_operation_and_hooks(ldr_png):
+    pm = plugin_manager()
+    rec = Recorder()
+    pm.register(rec, name="recorder")
+    reg = Registry(pm)
+    assert {"ldr_to_hdr", "halve"} <= set(reg.operations)
+    out = reg.run("halve", read_image(ldr_png))
+    assert np.asarray(out.get_pixels(oiio.FLOAT)).max() <= 0.51
+    reg.run("ldr_to_hdr", read_image(ldr_png), mode="raw")
+    assert rec.calls == [
+        ("before", "halve", {}),
+        ("after", "halve", 64),
+        ("before", "ldr_to_hdr", {"mode": "raw"}),
+        ("after", "ldr_to_hdr", 64),
+    ]
+
+
+def test_duplicate_operation_names_are_refused():
+    class Twin:
+        @hookimpl
+        def fhdr_register_operations(self):
+            return [Operation("ldr_to_hdr", "impostor", lambda buf: buf)]
+
+    pm = plugin_manager()
+    pm.register(Twin())
+    with pytest.raises(FhdrError, match="registered twice"):
+        Registry(pm)
+
+
+def test_unknown_operation(ldr_png):
+    with pytest.raises(FhdrError, match="unknown operation 'blur'.*ldr_to_hdr"):
+        fhdr_plugin.run_operation("blur", read_image(ldr_png))
+
+
+def test_public_api_runs_the_node(ldr_png):
+    out = fhdr_plugin.ldr_to_hdr(read_image(ldr_png))
+    assert out.spec().get_string_attribute("fhdr:model") == manifest().default_model
