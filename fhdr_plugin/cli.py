@@ -130,6 +130,46 @@ def convert(
 
 
 @app.command()
+def batch(
+    in_pattern: str = typer.Argument(..., help="Input frames: shot.####.png, shot.%04d.png, shot.@@@@.png or a glob."),
+    out_pattern: str = typer.Argument(..., help="Output EXR frames, e.g. hdr/shot.####.exr."),
+    frames: str = typer.Option("", help="oiiotool-style range: 1001-1100, 1001-1100x4, 1,5,9-12 (default: on disk)."),
+    chunk: str = typer.Option("", help="I/N: only the I-th (from 1) of N contiguous chunks of the frames."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave frames whose output exists (resume)."),
+    report: Path | None = typer.Option(None, help="Write per-frame status, timings and settings to this JSON file."),
+    input_colorspace: str = typer.Option("", help="OCIO name of the input's space [default: from the file]."),
+    output_colorspace: str = typer.Option("lin_rec709", help="OCIO name of the output space (e.g. ACEScg)."),
+    mode: Mode = typer.Option(Mode.anchored, help="anchored: keep well-exposed pixels; raw: network output."),
+    iterations: int = typer.Option(0, help="Feedback iterations 1-4 [default: the model's own]."),
+    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
+    device: str = typer.Option("", help="cuda, cuda:N, mps or cpu [default: best available]."),
+    precision: Precision = typer.Option(Precision.auto, help="Compute precision."),
+    tile: int = typer.Option(-1, help="Tile size in pixels; 0: no tiling; -1: from free memory."),
+    half: bool = typer.Option(True, "--half/--float", help="Write half (default) or float EXR."),
+    compression: str = typer.Option("zip", help="EXR compression (zip, piz, dwaa, none, …)."),
+) -> None:
+    """Convert a frame sequence; exits 1 if any frame failed (listed in the summary and the report)."""
+    from fhdr_plugin.batch import FAILED, run_batch
+
+    with reporting():
+        params = node_params(input_colorspace, output_colorspace, mode, iterations, model, device, precision, tile)
+        results = run_batch(
+            in_pattern,
+            out_pattern,
+            params,
+            frames=frames,
+            chunk_spec=chunk,
+            skip_existing=skip_existing,
+            half=half,
+            compression=compression,
+            report=report,
+            quiet=Settings.quiet,
+        )
+    if any(r.status == FAILED for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
 def ops() -> None:
     """List the registered operations and their parameters."""
     from fhdr_plugin.registry import registry
