@@ -1,0 +1,29 @@
+"""The generic host script, loaded the way a host loads it."""
+
+import runpy
+
+import numpy as np
+import OpenImageIO as oiio
+from conftest import ROOT
+
+
+def load_generic_host() -> dict:
+    return runpy.run_path(str(ROOT / "hooks" / "generic_host.py"))
+
+
+def test_generic_host_converts_a_file(sample_ldr, tmp_path):
+    host = load_generic_host()
+    out = host["ldr_to_hdr_file"](str(sample_ldr), str(tmp_path / "q.exr"), tile=256)
+    buf = oiio.ImageBuf(out)
+    assert buf.spec().get_string_attribute("fhdr:model") == "fhdr-i1"
+    assert np.asarray(buf.get_pixels(oiio.FLOAT)).max() > 1.0
+
+
+def test_generic_host_converts_an_array_with_alpha():
+    host = load_generic_host()
+    rgba = np.ones((20, 30, 4), np.float32) * 0.5
+    rgba[5:10, 5:10, :3] = 1.0
+    out = host["ldr_to_hdr_array"](rgba, input_colorspace="srgb_tx")
+    assert out.shape == (20, 30, 4)
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert out[5:10, 5:10, :3].min() >= out[0, 0, :3].max()
