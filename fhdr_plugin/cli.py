@@ -212,6 +212,31 @@ def hooks() -> None:
         typer.echo(f"Any Python host: exec(open('{folder / 'generic_host.py'}').read()) or add it to sys.path")
 
 
+class ExportFormat(str, Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+@app.command()
+def export(
+    output: Path = typer.Argument(..., help="File to write (.pt for TorchScript, .onnx for ONNX)."),
+    format: ExportFormat = typer.Option(..., "--format", "-f", help="torchscript (Nuke's Inference node) or onnx."),
+    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
+    iterations: int = typer.Option(0, help="Feedback iterations 1-4 [default: the model's own]."),
+) -> None:
+    """Write a self-contained model: RGB LDR in [0, 1] in, linear HDR (network output x headroom) out."""
+    from fhdr_plugin.export import export_model
+    from fhdr_plugin.weights import load_model
+
+    with reporting():
+        if iterations and not 1 <= iterations <= 4:
+            raise FhdrError(f"iterations must be 1-4 (0 for the model's own), got {iterations}")
+        spec = manifest().model(model or None)
+        net, meta = load_model(spec, iterations or None)
+        export_model(net, {**meta, "fhdr:model": spec.name}, format.value, output)
+        log.info("wrote %s (%s, %s)", output, format.value, spec.name)
+
+
 def main() -> None:
     """Entry point of the ``fhdr`` console script."""
     app()

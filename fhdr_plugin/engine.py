@@ -2,7 +2,9 @@
 
 Each tile is cut from the frame with a halo as wide as the network's receptive
 radius, so the stitched result equals a full-frame pass up to float rounding,
-while memory stays bounded by the tile size.
+while memory stays bounded by the tile size. Every haloed window of a frame has
+the same size, so several run as one batch (on CUDA: from pinned host memory,
+with non-blocking copies, the next batch queued before the last one is stitched).
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.model import FHDR, receptive_radius
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("torch", "onnxruntime")
 #: Bytes of activation memory per pixel of a float32 tile, measured at 1 iteration (a 1080p frame takes ~6 GB).
 BYTES_PER_PIXEL = 3000
 MAX_TILE = 1024
 MIN_TILE = 64
+#: The most haloed tiles run in one batch (CUDA; the CPU gains nothing from batching and runs one at a time).
+MAX_BATCH = 8
+#: CPU flags of native bfloat16 dot products, where bfloat16 autocast pays on the CPU.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def select_device(name: str | None = None) -> torch.device:
@@ -44,12 +51,27 @@ def select_device(name: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bfloat16 dot products (AVX512-BF16 or AMX-BF16; Linux's /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for ``precision`` on ``device`` (``auto``: bfloat16 on CUDA, float32 elsewhere)."""
+    """The compute dtype for ``precision`` on ``device``.
+
+    ``auto``: bfloat16 on CUDA and on CPUs with native bfloat16 (measured: 60 dB mu-PSNR against float32 on the
+    sample, see benchmarks/README.md), float32 elsewhere.
+    """
     if precision not in PRECISIONS:
         raise FhdrError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+        return torch.bfloat16 if fast_bf16 else torch.float32
     return getattr(torch, precision)
 
 
@@ -74,24 +96,47 @@ def auto_tile(device: torch.device, iterations: int, budget_fraction: float = 0.
     return max(MIN_TILE, min(MAX_TILE, side // 64 * 64))
 
 
-def tiles(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[slice, slice, slice, slice]]:
-    """(src_y, src_x, core_y, core_x) slices: the haloed region to run, and the core to keep within it."""
-    for y0 in range(0, height, tile):
-        y1 = min(y0 + tile, height)
-        sy0, sy1 = max(0, y0 - halo), min(height, y1 + halo)
-        for x0 in range(0, width, tile):
-            x1 = min(x0 + tile, width)
-            sx0, sx1 = max(0, x0 - halo), min(width, x1 + halo)
-            yield (
-                slice(sy0, sy1),
-                slice(sx0, sx1),
-                slice(y0 - sy0, y1 - sy0),
-                slice(x0 - sx0, x1 - sx0),
-            )
+def auto_batch(device: torch.device, iterations: int, window_pixels: int, dtype: torch.dtype) -> int:
+    """Haloed windows per batch: 1 off CUDA; on CUDA as many as fit half the free memory (at most MAX_BATCH)."""
+    if device.type != "cuda":
+        return 1
+    per_window = window_pixels * BYTES_PER_PIXEL * (1 + 0.5 * (iterations - 1)) * (0.5 if dtype != torch.float32 else 1)
+    return max(1, min(MAX_BATCH, int(available_memory(device) * 0.5 // per_window)))
+
+
+def _spans(length: int, tile: int, halo: int, uniform: bool) -> Iterator[tuple[slice, slice]]:
+    """(window, core within the window) along one axis: equal cores of at most ``tile`` pixels cover ``length``,
+    each window adds ``halo`` pixels of context or stops at the frame's edge. ``uniform``: every window has the
+    same size, shifted inward at the frame's edges, so that windows can be batched."""
+    core = math.ceil(length / math.ceil(length / tile))
+    window = min(length, core + 2 * halo)
+    for start in range(0, length, core):
+        stop = min(start + core, length)
+        if uniform:
+            src = min(max(0, start - halo), length - window)
+            end = src + window
+        else:
+            src, end = max(0, start - halo), min(length, stop + halo)
+        yield slice(src, end), slice(start - src, stop - src)
+
+
+def tiles(
+    height: int, width: int, tile: int, halo: int, uniform: bool = False
+) -> Iterator[tuple[slice, slice, slice, slice]]:
+    """(src_y, src_x, core_y, core_x) slices: the haloed region to run, and the core to keep within it; the
+    cores cover the frame exactly once. ``uniform``: every haloed region has the same size (for batching)."""
+    for sy, cy in _spans(height, tile, halo, uniform):
+        for sx, cx in _spans(width, tile, halo, uniform):
+            yield sy, sx, cy, cx
 
 
 class Engine:
-    """FHDR on one device, with a fixed precision and tile size; call ``run`` on (H, W, 3) arrays in [0, 1]."""
+    """FHDR on one device, with a fixed precision and tile size; call ``run`` on (H, W, 3) arrays in [0, 1].
+
+    ``batch``: haloed tiles per batch (None: from free memory on CUDA, 1 elsewhere). ``compile``: run the
+    network through ``torch.compile`` (pays on CUDA for long sequences; the first frame of each window size
+    compiles). ``backend="onnxruntime"``: float32 on the CPU through ONNX Runtime (needs the ``onnx`` extra).
+    """
 
     def __init__(
         self,
@@ -100,8 +145,18 @@ class Engine:
         precision: str = "auto",
         tile: int | None = None,
         channels_last: bool = True,
+        batch: int | None = None,
+        compile: bool = False,
+        backend: str = "torch",
     ) -> None:
+        if backend not in BACKENDS:
+            raise FhdrError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         self.device = select_device(device)
+        self.backend = backend
+        if backend == "onnxruntime":
+            if self.device.type != "cpu" or precision not in ("auto", "float32"):
+                raise FhdrError("the onnxruntime backend runs float32 on the CPU only")
+            precision = "float32"
         self.dtype = resolve_precision(precision, self.device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
@@ -109,7 +164,16 @@ class Engine:
         self.halo = receptive_radius(self.iterations)
         if tile is not None and tile < 0:
             raise FhdrError(f"tile size must be 0 (no tiling) or positive, got {tile}")
+        if batch is not None and batch < 1:
+            raise FhdrError(f"batch must be at least 1, got {batch}")
         self.tile = auto_tile(self.device, self.iterations) if tile is None else tile
+        window = ((self.tile or MAX_TILE) + 2 * self.halo) ** 2
+        self.batch = batch or auto_batch(self.device, self.iterations, window, self.dtype)
+        self.pinned = self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.session = _onnx_session(self.model) if backend == "onnxruntime" else None
 
     def _autocast(self):
         if self.dtype == torch.float32:
@@ -117,12 +181,36 @@ class Engine:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
-    def _infer(self, ldr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(ldr.transpose(2, 0, 1)))[None]
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+    def _launch(self, ldr: np.ndarray, windows: list[tuple[slice, slice]]) -> tuple[torch.Tensor, object]:
+        """Queue one batch of windows (host NHWC in, host NHWC out); returns the output and an event to wait on."""
+        sy, sx = windows[0]
+        shape = (len(windows), sy.stop - sy.start, sx.stop - sx.start, 3)
+        host = torch.empty(shape, dtype=torch.float32, pin_memory=self.pinned)
+        staged = host.numpy()
+        for i, (wy, wx) in enumerate(windows):
+            staged[i] = ldr[wy, wx]
+        if self.session is not None:
+            nchw = np.ascontiguousarray(staged.transpose(0, 3, 1, 2))
+            return torch.from_numpy(self.session.run(None, {"ldr": nchw})[0]).permute(0, 2, 3, 1), None
+        # An NHWC array seen as NCHW is channels-last already.
+        x = host.to(self.device, non_blocking=self.pinned).permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=self.memory_format)
         with self._autocast():
-            y = self.model(x)
-        return y[0].float().permute(1, 2, 0).cpu().numpy()
+            y = self.forward(x).float().permute(0, 2, 3, 1)
+        if not self.pinned:
+            return y, None
+        out = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
+        out.copy_(y, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return out, event
+
+    @staticmethod
+    def _collect(launched: tuple[torch.Tensor, object]) -> np.ndarray:
+        out, event = launched
+        if event is not None:
+            event.synchronize()
+        return out.numpy()
 
     def run(self, ldr: np.ndarray) -> np.ndarray:
         """The network's output (H, W, 3) float32 in [0, 1] for an LDR frame (H, W, 3) in [0, 1]."""
@@ -132,10 +220,34 @@ class Engine:
         h, w, _ = ldr.shape
         if h < 2 or w < 2:
             padded = np.pad(ldr, ((0, max(0, 2 - h)), (0, max(0, 2 - w)), (0, 0)), mode="edge")
-            return self._infer(padded)[:h, :w]
-        if self.tile == 0 or (h <= self.tile and w <= self.tile):
-            return self._infer(ldr)
+            return self.run(padded)[:h, :w]
+        jobs = list(tiles(h, w, self.tile or max(h, w), self.halo, uniform=self.batch > 1))
         out = np.empty((h, w, 3), dtype=np.float32)
-        for sy, sx, cy, cx in tiles(h, w, self.tile, self.halo):
-            out[sy, sx][cy, cx] = self._infer(ldr[sy, sx])[cy, cx]
+        pending = None
+        for i in range(0, len(jobs), self.batch):
+            chunk = jobs[i : i + self.batch]
+            launched = self._launch(ldr, [(sy, sx) for sy, sx, _, _ in chunk])
+            if pending is not None:
+                self._stitch(out, *pending)
+            pending = (chunk, launched)
+        self._stitch(out, *pending)
         return out
+
+    def _stitch(self, out: np.ndarray, chunk: list, launched: tuple[torch.Tensor, object]) -> None:
+        result = self._collect(launched)
+        for (sy, sx, cy, cx), tile_out in zip(chunk, result, strict=True):
+            out[sy, sx][cy, cx] = tile_out[cy, cx]
+
+
+def _onnx_session(model: FHDR):
+    """An ONNX Runtime CPU session of ``model``'s raw output, using as many threads as torch."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise FhdrError("the onnxruntime backend needs the onnx extra: pip install 'fhdr[onnx]'") from exc
+    from fhdr_plugin.export import onnx_bytes
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(onnx_bytes(model, 1.0), options, providers=["CPUExecutionProvider"])

@@ -101,7 +101,8 @@ class FHDR(nn.Module):
                 drdb_hidden = [h.detach() for h in drdb_hidden if h is not None]
             hidden = self.feedback(f2, hidden, drdb_hidden)
             y = torch.relu(self.hrb1(hidden + f1))
-            outputs.append((torch.tanh(self.hrb2(y)) + 1.0) * 0.5)
+            # The head runs in float32 even under autocast: (tanh + 1) / 2 in bfloat16 loses the dark values.
+            outputs.append((torch.tanh(self.hrb2(y).float()) + 1.0) * 0.5)
         return outputs
 
     def forward(self, ldr: torch.Tensor) -> torch.Tensor:

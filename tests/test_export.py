@@ -1,0 +1,99 @@
+"""Exports: TorchScript and ONNX files reload and match the eager model on a real image of another size."""
+
+import importlib.util
+import io
+import json
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fhdr_plugin.cli import app
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.export import EXAMPLE_SHAPE, METADATA_FILE, export_model, torchscript_bytes
+from fhdr_plugin.manifest import manifest
+from fhdr_plugin.weights import load_model
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model, meta = load_model(manifest().model())
+    return model, meta
+
+
+@pytest.fixture(scope="module")
+def crop(sample_ldr) -> torch.Tensor:
+    """A real LDR crop, (1, 3, 121, 197) in [0, 1]: odd, and not the export's example size."""
+    rgb = np.asarray(oiio.ImageBuf(str(sample_ldr)).get_pixels(oiio.FLOAT))[40:161, 100:297, :3]
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+    assert x.shape[2:] != EXAMPLE_SHAPE[2:]
+    return x
+
+
+@pytest.fixture(scope="module")
+def eager(shipped, crop) -> np.ndarray:
+    """The eager network's output times the headroom of the weights' metadata."""
+    model, meta = shipped
+    with torch.inference_mode():
+        return (model(crop) * float(meta["fhdr:headroom"])).numpy()
+
+
+def export_with_cli(tmp_path, fmt: str, name: str):
+    out = tmp_path / name
+    result = CliRunner().invoke(app, ["export", "--format", fmt, str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+    return out
+
+
+def test_torchscript_export_reloads_and_matches_the_eager_model(tmp_path, crop, eager):
+    path = export_with_cli(tmp_path, "torchscript", "fhdr.pt")
+    extra = {METADATA_FILE: ""}
+    scripted = torch.jit.load(str(path), _extra_files=extra)
+    with torch.inference_mode():
+        out = scripted(crop)
+    assert out.shape == crop.shape and out.dtype == torch.float32
+    assert np.abs(out.numpy() - eager).max() < 1e-3
+    meta = json.loads(extra[METADATA_FILE])
+    assert meta["fhdr:model"] == "fhdr-i1" and float(meta["fhdr:headroom"]) > 1
+
+
+def test_torchscript_export_runs_in_half_precision_and_clamps(shipped, crop, eager):
+    """Nuke's 'Optimize for Speed and Memory' runs the module in half precision; out-of-range input is clamped."""
+    model, meta = shipped
+    scripted = torch.jit.load(io.BytesIO(torchscript_bytes(model, meta)))
+    with torch.inference_mode():
+        half = scripted.half()(crop.half())
+        shifted = scripted.float()(crop * 3.0 - 1.0)
+        clamped = scripted(torch.clamp(crop * 3.0 - 1.0, 0.0, 1.0))
+    assert half.dtype == torch.float16
+    assert np.abs(half.float().numpy() - eager).max() < 0.05
+    assert torch.equal(shifted, clamped)
+
+
+def test_onnx_export_reloads_in_onnxruntime_and_matches_the_eager_model(tmp_path, crop, eager):
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed (pip install 'fhdr[onnx]')")
+    import onnx
+    import onnxruntime
+
+    path = export_with_cli(tmp_path, "onnx", "fhdr.onnx")
+    proto = onnx.load(str(path))
+    assert max(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")) >= 17
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[2:]] == ["height", "width"]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["fhdr:model"] == "fhdr-i1"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"ldr": crop.numpy()})
+    assert out.shape == tuple(crop.shape)
+    assert np.abs(out - eager).max() < 1e-3
+
+
+def test_unknown_format_is_refused(shipped, tmp_path):
+    model, meta = shipped
+    with pytest.raises(FhdrError, match="unknown export format"):
+        export_model(model, meta, "tflite", tmp_path / "m.tflite")
