@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -209,6 +210,11 @@ def hooks() -> None:
         for script in sorted(folder.rglob("*.py")):
             typer.echo(f"  {script.relative_to(folder)}")
         typer.echo(f"Nuke: export NUKE_PATH={folder / 'nuke'}:$NUKE_PATH")
+        python = f"{sys.version_info.major}.{sys.version_info.minor}"
+        typer.echo(
+            f"      export FHDR_PYTHONPATH={sysconfig.get_paths()['purelib']}"
+            f"  (when fhdr is not installed in Nuke's Python, which must then be Python {python})"
+        )
         typer.echo(f"Any Python host: exec(open('{folder / 'generic_host.py'}').read()) or add it to sys.path")
 
 

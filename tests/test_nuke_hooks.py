@@ -1,0 +1,292 @@
+"""The Nuke hooks: the Nuke-free module on a real LDR sequence, and the Nuke scripts checked without Nuke."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import re
+import runpy
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+from conftest import ROOT, write_image
+
+from fhdr_plugin.errors import FhdrError
+
+NUKE_HOOKS = ROOT / "hooks" / "nuke"
+NUKE_DEFAULT_MENU = ["default (linear)", "linear", "sRGB", "rec709", "Cineon"]
+
+
+@pytest.fixture(scope="module")
+def fhdr_nuke() -> Iterator[types.ModuleType]:
+    """``hooks/nuke/fhdr_nuke.py``, imported the way Nuke imports it: its folder on ``sys.path``."""
+    sys.path.insert(0, str(NUKE_HOOKS))
+    try:
+        yield importlib.import_module("fhdr_nuke")
+    finally:
+        sys.path.remove(str(NUKE_HOOKS))
+
+
+@pytest.fixture
+def plate(tmp_path: Path) -> Path:
+    """Frames 1001-1003 of a 64x48 8-bit sRGB plate with a clipped patch, as ``plate.####.png``."""
+    rng = np.random.default_rng(7)
+    for frame in (1001, 1002, 1003):
+        img = rng.uniform(0.1, 0.7, (48, 64, 3)).astype(np.float32)
+        img[10:20, 10 + frame % 10 : 30 + frame % 10] = 1.0
+        write_image(tmp_path / f"plate.{frame}.png", img)
+    return tmp_path / "plate.####.png"
+
+
+def test_patterns_in_nuke_notation(fhdr_nuke):
+    assert fhdr_nuke.to_fhdr_pattern("/s/plate.####.png") == "/s/plate.%04d.png"
+    assert fhdr_nuke.to_fhdr_pattern("/s/plate.#.png") == "/s/plate.%01d.png"
+    assert fhdr_nuke.to_fhdr_pattern("/s/plate.%04d.png") == "/s/plate.%04d.png"
+    assert fhdr_nuke.output_for("/s/plate.####.png") == "/s/fhdr/plate_hdr.####.exr"
+    assert fhdr_nuke.output_for("/s/plate.%04d.png") == "/s/fhdr/plate_hdr.%04d.exr"
+    assert fhdr_nuke.output_for("C:/s/plate_v2_%d_left.jpg") == "C:/s/fhdr/plate_v2_hdr_%d_left.exr"
+    assert fhdr_nuke.output_for("/s/still.png") == "/s/fhdr/still_hdr.exr"
+    job = fhdr_nuke.plan("/s/plate.####.png", 1001, 1003)
+    assert (job.input, job.output, job.nuke_output) == (
+        "/s/plate.%04d.png",
+        "/s/fhdr/plate_hdr.%04d.exr",
+        "/s/fhdr/plate_hdr.####.exr",
+    )
+    assert job.frames == (1001, 1002, 1003) and not job.still
+    assert job.input_path(1002) == Path("/s/plate.1002.png")
+    still = fhdr_nuke.plan("/s/still.png", 1, 1)
+    assert still.still and still.output_path(1) == Path("/s/fhdr/still_hdr.exr")
+
+
+@pytest.mark.parametrize(
+    ("file", "first", "last", "message"),
+    [
+        ("", 1, 1, "no file"),
+        ("/s/plate.%V.####.png", 1, 2, "stereo views"),
+        ("/s/####/plate.####.png", 1, 2, "not in a folder"),
+        ("/s/plate.####.%04d.png", 1, 2, "more than one"),
+        ("/s/plate.####.png", 5, 1, "after the last"),
+    ],
+)
+def test_plan_refuses_what_it_cannot_do(fhdr_nuke, file, first, last, message):
+    with pytest.raises(FhdrError, match=message):
+        fhdr_nuke.plan(file, first, last)
+
+
+def test_read_node_sequence_becomes_an_exr_sequence(fhdr_nuke, plate):
+    job = fhdr_nuke.plan(str(plate), 1001, 1003)
+    steps = []
+    outcome = fhdr_nuke.convert(job, {"tile": 0}, progress=lambda done, total: steps.append((done, total)))
+    assert outcome == fhdr_nuke.Outcome((1001, 1002, 1003), (), False)
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    for frame in job.frames:
+        out = plate.parent / "fhdr" / f"plate_hdr.{frame}.exr"
+        buf = oiio.ImageBuf(str(out))
+        assert buf.spec().get_string_attribute("fhdr:output_colorspace") == "Linear Rec.709 (sRGB)"
+        assert np.asarray(buf.get_pixels(oiio.FLOAT)).max() > 1.0
+    knobs = fhdr_nuke.read_knobs(job, outcome)
+    assert knobs == {
+        "file": str(plate.parent / "fhdr" / "plate_hdr.####.exr"),
+        "first": 1001,
+        "last": 1003,
+        "origfirst": 1001,
+        "origlast": 1003,
+    }
+    assert fhdr_nuke.summary(job, outcome) == ""
+
+
+def test_missing_frames_and_cancel(fhdr_nuke, plate):
+    job = fhdr_nuke.plan(str(plate).replace("####", "%04d"), 1000, 1004)
+    done = []
+    outcome = fhdr_nuke.convert(job, progress=lambda n, total: done.append(n), cancelled=lambda: len(done) == 1)
+    assert outcome == fhdr_nuke.Outcome((1001,), (1000, 1004), True)
+    assert sorted(p.name for p in (plate.parent / "fhdr").iterdir()) == ["plate_hdr.1001.exr"]
+    assert fhdr_nuke.read_knobs(job, outcome)["last"] == 1001
+    assert fhdr_nuke.summary(job, outcome).endswith("no input for frame(s) 1000,1004; cancelled after 1 frame(s)")
+    with pytest.raises(FhdrError, match="no input file"):
+        fhdr_nuke.convert(fhdr_nuke.plan(str(plate), 1, 3))
+    with pytest.raises(FhdrError, match="unknown parameter"):
+        fhdr_nuke.convert(job, {"gain": 2})
+
+
+def test_colorspace_names_for_the_new_read(fhdr_nuke):
+    names = fhdr_nuke.read_colorspaces()
+    assert names[:2] == ["lin_rec709", "Linear Rec.709 (sRGB)"]
+    assert {"Utility - Linear - sRGB", "linear"} <= set(names)
+    acescg = fhdr_nuke.read_colorspaces("ACEScg")
+    assert "ACES - ACEScg" in acescg and "linear" not in acescg
+    assert fhdr_nuke.pick_colorspaces(names, NUKE_DEFAULT_MENU) == ["linear"]
+    aces_menu = ["Utility/Utility - Linear - sRGB", "ACES/ACES - ACEScg", "Roles/scene_linear"]
+    assert fhdr_nuke.pick_colorspaces(names, aces_menu) == ["Utility - Linear - sRGB"]
+    assert fhdr_nuke.pick_colorspaces(acescg, NUKE_DEFAULT_MENU) == []
+    assert fhdr_nuke.pick_colorspaces(names, []) == names
+
+
+def _nuke_imports(tree: ast.AST) -> list[ast.AST]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "nuke" for a in node.names))
+        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "nuke")
+    ]
+
+
+def test_only_menu_py_imports_nuke_and_at_its_top():
+    trees = {name: ast.parse((NUKE_HOOKS / name).read_text(), name) for name in ("init.py", "menu.py", "fhdr_nuke.py")}
+    assert _nuke_imports(trees["init.py"]) == [] and _nuke_imports(trees["fhdr_nuke.py"]) == []
+    imports = _nuke_imports(trees["menu.py"])
+    assert imports and all(node in trees["menu.py"].body for node in imports)
+    for name in trees:
+        compile((NUKE_HOOKS / name).read_text(), name, "exec")
+
+
+def test_init_py_adds_fhdr_pythonpath(tmp_path):
+    site_dir, extra = tmp_path / "site-packages", tmp_path / "editable-src"
+    site_dir.mkdir()
+    extra.mkdir()
+    (site_dir / "fhdr-editable.pth").write_text(f"{extra}\n")
+    code = f"import runpy, sys; runpy.run_path({str(NUKE_HOOKS / 'init.py')!r}); print('\\n'.join(sys.path))"
+    env = {**os.environ, "FHDR_PYTHONPATH": f"{site_dir}{os.pathsep}"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert {str(site_dir), str(extra)} <= set(run.stdout.splitlines())
+
+
+class Knob:
+    """A stand-in knob: a value, and for an enumeration the menu items it accepts."""
+
+    def __init__(self, value: Any = "", menu: list[str] | None = None) -> None:
+        self._value, self.menu = value, menu or []
+
+    def value(self) -> Any:
+        return self._value
+
+    def values(self) -> list[str]:
+        return self.menu
+
+    def setValue(self, value: Any) -> None:
+        if self.menu and value not in self.menu:
+            raise ValueError(f"Invalid value {value!r}")
+        self._value = value
+
+
+class Node:
+    """A stand-in node with the calls menu.py makes."""
+
+    def __init__(self, cls: str, name: str, **knobs: Any) -> None:
+        self.cls, self._name, self.pos = cls, name, (0, 0)
+        self.knobs = {k: Knob(v) for k, v in knobs.items()}
+
+    def Class(self) -> str:
+        return self.cls
+
+    def name(self) -> str:
+        return self._name
+
+    def __getitem__(self, knob: str) -> Knob:
+        return self.knobs[knob]
+
+    def xpos(self) -> int:
+        return self.pos[0]
+
+    def ypos(self) -> int:
+        return self.pos[1]
+
+    def screenWidth(self) -> int:
+        return 80
+
+    def setXYpos(self, x: int, y: int) -> None:
+        self.pos = (x, y)
+
+
+def stand_in_nuke(selected: list[Node]) -> tuple[types.ModuleType, dict[str, list]]:
+    """A ``nuke`` module with the calls menu.py makes, recording them. It checks our use of the API, not Nuke."""
+    log: dict[str, list] = {"menus": [], "messages": [], "progress": [], "created": []}
+    nuke = types.ModuleType("nuke")
+
+    class Menu:
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def addMenu(self, name: str) -> Menu:
+            return Menu(f"{self.path}/{name}")
+
+        def addCommand(self, name: str, command: Any) -> None:
+            log["menus"].append((f"{self.path}/{name}", command))
+
+    class ProgressTask:
+        def __init__(self, title: str) -> None:
+            self.title = title
+
+        def setMessage(self, text: str) -> None:
+            pass
+
+        def setProgress(self, percent: int) -> None:
+            log["progress"].append(percent)
+
+        def isCancelled(self) -> bool:
+            return False
+
+    def new_read(**knobs: Any) -> Node:
+        node = Node("Read", f"Read{len(log['created']) + 2}", **knobs)
+        node.knobs["colorspace"] = Knob("default (linear)", NUKE_DEFAULT_MENU)
+        log["created"].append(node)
+        return node
+
+    nuke.menu = Menu
+    nuke.selectedNodes = lambda cls="": [n for n in selected if not cls or n.Class() == cls]
+    nuke.filename = lambda node: node["file"].value()
+    nuke.message = log["messages"].append
+    nuke.ProgressTask = ProgressTask
+    nuke.executeInMainThread = lambda call, args=(): call(*args)
+    nuke.nodes = types.SimpleNamespace(Read=new_read)
+    return nuke, log
+
+
+def run_menu(monkeypatch, fhdr_nuke, selected: list[Node]) -> tuple[dict[str, Any], dict[str, list]]:
+    nuke, log = stand_in_nuke(selected)
+    monkeypatch.setitem(sys.modules, "nuke", nuke)
+    return runpy.run_path(str(NUKE_HOOKS / "menu.py")), log
+
+
+def test_menu_command_converts_the_selected_read(monkeypatch, fhdr_nuke, plate):
+    source = Node("Read", "Read1", file=str(plate), first=1001, last=1002)
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [source, Node("Blur", "Blur1")])
+    command = menu["ldr_to_hdr_selected"]
+    assert log["menus"] == [("Nodes/fhdr/LDR to HDR", command), ("Nuke/fhdr/LDR to HDR", command)]
+    command().join(timeout=300)
+    assert log["messages"] == [] and log["progress"] == [50, 100]
+    [read] = log["created"]
+    assert read["file"].value() == str(plate.parent / "fhdr" / "plate_hdr.####.exr")
+    assert (read["first"].value(), read["last"].value()) == (1001, 1002)
+    assert read["colorspace"].value() == "linear"
+    assert read.pos == (120, 0)
+    assert sorted(p.name for p in (plate.parent / "fhdr").iterdir()) == ["plate_hdr.1001.exr", "plate_hdr.1002.exr"]
+
+
+def test_menu_command_explains_a_missing_selection_or_input(monkeypatch, fhdr_nuke, tmp_path):
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [])
+    assert menu["ldr_to_hdr_selected"]() is None
+    assert log["messages"] == ["LDR to HDR: select a Read node of an LDR plate first."]
+    gone = Node("Read", "Read1", file=str(tmp_path / "gone.%04d.png"), first=1, last=2)
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [gone])
+    menu["ldr_to_hdr_selected"]().join(timeout=60)
+    assert len(log["messages"]) == 1 and "no input file for frames 1-2" in log["messages"][0]
+    assert log["created"] == []
+
+
+def test_fhdr_hooks_prints_the_nuke_setup():
+    run = subprocess.run([sys.executable, "-m", "fhdr_plugin", "hooks"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert f"export NUKE_PATH={NUKE_HOOKS}{os.pathsep}" in run.stdout
+    assert "nuke/menu.py" in run.stdout and "nuke/init.py" in run.stdout
+    site_dir = Path(re.search(r"export FHDR_PYTHONPATH=(\S+)", run.stdout)[1])
+    assert any(site_dir.glob("fhdr-*.dist-info"))
