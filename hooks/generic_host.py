@@ -6,6 +6,8 @@ site-packages to ``sys.path``).
 
     hdr = ldr_to_hdr_file("plate.0001.png", "plate.0001.exr", output_colorspace="ACEScg")
     rgb_hdr = ldr_to_hdr_array(rgb, input_colorspace="srgb_tx")
+    operations()                           # {name: description} of every registered operation, plugins' too
+    out = run_on_array("ldr_to_hdr", rgb)  # any registered operation by name
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import OpenImageIO as oiio
 
 import fhdr_plugin
 from fhdr_plugin.io import read_image, write_exr
+from fhdr_plugin.registry import registry
 
 
 def ldr_to_hdr_buf(buf: oiio.ImageBuf, operation: str = "ldr_to_hdr", **params: object) -> oiio.ImageBuf:
@@ -22,8 +25,14 @@ def ldr_to_hdr_buf(buf: oiio.ImageBuf, operation: str = "ldr_to_hdr", **params: 
     return fhdr_plugin.run_operation(operation, buf, **params)
 
 
-def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
-    """Run ``ldr_to_hdr`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last); returns float32 (H, W, C)."""
+def operations() -> dict[str, str]:
+    """The registered operations (the built-in ones and every plugin's) with their descriptions."""
+    return {name: op.description for name, op in sorted(registry().operations.items())}
+
+
+def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.ndarray:
+    """Run the registered operation ``operation`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last);
+    returns its result as a float32 (H, W, C) array."""
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     h, w, c = pixels.shape
@@ -33,8 +42,14 @@ def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
         spec.alpha_channel = 3
     buf = oiio.ImageBuf(spec)
     buf.set_pixels(buf.roi, np.ascontiguousarray(pixels, dtype=np.float32))
-    out = ldr_to_hdr_buf(buf, **params)
-    return np.asarray(out.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(h, w, c)
+    out = ldr_to_hdr_buf(buf, operation, **params)
+    size = out.spec()
+    return np.asarray(out.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(size.height, size.width, size.nchannels)
+
+
+def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
+    """Run ``ldr_to_hdr`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last); returns float32 (H, W, C)."""
+    return run_on_array("ldr_to_hdr", pixels, **params)
 
 
 def ldr_to_hdr_file(src: str, dst: str, half: bool = True, **params: object) -> str:

@@ -4,7 +4,10 @@ import runpy
 
 import numpy as np
 import OpenImageIO as oiio
+import pytest
 from conftest import ROOT
+
+from fhdr_plugin.errors import FhdrError
 
 
 def load_generic_host() -> dict:
@@ -27,3 +30,15 @@ def test_generic_host_converts_an_array_with_alpha():
     assert out.shape == (20, 30, 4)
     np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
     assert out[5:10, 5:10, :3].min() >= out[0, 0, :3].max()
+
+
+def test_generic_host_runs_an_operation_by_name():
+    host = load_generic_host()
+    assert "ldr_to_hdr" in host["operations"]()
+    gray = np.full((12, 16), 0.4, np.float32)
+    gray[2:6, 2:6] = 1.0
+    out = host["run_on_array"]("ldr_to_hdr", gray, input_colorspace="srgb_tx", tile=0)
+    assert out.shape == (12, 16, 1) and out.dtype == np.float32
+    assert out[2:6, 2:6].min() >= out[8:, 8:].max()
+    with pytest.raises(FhdrError, match="unknown operation 'sharpen'"):
+        host["run_on_array"]("sharpen", gray)
