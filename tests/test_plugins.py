@@ -1,0 +1,145 @@
+"""A third-party plugin installed beside fhdr, found through the ``fhdr.plugins`` entry point and nothing else.
+
+The plugin is a package folder plus a ``.dist-info`` folder (METADATA, entry_points.txt), which is what pip
+leaves in site-packages; it is written into a temporary folder put on the import path, so no pip and no network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+from conftest import ROOT
+
+from fhdr_plugin.io import read_image
+from fhdr_plugin.manifest import manifest
+from fhdr_plugin.registry import Registry, plugin_manager, registry
+
+PLUGIN = "fhdr_trace_plugin"
+
+PLUGIN_SOURCE = '''\
+"""A third-party fhdr plugin: an ``invert`` operation, and a JSON-lines trace of every operation run."""
+
+import json
+import os
+
+import OpenImageIO as oiio
+
+from fhdr_plugin import hookimpl
+from fhdr_plugin.registry import Operation
+
+
+def _trace(**entry):
+    with open(os.environ["FHDR_TRACE"], "a") as f:
+        f.write(json.dumps(entry) + "\\n")
+
+
+def invert(buf, **params):
+    return oiio.ImageBufAlgo.invert(buf)
+
+
+@hookimpl
+def fhdr_register_operations():
+    return [Operation("invert", "1 - x on every channel", invert, plugin="trace")]
+
+
+@hookimpl
+def fhdr_before_operation(name, buf, params):
+    _trace(hook="before", name=name, size=[buf.spec().width, buf.spec().height], params=params)
+
+
+@hookimpl
+def fhdr_after_operation(name, result, params):
+    _trace(hook="after", name=name, model=result.spec().get_string_attribute("fhdr:model"))
+'''
+
+
+def install_plugin(site: Path) -> None:
+    """Write the plugin as an installed distribution into ``site``."""
+    (site / PLUGIN).mkdir(parents=True)
+    (site / PLUGIN / "__init__.py").write_text(PLUGIN_SOURCE)
+    info = site / f"{PLUGIN}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fhdr-trace-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{manifest().entry_point_group}]\ntrace = {PLUGIN}\n")
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The plugin installed into a folder on ``sys.path``, with ``$FHDR_TRACE`` naming its trace file."""
+    site = tmp_path / "site"
+    install_plugin(site)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("FHDR_TRACE", str(tmp_path / "trace.jsonl"))
+    registry.cache_clear()
+    yield site
+    registry.cache_clear()
+    sys.modules.pop(PLUGIN, None)
+
+
+def test_plugin_is_loaded_through_its_entry_point(site, ldr_png, tmp_path):
+    group = manifest().entry_point_group
+    assert {ep.name: ep.value for ep in entry_points(group=group)}["trace"] == PLUGIN
+    pm = plugin_manager()
+    assert pm.has_plugin("trace") and pm.has_plugin("fhdr")
+    assert [dist.project_name for _, dist in pm.list_plugin_distinfo()].count("fhdr-trace-plugin") == 1
+    reg = Registry(pm)
+    assert reg.operations["invert"].plugin == "trace"
+    assert reg.operations["ldr_to_hdr"].plugin == "fhdr"
+
+    src = read_image(ldr_png)
+    inverted = reg.run("invert", src)
+    np.testing.assert_allclose(inverted.get_pixels(oiio.FLOAT), 1.0 - src.get_pixels(oiio.FLOAT), atol=1e-6)
+    reg.run("ldr_to_hdr", src, tile=0)
+    assert read_trace(tmp_path / "trace.jsonl") == [
+        {"hook": "before", "name": "invert", "size": [64, 48], "params": {}},
+        {"hook": "after", "name": "invert", "model": ""},
+        {"hook": "before", "name": "ldr_to_hdr", "size": [64, 48], "params": {"tile": 0}},
+        {"hook": "after", "name": "ldr_to_hdr", "model": manifest().default_model},
+    ]
+
+
+def test_plugin_operation_through_the_public_api_and_the_generic_host(site, tmp_path):
+    host = runpy.run_path(str(ROOT / "hooks" / "generic_host.py"))
+    assert host["operations"]()["invert"] == "1 - x on every channel"
+    rgb = np.linspace(0, 1, 4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    np.testing.assert_allclose(host["run_on_array"]("invert", rgb), 1.0 - rgb, atol=1e-6)
+    assert [(e["hook"], e["name"]) for e in read_trace(tmp_path / "trace.jsonl")] == [
+        ("before", "invert"),
+        ("after", "invert"),
+    ]
+
+
+def test_plugin_hooks_run_around_fhdr_convert(site, ldr_png, tmp_path):
+    script = Path(sys.executable).parent / "fhdr"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fhdr_plugin"]
+    env = {**os.environ, "PYTHONPATH": str(site), "FHDR_TRACE": str(tmp_path / "cli-trace.jsonl")}
+
+    def fhdr(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+
+    ops = fhdr("ops")
+    assert ops.returncode == 0, ops.stderr
+    assert "invert  (trace) 1 - x on every channel" in ops.stdout
+    out = tmp_path / "small.exr"
+    run = fhdr("convert", str(ldr_png), str(out), "--tile", "0")
+    assert run.returncode == 0, run.stderr
+    before, after = read_trace(tmp_path / "cli-trace.jsonl")
+    assert (before["hook"], before["name"], before["size"]) == ("before", "ldr_to_hdr", [64, 48])
+    assert before["params"]["tile"] == 0
+    assert after == {"hook": "after", "name": "ldr_to_hdr", "model": manifest().default_model}
+    assert oiio.ImageBuf(str(out)).spec().get_string_attribute("fhdr:model") == manifest().default_model
