@@ -51,7 +51,8 @@ def _convert(jobs: list[tuple[Any, fhdr_nuke.ReadJob]]) -> None:
         except Exception as exc:
             nuke.executeInMainThread(nuke.message, (f"{COMMAND}: {exc}",))
             continue
-        nuke.executeInMainThread(_add_read, (read, job, outcome))
+        if outcome.written:
+            nuke.executeInMainThread(_add_read, (read, job, outcome))
         if outcome.cancelled:
             break
 
@@ -74,7 +75,7 @@ def _try_set(knob: Any, name: str) -> bool:
         knob.setValue(name)
     except Exception:
         return False
-    return True
+    return str(knob.value()).endswith(name)
 
 
 for _menu in ("Nodes", "Nuke"):
