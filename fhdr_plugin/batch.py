@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import COMPRESSIONS, read_image, write_exr
+from fhdr_plugin.io import COMPRESSIONS, read_image, remove_stale_temps, write_exr
 from fhdr_plugin.node import LdrToHdrParams, engine_for
 from fhdr_plugin.pipeline import check_paths
 from fhdr_plugin.registry import run_operation
@@ -201,6 +201,7 @@ class Pipeline:
     def _load(self, job: Job) -> tuple[FrameResult, oiio.ImageBuf | None]:
         result = FrameResult(job.frame, str(job.input or ""), str(job.output))
         if self.skip_existing and complete_exr(job.output):
+            remove_stale_temps(job.output)
             result.status = SKIPPED
             return result, None
         start = time.perf_counter()
@@ -270,7 +271,7 @@ def _preflight(jobs: list[Job], params: dict[str, Any], compression: str) -> dic
         check_paths(first.input, first.output)
     for folder in sorted({j.output.parent for j in jobs}):
         if not folder.is_dir():
-            raise FhdrError(f"output folder {folder} does not exist")
+            raise FhdrError(f"output folder {folder} {'is not a folder' if folder.exists() else 'does not exist'}")
     if compression.split(":")[0] not in COMPRESSIONS:
         raise FhdrError(f"unknown EXR compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
     p = LdrToHdrParams.from_kwargs(**params)

@@ -244,5 +244,16 @@ def export(
 
 
 def main() -> None:
-    """Entry point of the ``fhdr`` console script."""
-    app()
+    """Entry point of the ``fhdr`` console script; a usage error (unknown option, bad value) is one line too."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:
+        message, code = exc.format_message(), exc.exit_code
+        if message:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx else "fhdr"
+            typer.echo(f"fhdr: error: {message} (see '{where} --help')", err=True)
+    except typer.Abort:
+        typer.echo("fhdr: aborted", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

@@ -17,6 +17,18 @@ from fhdr_plugin.errors import FhdrError
 MODEL_SPACE = "srgb_tx"
 #: The linear space of the network's output (Rec.709 primaries).
 LINEAR_SPACE = "lin_rec709"
+#: Linear spaces (colour interop IDs) by the primaries and white point (xy) that an EXR's ``chromaticities`` declare.
+CHROMATICITIES = {
+    "lin_rec709_scene": (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290),
+    "lin_ap1_scene": (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767),
+    "lin_ap0_scene": (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767),
+    "lin_rec2020_scene": (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290),
+    "lin_p3d65_scene": (0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290),
+    "lin_adobergb_scene": (0.64, 0.33, 0.21, 0.71, 0.15, 0.06, 0.3127, 0.3290),
+}
+#: CIE XYZ primaries; its white point is E by definition, but files write various ones, so only these are compared.
+XYZ_PRIMARIES = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+XYZ_SPACE = "lin_ciexyzd65_scene"
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,16 +65,39 @@ def resolve(name: str) -> str:
 
 
 def default_input_space(spec: oiio.ImageSpec) -> str:
-    """The file's declared space (``oiio:ColorSpace``), else sRGB for integer pixels and linear for float."""
+    """The file's declared space (``oiio:ColorSpace``), else sRGB for integer pixels, and for float the space
+    its ``chromaticities`` name, else linear Rec.709."""
     declared = spec.get_string_attribute("oiio:ColorSpace")
     if declared:
         try:
             return resolve(declared)
         except FhdrError:
             pass
-    if spec.format.basetype in (oiio.HALF, oiio.FLOAT, oiio.DOUBLE):
-        return resolve(LINEAR_SPACE)
-    return resolve(MODEL_SPACE)
+    if spec.format.basetype not in (oiio.HALF, oiio.FLOAT, oiio.DOUBLE):
+        return resolve(MODEL_SPACE)
+    chromaticities = spec.getattribute("chromaticities")
+    return resolve(space_of_chromaticities(chromaticities) if chromaticities else LINEAR_SPACE)
+
+
+def chromaticities_of(space: str) -> tuple[float, ...] | None:
+    """The chromaticities of ``space`` if it is one of the linear spaces of ``CHROMATICITIES``, else None."""
+    canonical, cfg = resolve(space), config()
+    return next((xy for name, xy in CHROMATICITIES.items() if cfg.resolve(name) == canonical), None)
+
+
+def space_of_chromaticities(xy: tuple[float, ...], tolerance: float = 2e-3) -> str:
+    """The linear space whose primaries and white are ``xy`` (rx, ry, gx, gy, bx, by, wx, wy); an FhdrError if
+    none is known."""
+    if np.allclose(xy[:6], XYZ_PRIMARIES, rtol=0, atol=tolerance):
+        return XYZ_SPACE
+    for name, known in CHROMATICITIES.items():
+        if np.allclose(xy, known, rtol=0, atol=tolerance):
+            return name
+    shown = ", ".join(f"{v:.4g}" for v in xy)
+    raise FhdrError(
+        f"the image's chromaticities ({shown}) match no colour space fhdr knows; "
+        "name its space with input_colorspace (--input-colorspace)"
+    )
 
 
 def convert(rgb: np.ndarray, src: str, dst: str) -> np.ndarray:

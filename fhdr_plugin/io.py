@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import OpenImageIO as oiio
@@ -10,6 +13,10 @@ import OpenImageIO as oiio
 from fhdr_plugin.errors import FhdrError
 
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab", "htj2k")
+EXR_MAGIC = b"\x76\x2f\x31\x01"
+TEMP_SUFFIX = ".tmp.exr"
+
+log = logging.getLogger("fhdr")
 
 
 def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
@@ -21,9 +28,13 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
         raise FhdrError(f"{p}: is a directory, not an image")
     buf = oiio.ImageBuf(str(p))
     if buf.has_error:
-        raise FhdrError(f"{p}: cannot read: {_one_line(buf.geterror())}")
-    if not buf.read(0, 0, force=True) or buf.has_error:
-        raise FhdrError(f"{p}: cannot read: {_one_line(buf.geterror() or oiio.geterror())}")
+        raise FhdrError(f"{p}: cannot read: {_explain(p, _error_text(buf.geterror))}")
+    part = _colour_part(p, buf.nsubimages)
+    if part:
+        buf = oiio.ImageBuf(str(p), part, 0)
+    if not buf.read(part, 0, force=True) or buf.has_error:
+        message = _error_text(buf.geterror) or _error_text(oiio.geterror)
+        raise FhdrError(f"{p}: cannot read: {_explain(p, message)}")
     spec = buf.spec()
     if spec.deep:
         raise FhdrError(f"{p}: deep images are not supported")
@@ -38,15 +49,18 @@ def write_exr(buf: oiio.ImageBuf, path: str | os.PathLike, *, half: bool = True,
     if compression.split(":")[0] not in COMPRESSIONS:
         raise FhdrError(f"unknown EXR compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
     if not p.parent.is_dir():
-        raise FhdrError(f"{p}: output folder {p.parent} does not exist")
+        problem = "is not a folder" if p.parent.exists() else "does not exist"
+        raise FhdrError(f"{p}: output folder {p.parent} {problem}")
     if p.is_dir():
         raise FhdrError(f"{p}: is a directory")
+    remove_stale_temps(p)
     buf.specmod().attribute("compression", compression)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp.exr")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}{TEMP_SUFFIX}")
     try:
         ok = buf.write(str(tmp), oiio.HALF if half else oiio.FLOAT, fileformat="openexr")
         if not ok or buf.has_error:
-            raise FhdrError(f"{p}: cannot write: {_one_line(buf.geterror() or oiio.geterror())}")
+            message = _error_text(buf.geterror) or _error_text(oiio.geterror) or "unknown error"
+            raise FhdrError(f"{p}: cannot write: {message}")
         os.replace(tmp, p)
     except OSError as exc:
         raise FhdrError(f"{p}: cannot write: {exc.strerror or exc}") from exc
@@ -54,5 +68,68 @@ def write_exr(buf: oiio.ImageBuf, path: str | os.PathLike, *, half: bool = True,
         tmp.unlink(missing_ok=True)
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split()) or "unknown error"
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (``.NAME.PID.tmp.exr``) that writers of ``path`` killed on this machine left
+    behind, those whose PID no longer runs; returns the removed paths."""
+    p = Path(path)
+    removed = []
+    for tmp in p.parent.glob(f".{glob.escape(p.name)}.*{TEMP_SUFFIX}"):
+        pid = tmp.name[len(p.name) + 2 : -len(TEMP_SUFFIX)]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _colour_part(p: Path, parts: int) -> int:
+    """The first part of a multi-part file with flat R, G, B (or Y) channels (0 if none), logging what is skipped."""
+    if parts < 2:
+        return 0
+    specs = [oiio.ImageBuf(str(p), i, 0).spec() for i in range(parts)]
+    chosen = next((i for i, s in enumerate(specs) if not s.deep and _has_colour(s)), 0)
+    name = specs[chosen].get_string_attribute("name") or "unnamed"
+    log.warning("%s: %d parts; converting only part %d (%s), the first with colour", p, parts, chosen, name)
+    return chosen
+
+
+def _has_colour(spec: oiio.ImageSpec) -> bool:
+    names = {n.upper() for n in spec.channelnames}
+    return {"R", "G", "B"} <= names or "Y" in names
+
+
+def _error_text(get: Callable[[], str]) -> str:
+    """An OIIO error message on one line; damaged files can put bytes in it that are not UTF-8."""
+    try:
+        return " ".join(get().split())
+    except UnicodeDecodeError:
+        return "its header is damaged"
+
+
+def _explain(p: Path, message: str) -> str:
+    """``message`` without repeats of the path, or a plainer one for the cases OIIO words obscurely."""
+    message = message.replace(f" ({p})", "")
+    if "Subsampled channels" in message:
+        return "luminance/chroma EXRs with subsampled chroma (RY, BY) are not supported; convert it to RGB first"
+    if "could not find a format reader" in message:
+        if _is_exr(p):
+            return "the EXR header is damaged or unreadable; re-export the file"
+        return "not an image format OpenImageIO reads; convert it to EXR, TIFF or PNG"
+    return message or "unknown error"
+
+
+def _is_exr(p: Path) -> bool:
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == EXR_MAGIC
+    except OSError:
+        return False

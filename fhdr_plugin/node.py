@@ -22,7 +22,14 @@ from fhdr_plugin.weights import load_model
 HALF_MAX = 65504.0
 REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 #: Attributes that describe the input file's encoding, not the image, and so are not carried to the output.
-DROPPED_ATTRIBUTES = ("oiio:BitsPerSample", "oiio:UnassociatedAlpha", "oiio:Gamma", "oiio:ColorSpace", "compression")
+DROPPED_ATTRIBUTES = (
+    "oiio:BitsPerSample",
+    "oiio:UnassociatedAlpha",
+    "oiio:Gamma",
+    "oiio:ColorSpace",
+    "compression",
+    "chromaticities",
+)
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,9 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
     for name in DROPPED_ATTRIBUTES:
         out_spec.erase_attribute(name)
     out_spec.attribute("oiio:ColorSpace", out_space)
+    primaries = color.chromaticities_of(out_space)
+    if primaries:
+        out_spec.attribute("chromaticities", oiio.TypeDesc("float[8]"), primaries)
     out_spec.attribute("fhdr:version", __version__)
     out_spec.attribute("fhdr:output_colorspace", out_space)
     for key, value in provenance.items():

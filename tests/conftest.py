@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+#: Inputs the reliability tests ran, by kind; printed at the end of the run.
+EXERCISED: Counter[str] = Counter()
+
+
+def exercised(kind: str, count: int = 1) -> None:
+    """Count ``count`` more inputs of ``kind`` for the summary at the end of the run."""
+    EXERCISED[kind] += count
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how many inputs of each kind the tests exercised."""
+    if EXERCISED:
+        terminalreporter.section("inputs exercised")
+        for kind, count in sorted(EXERCISED.items()):
+            terminalreporter.write_line(f"{count:5d}  {kind}")
 
 
 def shared(relative: str) -> Path:
