@@ -1,0 +1,260 @@
+"""Inputs a user will try: odd channel layouts, bit depths and frame shapes, bad paths and settings, a damaged
+installation. Each converts, or fails with one line that names the problem and says what to do, leaving no partial
+file and any earlier output as it was. (Missing files, directories as input, bad iterations, devices and
+compressions are in test_cli.py and test_io.py.)"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+from conftest import ROOT, exercised, write_image
+from forked_cli import run_forked
+
+from fhdr_plugin import color
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.pipeline import convert_file
+
+FHDR = [sys.executable, "-m", "fhdr_plugin"]
+GOOD = b"a good output of an earlier run"
+FAST = {"tile": 256}
+
+
+def picture(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """Values on the 8-bit grid (so 8- and 16-bit files hold the same picture), with a clipped highlight."""
+    img = np.random.default_rng(seed).integers(20, 200, (height, width, channels)) / 255.0
+    img[: max(1, height // 3), : max(1, width // 3)] = 1.0
+    return img.astype(np.float32)
+
+
+def pixels(path: Path) -> np.ndarray:
+    buf = oiio.ImageBuf(str(path))
+    spec = buf.spec()
+    return np.asarray(buf.get_pixels(oiio.FLOAT)).reshape(spec.height, spec.width, spec.nchannels)
+
+
+def unchanged(folder: Path, out: Path, before: list[str]) -> None:
+    """The earlier output is as it was, and nothing (no temporary file either) was added to ``folder``."""
+    assert out.read_bytes() == GOOD
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 200), (200, 1)])
+def test_tiny_and_thin_frames(tmp_path: Path, shape: tuple[int, int]) -> None:
+    src = write_image(tmp_path / "in.png", picture(*shape))
+    convert_file(src, tmp_path / "out.exr", FAST)
+    exercised("user inputs converted")
+    out = pixels(tmp_path / "out.exr")
+    linear = color.convert(pixels(src), "srgb_tx", "lin_rec709")
+    assert out.shape == (*shape, 3)
+    assert np.isfinite(out).all() and (out >= linear - 1e-2).all()
+
+
+def test_16_bit_png_and_tiff_give_the_8_bit_result(tmp_path: Path) -> None:
+    img = picture(24, 32)
+    outputs = []
+    for fmt, name in ((oiio.UINT8, "in8.png"), (oiio.UINT16, "in16.png"), (oiio.UINT16, "in16.tif")):
+        src = write_image(tmp_path / name, img, fmt)
+        convert_file(src, tmp_path / f"{name}.exr", {**FAST, "precision": "float32"})
+        exercised("user inputs converted")
+        spec = oiio.ImageBuf(str(tmp_path / f"{name}.exr")).spec()
+        assert spec.get_string_attribute("fhdr:input_colorspace") == color.resolve("srgb_tx")
+        outputs.append(pixels(tmp_path / f"{name}.exr"))
+    for other in outputs[1:]:
+        np.testing.assert_allclose(other, outputs[0], rtol=2e-3, atol=1e-4)
+    assert outputs[0].max() > 1.0
+
+
+def test_grey_with_alpha_keeps_its_alpha(tmp_path: Path) -> None:
+    img = picture(16, 20, 2)
+    src = write_image(tmp_path / "ga.png", img)
+    assert oiio.ImageBuf(str(src)).spec().channelnames == ("Y", "A")
+    convert_file(src, tmp_path / "out.exr", FAST)
+    exercised("user inputs converted")
+    out = oiio.ImageBuf(str(tmp_path / "out.exr"))
+    assert out.spec().channelnames == ("Y", "A")
+    np.testing.assert_allclose(pixels(tmp_path / "out.exr")[..., 1], pixels(src)[..., 1], atol=1e-3)
+
+
+def test_cmyk_tiff_is_converted_as_the_rgb_oiio_reads(tmp_path: Path) -> None:
+    spec = oiio.ImageSpec(20, 16, 4, oiio.UINT8)
+    spec.channelnames = ("C", "M", "Y", "K")
+    spec.attribute("tiff:ColorSpace", "CMYK")
+    buf = oiio.ImageBuf(spec)
+    buf.set_pixels(buf.roi, np.random.default_rng(2).uniform(0, 0.5, (16, 20, 4)).astype(np.float32))
+    assert buf.write(str(tmp_path / "cmyk.tif")), buf.geterror()
+    convert_file(tmp_path / "cmyk.tif", tmp_path / "out.exr", FAST)
+    exercised("user inputs converted")
+    out = oiio.ImageBuf(str(tmp_path / "out.exr")).spec()
+    assert out.channelnames == ("R", "G", "B") and (out.width, out.height) == (20, 16)
+
+
+def two_unnamed_channels(folder: Path) -> Path:
+    return write_image(folder / "two.tif", picture(8, 8, 2))
+
+
+def cmyk_channels(folder: Path) -> Path:
+    return write_image(folder / "cmyk.exr", picture(8, 8, 4), oiio.HALF, ["C", "M", "Y", "K"])
+
+
+def odd_primaries(folder: Path) -> Path:
+    spec = oiio.ImageSpec(8, 8, 3, oiio.HALF)
+    spec.attribute("chromaticities", oiio.TypeDesc("float[8]"), (0.7, 0.3, 0.2, 0.7, 0.1, 0.1, 0.31, 0.33))
+    buf = oiio.ImageBuf(spec)
+    buf.set_pixels(buf.roi, picture(8, 8))
+    assert buf.write(str(folder / "odd.exr")), buf.geterror()
+    return folder / "odd.exr"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (two_unnamed_channels, r"two\.tif: .*cannot tell the colour channels among R, G; give it R, G, B \(or Y\)"),
+        (cmyk_channels, r"cmyk\.exr: .*CMYK images are not supported; convert to RGB first"),
+        (odd_primaries, r"odd\.exr: .*chromaticities \(0\.7, 0\.3, .*name its space with input_colorspace"),
+    ],
+)
+def test_unusable_channels_and_primaries_are_refused(tmp_path: Path, make, message: str) -> None:
+    src = make(tmp_path)
+    out = tmp_path / "out.exr"
+    out.write_bytes(GOOD)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(FhdrError, match=message):
+        convert_file(src, out, FAST)
+    exercised("user inputs refused")
+    unchanged(tmp_path, out, before)
+
+
+def test_odd_primaries_convert_once_the_space_is_named(tmp_path: Path) -> None:
+    src = odd_primaries(tmp_path)
+    convert_file(src, tmp_path / "out.exr", {**FAST, "input_colorspace": "ACEScg"})
+    exercised("user inputs converted")
+    spec = oiio.ImageBuf(str(tmp_path / "out.exr")).spec()
+    assert spec.get_string_attribute("fhdr:input_colorspace") == color.resolve("ACEScg")
+
+
+def test_command_line_mistakes_are_one_line(tmp_path: Path) -> None:
+    """Through the real ``main()``: usage errors and bad settings, one line each, and no output touched."""
+    src = write_image(tmp_path / "in.png", picture(8, 8))
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "plate.0001.exr").write_bytes(GOOD)
+    (tmp_path / "notes.txt").write_text("shot notes\n")
+    out = tmp_path / "out.exr"
+    out.write_bytes(GOOD)
+    (tmp_path / "link.png").symlink_to(src)
+    cases = [
+        (["convert", src, out, "--strength", "2"], 2, "No such option: --strength (see 'fhdr convert --help')"),
+        (["blur", src, out], 2, "No such command 'blur'. (see 'fhdr --help')"),
+        (["convert", src, out, "--mode", "loud"], 2, "Invalid value for '--mode'"),
+        (["convert", src, out, "--tile", "big"], 2, "Invalid value for '--tile'"),
+        (["convert", src], 2, "Missing argument 'output'."),
+        (["convert", src, out, "--input-colorspace", "bogus"], 1, "unknown colour space 'bogus'; valid names: "),
+        (["convert", src, tmp_path / "afile" / "o.exr"], 1, f"output folder {tmp_path / 'afile'} is not a folder"),
+        (["convert", tmp_path / "notes.txt", out], 1, "notes.txt: cannot read: not an image format"),
+        (["convert", src, tmp_path / "in.png.exr", "--precision", "float64"], 2, "Invalid value for '--precision'"),
+        (["batch", tmp_path / "plate.####.exr", tmp_path / "plate.####.exr"], 1, "would overwrite the input"),
+        (["batch", tmp_path / "plate.####.exr", tmp_path / "afile/h.####.exr"], 1, "afile is not a folder"),
+    ]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    records = run_forked([args for args, _, _ in cases], 120)
+    exercised("command-line mistakes (forked)", len(records))
+    for (args, code, message), record in zip(cases, records, strict=True):
+        lines = record["stderr"].strip().splitlines()
+        assert record["status"] == code, (args, record)
+        assert len(lines) == 1 and lines[0].startswith("fhdr: error: ") and message in lines[0], (args, record)
+    assert "ACEScg" in records[5]["stderr"]
+    unchanged(tmp_path, out, before)
+    assert (tmp_path / "plate.0001.exr").read_bytes() == GOOD
+
+
+def test_output_through_a_link_to_the_input_is_refused(tmp_path: Path) -> None:
+    src = write_image(tmp_path / "plate.exr", picture(8, 8), oiio.HALF)
+    original = src.read_bytes()
+    (tmp_path / "alias.exr").symlink_to(src)
+    with pytest.raises(FhdrError, match="would overwrite the input"):
+        convert_file(src, tmp_path / "alias.exr", FAST)
+    exercised("user inputs refused")
+    assert src.read_bytes() == original
+
+
+def test_output_that_is_a_directory(tmp_path: Path) -> None:
+    src = write_image(tmp_path / "in.png", picture(8, 8))
+    (tmp_path / "out.exr").mkdir()
+    with pytest.raises(FhdrError, match=r"out\.exr: is a directory"):
+        convert_file(src, tmp_path / "out.exr", FAST)
+    exercised("user inputs refused")
+    assert list((tmp_path / "out.exr").iterdir()) == []
+
+
+def test_full_disk_keeps_the_earlier_output(tmp_path: Path) -> None:
+    """With a file-size limit (as on a full disk), the command fails in one line and the old output stays."""
+    src = write_image(tmp_path / "in.png", picture(64, 96))
+    out = tmp_path / "out.exr"
+    out.write_bytes(GOOD)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    run = subprocess.run(
+        [*FHDR, "convert", src, out, "--float", "--compression", "none", "--tile", "256"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+    )
+    exercised("user inputs refused")
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith(f"fhdr: error: {out}: cannot write: ")
+    unchanged(tmp_path, out, ["in.png", "out.exr"])
+
+
+@pytest.fixture
+def installed_copy(tmp_path: Path) -> Path:
+    """A copy of the installation (package, weights and manifest) to damage; put it first on PYTHONPATH."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "fhdr_plugin", site / "fhdr_plugin", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "plugin.toml", site / "plugin.toml")
+    return site
+
+
+def run_copy(site: Path, *args: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return subprocess.run([*FHDR, *map(str, args)], capture_output=True, text=True, timeout=300, env=env, cwd=site)
+
+
+def test_tampered_weights_stop_the_command(installed_copy: Path, tmp_path: Path) -> None:
+    weights = installed_copy / "fhdr_plugin" / "models" / "fhdr-i1.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    src = write_image(tmp_path / "in.png", picture(8, 8))
+    out = tmp_path / "out.exr"
+    out.write_bytes(GOOD)
+    run = run_copy(installed_copy, "convert", src, out)
+    exercised("damaged installations")
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert str(weights) in line and "sha256" in line and "reinstall fhdr" in line
+    unchanged(tmp_path, out, ["in.png", "out.exr", "site"])
+
+
+def test_bad_manifest_stops_every_command(installed_copy: Path, tmp_path: Path) -> None:
+    manifest = installed_copy / "plugin.toml"
+    manifest.write_text(manifest.read_text().replace('default_model = "fhdr-i1"', 'default_model = "fhdr-i9"'))
+    src = write_image(tmp_path / "in.png", picture(8, 8))
+    for args in (["convert", src, tmp_path / "out.exr"], ["ops"], ["models"]):
+        run = run_copy(installed_copy, *args)
+        exercised("damaged installations")
+        assert run.returncode == 1, (args, run.stderr)
+        (line,) = run.stderr.strip().splitlines()
+        assert line.startswith("fhdr: error: ")
+        assert line.endswith(f"{manifest}: default_model 'fhdr-i9' is not among [models]"), line
+    assert not (tmp_path / "out.exr").exists()
