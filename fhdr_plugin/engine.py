@@ -181,7 +181,9 @@ class Engine:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
-    def _launch(self, ldr: np.ndarray, windows: list[tuple[slice, slice]]) -> tuple[torch.Tensor, object]:
+    def _launch(
+        self, ldr: np.ndarray, windows: list[tuple[slice, slice]]
+    ) -> tuple[torch.Tensor, torch.cuda.Event | None]:
         """Queue one batch of windows (host NHWC in, host NHWC out); returns the output and an event to wait on."""
         sy, sx = windows[0]
         shape = (len(windows), sy.stop - sy.start, sx.stop - sx.start, 3)
@@ -202,11 +204,11 @@ class Engine:
         out = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
         out.copy_(y, non_blocking=True)
         event = torch.cuda.Event()
-        event.record()
+        event.record(torch.cuda.current_stream(self.device))
         return out, event
 
     @staticmethod
-    def _collect(launched: tuple[torch.Tensor, object]) -> np.ndarray:
+    def _collect(launched: tuple[torch.Tensor, torch.cuda.Event | None]) -> np.ndarray:
         out, event = launched
         if event is not None:
             event.synchronize()
@@ -233,7 +235,7 @@ class Engine:
         self._stitch(out, *pending)
         return out
 
-    def _stitch(self, out: np.ndarray, chunk: list, launched: tuple[torch.Tensor, object]) -> None:
+    def _stitch(self, out: np.ndarray, chunk: list, launched: tuple[torch.Tensor, torch.cuda.Event | None]) -> None:
         result = self._collect(launched)
         for (sy, sx, cy, cx), tile_out in zip(chunk, result, strict=True):
             out[sy, sx][cy, cx] = tile_out[cy, cx]
