@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -20,7 +21,7 @@ log = logging.getLogger("fhdr")
 
 
 def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
-    """Read the first subimage of ``path`` fully into memory."""
+    """Read ``path`` fully into memory: its first subimage, or of a multi-part file the first part with colour."""
     p = Path(path)
     if not p.exists():
         raise FhdrError(f"{p}: no such file")
@@ -37,7 +38,7 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
         raise FhdrError(f"{p}: cannot read: {_explain(p, message)}")
     spec = buf.spec()
     if spec.deep:
-        raise FhdrError(f"{p}: deep images are not supported")
+        raise FhdrError(f"{p}: deep images are not supported; flatten it first (oiiotool IN --flatten -o OUT)")
     if spec.width < 1 or spec.height < 1 or spec.nchannels < 1:
         raise FhdrError(f"{p}: empty image ({spec.width}x{spec.height}, {spec.nchannels} channels)")
     return buf
@@ -76,8 +77,9 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     for tmp in p.parent.glob(f".{glob.escape(p.name)}.*{TEMP_SUFFIX}"):
         pid = tmp.name[len(p.name) + 2 : -len(TEMP_SUFFIX)]
         if pid.isdigit() and not _running(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
     return removed
 
 
