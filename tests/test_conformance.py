@@ -133,7 +133,7 @@ def test_suite_file_converts(relative: str, tmp_path: Path, stand_in_network, ca
         convert_file(SUITE / relative, out, {"tile": 256})
     parts = oiio.ImageBuf(str(SUITE / relative)).nsubimages
     if parts > 1:
-        assert f"{parts} parts; converting only part 0 (rgba_right)" in caplog.text
+        assert f"{parts} parts; converting only part 0 (" in caplog.text
     check_conversion(relative, out, "stand-in")
     assert [p.name for p in tmp_path.iterdir()] == ["out.exr"]
 
@@ -165,7 +165,7 @@ def test_real_command_and_network(relative: str, tmp_path: Path) -> None:
     lines = run.stderr.strip().splitlines()
     assert lines[-1] == f"fhdr: wrote {out}"
     if "multipart" in relative:
-        assert "10 parts; converting only part 0 (rgba_right), the first with colour" in lines[0]
+        assert "10 parts; converting only part 0 (rgba_right), the first with colour" in run.stderr
     check_conversion(relative, out, "fhdr-i1")
     assert [p.name for p in tmp_path.iterdir()] == ["out.exr"]
 
