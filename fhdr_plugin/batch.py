@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import COMPRESSIONS, read_image, remove_stale_temps, write_exr
+from fhdr_plugin.io import check_compression, read_image, remove_stale_temps, write_exr
 from fhdr_plugin.node import LdrToHdrParams, engine_for
 from fhdr_plugin.pipeline import check_paths
 from fhdr_plugin.registry import run_operation
@@ -272,8 +272,7 @@ def _preflight(jobs: list[Job], params: dict[str, Any], compression: str) -> dic
     for folder in sorted({j.output.parent for j in jobs}):
         if not folder.is_dir():
             raise FhdrError(f"output folder {folder} {'is not a folder' if folder.exists() else 'does not exist'}")
-    if compression.split(":")[0] not in COMPRESSIONS:
-        raise FhdrError(f"unknown EXR compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
+    check_compression(compression)
     p = LdrToHdrParams.from_kwargs(**params)
     for space in (p.input_colorspace, p.output_colorspace):
         if space:

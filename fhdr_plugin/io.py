@@ -44,11 +44,16 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
     return buf
 
 
+def check_compression(compression: str) -> None:
+    """Refuse an EXR compression name OpenEXR does not know (``name`` or ``name:level``)."""
+    if compression.split(":")[0] not in COMPRESSIONS:
+        raise FhdrError(f"unknown EXR compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
+
+
 def write_exr(buf: oiio.ImageBuf, path: str | os.PathLike, *, half: bool = True, compression: str = "zip") -> None:
     """Write ``buf`` as an EXR at ``path``: to a temporary file in the same folder, then renamed over ``path``."""
     p = Path(path)
-    if compression.split(":")[0] not in COMPRESSIONS:
-        raise FhdrError(f"unknown EXR compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
+    check_compression(compression)
     if not p.parent.is_dir():
         problem = "is not a folder" if p.parent.exists() else "does not exist"
         raise FhdrError(f"{p}: output folder {p.parent} {problem}")

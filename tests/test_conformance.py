@@ -1,9 +1,8 @@
 """Every file of the OpenEXR conformance suite (../shared/data/exr-suite) through ``fhdr convert``.
 
-The suite is listed when the tests are collected, so files added to it are covered. Most files run in this process
-through ``pipeline.convert_file`` with a stand-in for the network (the network costs ~1 s per 0.1 MP on two cores;
-reading, colour, anchoring and writing are the real ones), a few through the real command and network, and every
-damaged file through the real command line in a forked child with a time limit.
+The suite is listed when the tests are collected, so files added to it are covered. Every file runs through
+``pipeline.convert_file`` with the shipped network in this process, a few also through the real command line, and
+every damaged file through the real command line in a forked child with a time limit.
 """
 
 from __future__ import annotations
@@ -46,22 +45,6 @@ def suite(damaged: bool) -> list[str]:
 
 
 ABSENT = [pytest.param(None, marks=pytest.mark.skip(reason=f"{SUITE} not available"))]
-
-
-class StandIn:
-    """The network's stand-in: returns its input, which the headroom then expands far above white."""
-
-    iterations = 1
-
-    def run(self, display: np.ndarray) -> np.ndarray:
-        return display
-
-
-@pytest.fixture
-def stand_in_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Replace the network (only) by ``StandIn`` for the test."""
-    meta = {"fhdr:headroom": "16", "fhdr:model": "stand-in"}
-    monkeypatch.setattr(node, "engine_for", lambda *args: (StandIn(), meta))
 
 
 def pixels(buf: oiio.ImageBuf) -> np.ndarray:
@@ -120,9 +103,9 @@ def check_conversion(relative: str, out: Path, model: str) -> None:
 
 
 @pytest.mark.parametrize("relative", suite(damaged=False) or ABSENT)
-def test_suite_file_converts(relative: str, tmp_path: Path, stand_in_network, caplog) -> None:
+def test_suite_file_converts(relative: str, tmp_path: Path, caplog) -> None:
     out = tmp_path / "out.exr"
-    exercised("exr-suite files converted in-process (stand-in network)")
+    exercised("exr-suite files converted in-process")
     if relative in REFUSED:
         with pytest.raises(FhdrError, match=REFUSED[relative]) as refusal:
             convert_file(SUITE / relative, out, {"tile": 256})
@@ -134,11 +117,11 @@ def test_suite_file_converts(relative: str, tmp_path: Path, stand_in_network, ca
     parts = oiio.ImageBuf(str(SUITE / relative)).nsubimages
     if parts > 1:
         assert f"{parts} parts; converting only part 0 (" in caplog.text
-    check_conversion(relative, out, "stand-in")
+    check_conversion(relative, out, "fhdr-i1")
     assert [p.name for p in tmp_path.iterdir()] == ["out.exr"]
 
 
-def test_xyz_primaries_are_converted_to_rec709(tmp_path: Path, stand_in_network) -> None:
+def test_xyz_primaries_are_converted_to_rec709(tmp_path: Path) -> None:
     """XYZ.exr and Rec709.exr hold the same picture in two sets of primaries: honouring the chromaticities
     attribute makes their outputs agree, and the output declares the Rec.709 primaries it holds."""
     outputs = []
