@@ -25,7 +25,7 @@ from training.data import (
 )
 from training.evaluate import evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
 from training.export import export
-from training.train import TrainConfig, train
+from training.train import TrainConfig, torchrun_ranks, train
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Train and export FHDR weights.")
 
@@ -65,7 +65,7 @@ def train_cmd(
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
     iterations: int = 1,
     crop: int = 64,
-    batch: int = 8,
+    batch: int = typer.Option(8, help="Global batch, split evenly over the processes of a torchrun launch."),
     lr: float = 2e-4,
     steps: int = 6000,
     decay_start: float = 0.5,
@@ -75,9 +75,14 @@ def train_cmd(
     clip_max: float = 0.25,
     seed: int = 0,
     threads: int = 0,
+    device: str = typer.Option("", help="torch device type to train on [default: CUDA when available, else CPU]."),
 ) -> None:
-    """Train FHDR on HDR-only data with synthesised LDR inputs, or on (LDR, HDR) pairs with --paired."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    """Train FHDR on HDR-only data with synthesised LDR inputs, or on (LDR, HDR) pairs with --paired.
+
+    Under torchrun (several GPUs or machines) every process runs this; only rank 0 logs.
+    """
+    rank = (torchrun_ranks() or (0,))[0]
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(message)s")
     val_stems = {s for s in val.split(",") if s}
     syn = Synthesis(headroom=headroom, clip_min=clip_min, clip_max=clip_max)
     cfg = TrainConfig(
@@ -99,7 +104,7 @@ def train_cmd(
         train_set = HDRCrops([read_rgb(f) for f in train_files], crop, syn, seed)
         val_set = HDRCrops([read_rgb(f) for f in val_files], crop, syn, seed + 1) if val_files else None
         logging.info("training on %d images, validating on %d", len(train_files), len(val_files))
-    train(cfg, train_set, val_set, out, syn)
+    train(cfg, train_set, val_set, out, syn, device=device)
 
 
 @app.command("synthesise")
