@@ -5,7 +5,8 @@
 The reader decodes the next frames while the model runs, and the writer encodes the previous ones, so the
 device does not wait on disk. A frame that cannot be read, converted or written is recorded as failed and
 the others carry on. Ctrl-C (or SIGTERM from a farm) stops after the write in progress: outputs are written
-atomically, so no partial file is left, and the frames not done are recorded as cancelled.
+atomically, so no partial file is left, and the frames not done are recorded as cancelled. With the ``ray``
+executor the same per-frame work runs on a Ray cluster instead (``ray_executor.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from fhdr_plugin.version import __version__
 log = logging.getLogger("fhdr")
 
 DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped", "failed", "cancelled"
+EXECUTORS = ("local", "ray")
 _END = object()
 _POLL_S = 0.1
 
@@ -56,7 +58,7 @@ class Job:
 @dataclass
 class FrameResult:
     """What became of one frame: seconds spent reading, converting and writing it, and when each began
-    (``*_at``: seconds from the start of the run)."""
+    (``*_at``: seconds from the start of the run); ``worker``: the Ray worker (host:pid) that ran it."""
 
     frame: int
     input: str
@@ -69,6 +71,7 @@ class FrameResult:
     read_at: float = 0.0
     process_at: float = 0.0
     write_at: float = 0.0
+    worker: str = ""
 
 
 def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = "") -> list[Job]:
@@ -184,6 +187,12 @@ class Pipeline:
             raise self._error
         return self.results
 
+    def convert(self, job: Job, since_start: float = 0.0) -> FrameResult:
+        """Read, convert and write one job in the calling thread (a Ray worker's unit of work); ``since_start``:
+        seconds since the run began, for the ``*_at`` times."""
+        self._t0 = time.perf_counter() - since_start
+        return self._save(*self._process(*self._load(job)))
+
     def _guard(self, target: Callable[..., None], stop: threading.Event, *args: Any) -> None:
         """Run a thread's loop; an unexpected error stops the whole pipeline and is re-raised by ``run``."""
         try:
@@ -232,19 +241,22 @@ class Pipeline:
 
     def _write(self, converted: queue.Queue, stop: threading.Event) -> None:
         while (item := _get(converted, stop)) is not _END and not stop.is_set():
-            result, out = item
-            if out is not None:
-                start = time.perf_counter()
-                result.write_at = start - self._t0
-                try:
-                    write_exr(out, result.output, half=self.half, compression=self.compression)
-                    result.status = DONE
-                except Exception as exc:
-                    result.status, result.error = FAILED, _describe(exc)
-                result.write_s = time.perf_counter() - start
+            result = self._save(*item)
             self.results.append(result)
             if self.on_result:
                 self.on_result(result)
+
+    def _save(self, result: FrameResult, out: oiio.ImageBuf | None) -> FrameResult:
+        if out is not None:
+            start = time.perf_counter()
+            result.write_at = start - self._t0
+            try:
+                write_exr(out, result.output, half=self.half, compression=self.compression)
+                result.status = DONE
+            except Exception as exc:
+                result.status, result.error = FAILED, _describe(exc)
+            result.write_s = time.perf_counter() - start
+        return result
 
 
 @contextmanager
@@ -264,8 +276,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _preflight(jobs: list[Job], params: dict[str, Any], compression: str) -> dict[str, str]:
-    """Fail before any work on settings that would fail every frame; load the model once; describe the engine."""
+def _preflight(jobs: list[Job], params: dict[str, Any], compression: str, *, load: bool = True) -> dict[str, str]:
+    """Fail before any work on settings that would fail every frame; if ``load``, load the model once and
+    describe the engine (the ray executor's workers do that on their own machines)."""
     first = jobs[0]
     if first.input is not None:
         check_paths(first.input, first.output)
@@ -277,6 +290,12 @@ def _preflight(jobs: list[Job], params: dict[str, Any], compression: str) -> dic
     for space in (p.input_colorspace, p.output_colorspace):
         if space:
             color.resolve(space)
+    return describe_engine(params) if load else {}
+
+
+def describe_engine(params: dict[str, Any]) -> dict[str, str]:
+    """Load the engine of ``params`` (once per process) and say which model, device, dtype and tile it runs."""
+    p = LdrToHdrParams.from_kwargs(**params)
     engine, meta = engine_for(p.model, p.iterations, p.device, p.precision, p.tile)
     return {
         "model": meta["fhdr:model"],
@@ -352,19 +371,40 @@ def run_batch(
     compression: str = "zip",
     report: Path | None = None,
     quiet: bool = False,
+    executor: str = "local",
+    address: str = "",
+    ray_cpus: int = 0,
+    ray_workers: int = 0,
 ) -> list[FrameResult]:
-    """Convert a frame sequence with a progress bar (on a terminal), a summary and an optional JSON report."""
+    """Convert a frame sequence with a progress bar (on a terminal), a summary and an optional JSON report.
+
+    ``executor="ray"``: on the Ray cluster at ``address`` (default: a local instance with ``ray_cpus`` CPUs,
+    0 for all) with ``ray_workers`` workers (0: one per GPU, or one per node without GPUs).
+    """
+    if executor not in EXECUTORS:
+        raise FhdrError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if executor == "local" and (address or ray_cpus or ray_workers):
+        raise FhdrError("--address, --ray-cpus and --ray-workers are options of --executor ray")
     jobs = plan(in_pattern, out_pattern, frames, chunk_spec)
-    engine = _preflight(jobs, params, compression) if jobs else {}
+    engine = _preflight(jobs, params, compression, load=executor == "local") if jobs else {}
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if executor == "ray":
+        from fhdr_plugin.ray_executor import RayPipeline
+
+        pipeline: Pipeline | RayPipeline = RayPipeline(
+            params,
+            half=half,
+            compression=compression,
+            skip_existing=skip_existing,
+            address=address,
+            cpus=ray_cpus,
+            workers=ray_workers,
+            quiet=quiet,
+        )
+    else:
+        pipeline = Pipeline(params, half=half, compression=compression, skip_existing=skip_existing)
     bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
-    pipeline = Pipeline(
-        params,
-        half=half,
-        compression=compression,
-        skip_existing=skip_existing,
-        on_result=lambda r: _show(r, bar),
-    )
+    pipeline.on_result = lambda r: _show(r, bar)
     start = time.perf_counter()
     try:
         with sigterm_as_interrupt():
@@ -388,8 +428,9 @@ def run_batch(
                         "half": half,
                         "compression": compression,
                         "skip_existing": skip_existing,
+                        "executor": executor,
                     },
-                    "engine": engine,
+                    "engine": pipeline.engine if executor == "ray" else engine,
                     **outcome,
                     "frames": [_rounded(asdict(r)) for r in pipeline.results],
                 },

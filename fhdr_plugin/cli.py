@@ -38,6 +38,11 @@ class Precision(str, Enum):
     float16 = "float16"
 
 
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Settings:
     """Options of the top-level command, shared by the sub-commands."""
 
@@ -148,6 +153,10 @@ def batch(
     tile: int = typer.Option(-1, help="Tile size in pixels; 0: no tiling; -1: from free memory."),
     half: bool = typer.Option(True, "--half/--float", help="Write half (default) or float EXR."),
     compression: str = typer.Option("zip", help="EXR compression (zip, piz, dwaa, none, …)."),
+    executor: Executor = typer.Option(Executor.local, help="local: this process; ray: a Ray cluster (ray extra)."),
+    address: str = typer.Option("", help="Ray cluster to join: ray://HOST:10001, HOST:6379, auto; none: start one."),
+    ray_cpus: int = typer.Option(0, help="CPUs of the local Ray instance started without --address; 0: all."),
+    ray_workers: int = typer.Option(0, help="Ray workers, one model each; 0: one per GPU, or one per node."),
 ) -> None:
     """Convert a frame sequence; exits 1 if any frame failed (listed in the summary and the report)."""
     from fhdr_plugin.batch import FAILED, run_batch
@@ -165,6 +174,10 @@ def batch(
             compression=compression,
             report=report,
             quiet=Settings.quiet,
+            executor=executor.value,
+            address=address,
+            ray_cpus=ray_cpus,
+            ray_workers=ray_workers,
         )
     if any(r.status == FAILED for r in results):
         raise typer.Exit(1)

@@ -1,0 +1,169 @@
+"""``fhdr batch --executor ray`` on a local 2-CPU Ray instance: the local executor's pixels and report statuses."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+from test_batch import batch, plate
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install -e '.[ray]')")
+#: float32 everywhere, so that the workers compute exactly what the local run computes.
+SETTINGS = ["--precision", "float32", "--tile", "64", "--frames", "1-5"]
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray instance with 2 CPUs that stays offline: no dashboard, no usage stats, token authentication
+    with a token in the environment rather than in ~/.ray, its files in a short temporary folder (for Ray's
+    sockets)."""
+    import ray
+
+    folder = tempfile.mkdtemp(prefix="fhdr-ray-")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        env.delenv("RAY_AUTH_MODE", raising=False)
+        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+        try:
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                object_store_memory=100 * 2**20,
+                logging_level=logging.ERROR,
+                _temp_dir=folder,
+            )
+            yield
+        finally:
+            ray.shutdown()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def shot(folder: Path) -> Path:
+    """Frames 1-4 of a 64x48 plate and a corrupt frame 5; returns the input pattern."""
+    inputs = plate(folder, range(1, 6))
+    inputs[4].write_bytes(inputs[4].read_bytes()[:60])
+    return folder / "plate.####.png"
+
+
+def run(pattern: Path, out: Path, *args: str) -> dict:
+    """Run ``fhdr batch`` into ``out``; the report, checking that frame 5 alone failed (exit status 1)."""
+    out.mkdir()
+    code, err = batch(pattern, out / "h.####.exr", "--report", out / "r.json", *SETTINGS, *args)
+    assert code == 1, err
+    assert "failed frames: 5" in err
+    return json.loads((out / "r.json").read_text())
+
+
+def pixels(path: Path) -> tuple[np.ndarray, dict[str, str]]:
+    """The half pixels of ``path`` as raw bits, and the attributes fhdr writes."""
+    buf = oiio.ImageBuf(str(path))
+    assert buf.read(force=True), buf.geterror()
+    spec = buf.spec()
+    attrs = {a.name: str(a.value) for a in spec.extra_attribs if a.name.startswith(("fhdr:", "oiio:ColorSpace"))}
+    return np.asarray(buf.get_pixels(oiio.HALF)).view(np.uint16), attrs
+
+
+@needs_ray
+def test_ray_executor_matches_the_local_one(tmp_path: Path, local_ray: None) -> None:
+    pattern = shot(tmp_path / "in")
+    local = run(pattern, tmp_path / "local")
+    remote = run(pattern, tmp_path / "ray", "--executor", "ray", "--ray-workers", "2")
+
+    def outcome(report: dict) -> list[tuple[int, str, str]]:
+        return [(f["frame"], f["status"], f["error"]) for f in report["frames"]]
+
+    assert outcome(remote) == outcome(local)
+    assert [s for _, s, _ in outcome(local)] == ["done"] * 4 + ["failed"]
+    assert "plate.0005.png" in remote["frames"][4]["error"]
+    assert remote["counts"] == local["counts"] and remote["failed_frames"] == local["failed_frames"] == "5"
+    for f in range(1, 5):
+        ours, theirs = pixels(tmp_path / f"ray/h.{f:04d}.exr"), pixels(tmp_path / f"local/h.{f:04d}.exr")
+        assert np.array_equal(ours[0], theirs[0]), f"frame {f}: the pixels differ"
+        assert ours[1] == theirs[1] and ours[1]["fhdr:model"]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == [f"h.{f:04d}.exr" for f in range(1, 5)] + ["r.json"]
+    assert len({f["worker"] for f in remote["frames"][:4]}) == 2, "both workers converted frames"
+    assert {f["worker"] for f in local["frames"]} == {""}
+    assert remote["engine"] | {"executor": "", "workers": ""} == local["engine"] | {"executor": "", "workers": ""}
+    assert (remote["engine"]["executor"], remote["engine"]["workers"]) == ("ray", "2")
+    assert remote["settings"]["executor"] == "ray"
+
+    resumed = batch(
+        pattern,
+        tmp_path / "ray/h.####.exr",
+        "--report",
+        tmp_path / "again.json",
+        *SETTINGS,
+        "--skip-existing",
+        "--executor",
+        "ray",
+    )
+    assert resumed[0] == 1, resumed[1]
+    statuses = [f["status"] for f in json.loads((tmp_path / "again.json").read_text())["frames"]]
+    assert statuses == ["skipped"] * 4 + ["failed"]
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pattern = shot(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    code, err = batch(pattern, tmp_path / "h.####.exr", *SETTINGS, "--executor", "ray")
+    assert code == 1
+    assert "the ray executor needs: pip install 'fhdr[ray]'" in err
+    assert list(tmp_path.glob("h.*")) == []
+
+
+def test_ray_options_need_the_ray_executor(tmp_path: Path) -> None:
+    code, err = batch(shot(tmp_path), tmp_path / "h.####.exr", *SETTINGS, "--address", "auto")
+    assert code == 1 and "options of --executor ray" in err
+    assert list(tmp_path.glob("h.*")) == []
+
+
+@needs_ray
+def test_settings_that_fail_in_the_workers_stop_before_any_frame(tmp_path: Path, local_ray: None) -> None:
+    code, err = batch(shot(tmp_path), tmp_path / "h.####.exr", *SETTINGS, "--executor", "ray", "--device", "nope")
+    assert code == 1 and "unknown device 'nope'" in err
+    assert list(tmp_path.glob("h.*")) == []
+
+
+class FakeCluster:
+    """The two calls of the ``ray`` module that size the workers, for a made-up cluster."""
+
+    def __init__(self, node_cpus: list[int], gpus: int = 0) -> None:
+        self.node_cpus, self.gpus = node_cpus, gpus
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": float(sum(self.node_cpus)), **({"GPU": float(self.gpus)} if self.gpus else {})}
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True, "Resources": {"CPU": float(c)} if c else {}} for c in self.node_cpus]
+
+
+@pytest.mark.parametrize(
+    ("node_cpus", "gpus", "wanted", "expected"),
+    [
+        ([16, 16], 4, 0, (4, {"num_gpus": 1, "num_cpus": 1})),
+        ([16, 16], 4, 8, (4, {"num_gpus": 1, "num_cpus": 1})),
+        ([16, 16], 4, 2, (2, {"num_gpus": 1, "num_cpus": 1})),
+        ([0, 16, 8], 0, 0, (2, {"num_cpus": 8})),
+        ([16, 16], 0, 4, (4, {"num_cpus": 8})),
+        ([2], 0, 2, (2, {"num_cpus": 1})),
+        ([2], 0, 5, (2, {"num_cpus": 1})),
+        ([4, 8], 0, 0, (2, {"num_cpus": 4})),
+    ],
+)
+def test_one_worker_per_gpu_or_a_share_of_each_node(
+    node_cpus: list[int], gpus: int, wanted: int, expected: tuple[int, dict[str, float]]
+) -> None:
+    from fhdr_plugin.ray_executor import worker_layout
+
+    assert worker_layout(FakeCluster(node_cpus, gpus), wanted) == expected
