@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -36,6 +36,19 @@ class Precision(str, Enum):
     float32 = "float32"
     bfloat16 = "bfloat16"
     float16 = "float16"
+
+
+#: The options of the ``ldr_to_hdr`` node and of the EXR writer, shared by ``convert`` and ``batch``.
+InputColorspace = Annotated[str, typer.Option(help="OCIO name of the input's space (default: from the file).")]
+OutputColorspace = Annotated[str, typer.Option(help="OCIO name of the output space (e.g. ACEScg).")]
+ModeOption = Annotated[Mode, typer.Option(help="anchored: keep well-exposed pixels; raw: network output.")]
+Iterations = Annotated[int, typer.Option(help="Feedback iterations 1-4 (default: the model's own).")]
+ModelName = Annotated[str, typer.Option(help="Shipped model name (default: the default model).")]
+DeviceName = Annotated[str, typer.Option(help="cuda, cuda:N, mps or cpu (default: best available).")]
+PrecisionOption = Annotated[Precision, typer.Option(help="Compute precision.")]
+TileSize = Annotated[int, typer.Option(help="Tile size in pixels; 0: no tiling; -1: from free memory.")]
+HalfOrFloat = Annotated[bool, typer.Option("--half/--float", help="Write half (default) or float EXR.")]
+Compression = Annotated[str, typer.Option(help="EXR compression (zip, piz, dwaa, none, …).")]
 
 
 class Executor(str, Enum):
@@ -115,16 +128,16 @@ def node_params(
 def convert(
     input: Path = typer.Argument(..., help="Input image (anything OpenImageIO reads)."),
     output: Path = typer.Argument(..., help="Output EXR."),
-    input_colorspace: str = typer.Option("", help="OCIO name of the input's space [default: from the file]."),
-    output_colorspace: str = typer.Option("lin_rec709", help="OCIO name of the output space (e.g. ACEScg)."),
-    mode: Mode = typer.Option(Mode.anchored, help="anchored: keep well-exposed pixels; raw: network output."),
-    iterations: int = typer.Option(0, help="Feedback iterations 1-4 [default: the model's own]."),
-    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
-    device: str = typer.Option("", help="cuda, cuda:N, mps or cpu [default: best available]."),
-    precision: Precision = typer.Option(Precision.auto, help="Compute precision."),
-    tile: int = typer.Option(-1, help="Tile size in pixels; 0: no tiling; -1: from free memory."),
-    half: bool = typer.Option(True, "--half/--float", help="Write half (default) or float EXR."),
-    compression: str = typer.Option("zip", help="EXR compression (zip, piz, dwaa, none, …)."),
+    input_colorspace: InputColorspace = "",
+    output_colorspace: OutputColorspace = "lin_rec709",
+    mode: ModeOption = Mode.anchored,
+    iterations: Iterations = 0,
+    model: ModelName = "",
+    device: DeviceName = "",
+    precision: PrecisionOption = Precision.auto,
+    tile: TileSize = -1,
+    half: HalfOrFloat = True,
+    compression: Compression = "zip",
 ) -> None:
     """Convert one LDR image into a scene-linear HDR EXR."""
     from fhdr_plugin.pipeline import convert_file
@@ -143,16 +156,16 @@ def batch(
     chunk: str = typer.Option("", help="I/N: only the I-th (from 1) of N contiguous chunks of the frames."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave frames whose output exists (resume)."),
     report: Path | None = typer.Option(None, help="Write per-frame status, timings and settings to this JSON file."),
-    input_colorspace: str = typer.Option("", help="OCIO name of the input's space [default: from the file]."),
-    output_colorspace: str = typer.Option("lin_rec709", help="OCIO name of the output space (e.g. ACEScg)."),
-    mode: Mode = typer.Option(Mode.anchored, help="anchored: keep well-exposed pixels; raw: network output."),
-    iterations: int = typer.Option(0, help="Feedback iterations 1-4 [default: the model's own]."),
-    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
-    device: str = typer.Option("", help="cuda, cuda:N, mps or cpu [default: best available]."),
-    precision: Precision = typer.Option(Precision.auto, help="Compute precision."),
-    tile: int = typer.Option(-1, help="Tile size in pixels; 0: no tiling; -1: from free memory."),
-    half: bool = typer.Option(True, "--half/--float", help="Write half (default) or float EXR."),
-    compression: str = typer.Option("zip", help="EXR compression (zip, piz, dwaa, none, …)."),
+    input_colorspace: InputColorspace = "",
+    output_colorspace: OutputColorspace = "lin_rec709",
+    mode: ModeOption = Mode.anchored,
+    iterations: Iterations = 0,
+    model: ModelName = "",
+    device: DeviceName = "",
+    precision: PrecisionOption = Precision.auto,
+    tile: TileSize = -1,
+    half: HalfOrFloat = True,
+    compression: Compression = "zip",
     executor: Executor = typer.Option(Executor.local, help="local: this process; ray: a Ray cluster (ray extra)."),
     address: str = typer.Option("", help="Ray cluster to join: ray://HOST:10001, HOST:6379, auto; none: start one."),
     ray_cpus: int = typer.Option(0, help="CPUs of the local Ray instance started without --address; 0: all."),
@@ -240,8 +253,8 @@ class ExportFormat(str, Enum):
 def export(
     output: Path = typer.Argument(..., help="File to write (.pt for TorchScript, .onnx for ONNX)."),
     format: ExportFormat = typer.Option(..., "--format", "-f", help="torchscript (Nuke's Inference node) or onnx."),
-    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
-    iterations: int = typer.Option(0, help="Feedback iterations 1-4 [default: the model's own]."),
+    model: str = typer.Option("", help="Shipped model name (default: the default model)."),
+    iterations: int = typer.Option(0, help="Feedback iterations 1-4 (default: the model's own)."),
 ) -> None:
     """Write a self-contained model: RGB LDR in [0, 1] in, linear HDR (network output x headroom) out."""
     from fhdr_plugin.export import export_model
