@@ -1,8 +1,9 @@
 """Self-contained exports of a model: TorchScript (for Nuke's Inference node) and ONNX.
 
 Both take one tensor, RGB (N, 3, H, W) display-referred in [0, 1] (values outside are clamped, NaN reads as 0),
-and return linear HDR RGB of the same shape: the network's output times the headroom recorded in the weights'
-metadata (``fhdr:headroom``), so a diffuse white stays near 1.0. Height and width are free in both.
+and return linear HDR RGB of the same shape: the network's output decoded as the weights' metadata says
+(``fhdr:encoding``, ``fhdr:headroom``, ``fhdr:mu``; see ``encoding.py``), so a diffuse white stays near 1.0.
+Height and width are free in both.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import copy
 import io
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fhdr_plugin.encoding import decoding
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.version import __version__
@@ -34,18 +37,25 @@ METADATA_FILE = "fhdr.json"
 
 
 class LinearHdr(nn.Module):
-    """FHDR as one tensor in, one out: display-referred LDR in [0, 1] to linear HDR (output x headroom)."""
+    """FHDR as one tensor in, one out: display-referred LDR in [0, 1] to linear HDR (the decoded output).
 
-    def __init__(self, model: FHDR, headroom: float) -> None:
+    ``mu`` 0: the output times ``headroom``; otherwise the output is μ-law encoded (``encoding.decode``).
+    """
+
+    def __init__(self, model: FHDR, headroom: float, mu: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.headroom = float(headroom)
+        self.mu = float(mu)
         self.eval()
 
     def forward(self, ldr: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) LDR in [0, 1] to (N, 3, H, W) linear HDR, in the input's dtype."""
         x = torch.clamp(torch.nan_to_num(ldr, nan=0.0), 0.0, 1.0)
-        return self.model(x).type_as(ldr) * self.headroom
+        y = self.model(x).float()
+        if self.mu > 0:
+            y = torch.expm1(y * math.log1p(self.mu)) / self.mu
+        return (y * self.headroom).type_as(ldr)
 
 
 class _ReflectionPad(nn.Module):
@@ -82,7 +92,8 @@ def export_metadata(model: FHDR, meta: dict[str, str]) -> dict[str, str]:
         "fhdr:export_version": __version__,
         "fhdr:export_input": "RGB (N, 3, H, W) float, display-referred (sRGB-encoded) in [0, 1]",
         "fhdr:export_output": (
-            f"RGB (N, 3, H, W) float, linear Rec.709: network output x headroom {meta['fhdr:headroom']}"
+            "RGB (N, 3, H, W) float, linear Rec.709: the network's output decoded "
+            f"({meta.get('fhdr:encoding', 'linear')}, headroom {meta['fhdr:headroom']})"
         ),
     }
 
@@ -95,7 +106,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def torchscript_bytes(model: FHDR, meta: dict[str, str]) -> bytes:
     """A traced TorchScript archive of ``LinearHdr``, with the export's metadata in ``fhdr.json``."""
-    wrapper = LinearHdr(_portable(model), float(meta["fhdr:headroom"]))
+    wrapper = LinearHdr(_portable(model), *decoding(meta))
     with torch.inference_mode(False), torch.no_grad():
         traced = torch.jit.trace(wrapper, torch.rand(EXAMPLE_SHAPE), check_trace=False)
     buffer = io.BytesIO()
@@ -119,13 +130,13 @@ def _quiet_exporter() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def onnx_bytes(model: FHDR, headroom: float, metadata: dict[str, str] | None = None) -> bytes:
+def onnx_bytes(model: FHDR, headroom: float, metadata: dict[str, str] | None = None, mu: float = 0.0) -> bytes:
     """An ONNX model of ``LinearHdr``: input ``ldr``, output ``hdr``, dynamic batch, height and width."""
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError as exc:
         raise FhdrError(f"ONNX export needs the onnx extra: pip install 'fhdr[onnx]' ({exc.name} is missing)") from exc
-    wrapper = LinearHdr(_plain_copy(model), headroom)
+    wrapper = LinearHdr(_plain_copy(model), headroom, mu)
     dims = {
         0: torch.export.Dim("batch", min=1),
         2: torch.export.Dim("height", min=2),
@@ -156,6 +167,7 @@ def export_model(model: FHDR, meta: dict[str, str], fmt: str, path: Path) -> Non
     if fmt == "torchscript":
         data = torchscript_bytes(model, meta)
     else:
-        data = onnx_bytes(model, float(meta["fhdr:headroom"]), export_metadata(model, meta))
+        headroom, mu = decoding(meta)
+        data = onnx_bytes(model, headroom, export_metadata(model, meta), mu)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(path, data)

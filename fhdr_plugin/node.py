@@ -13,6 +13,7 @@ import OpenImageIO as oiio
 
 from fhdr_plugin import color, scale
 from fhdr_plugin.channels import layout
+from fhdr_plugin.encoding import decode
 from fhdr_plugin.engine import Engine
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.manifest import manifest
@@ -73,16 +74,22 @@ def engine_for(model: str, iterations: int, device: str, precision: str, tile: i
     return Engine(net, device or None, precision, None if tile < 0 else tile), meta
 
 
+def reconstruct(
+    engine: Engine, meta: dict[str, str], linear: np.ndarray, display: np.ndarray, params: LdrToHdrParams
+) -> np.ndarray:
+    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network, decoded, then scaled."""
+    predicted = decode(engine.run(display), meta)
+    if params.mode == "anchored":
+        return scale.anchored(linear, display, predicted, params.blend_low, params.blend_high)
+    return predicted
+
+
 def predict_linear(rgb: np.ndarray, src_space: str, params: LdrToHdrParams) -> tuple[np.ndarray, dict[str, str]]:
     """Linear Rec.709 HDR (H, W, 3) for colour ``rgb`` in ``src_space``, and the provenance attributes."""
     engine, meta = engine_for(params.model, params.iterations, params.device, params.precision, params.tile)
     linear = color.convert(rgb, src_space, color.LINEAR_SPACE)
     display = np.clip(color.convert(rgb, src_space, color.MODEL_SPACE), 0.0, 1.0)
-    predicted = engine.run(display) * float(meta["fhdr:headroom"])
-    if params.mode == "anchored":
-        hdr = scale.anchored(linear, display, predicted, params.blend_low, params.blend_high)
-    else:
-        hdr = predicted
+    hdr = reconstruct(engine, meta, linear, display, params)
     provenance = {
         "fhdr:model": meta["fhdr:model"],
         "fhdr:iterations": str(engine.iterations),

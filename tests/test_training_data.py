@@ -9,10 +9,11 @@ import OpenImageIO as oiio
 import pytest
 from conftest import shared, write_image
 
+from fhdr_plugin.encoding import decode
 from training import data
 from training.data import HDRCrops, PairedCrops, Synthesis
 
-CAMERA = Synthesis(gamma_jitter=0.0, noise=0.0)
+CAMERA = Synthesis.plain()
 
 
 def scene(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
@@ -91,7 +92,7 @@ def test_load_pair_rejects_different_sizes(tmp_path: Path):
 
 
 def test_paired_crops_keep_input_and_target_aligned(tmp_path: Path):
-    syn = Synthesis(headroom=16.0)
+    syn = Synthesis(headroom=16.0, encoding="linear")
     write_pair(tmp_path, "a", scene(seed=1), exposure=2.0)
     write_pair(tmp_path, "b", scene(80, 64, seed=2), exposure=0.5)
     crops = PairedCrops.from_folder(tmp_path, 24, syn, seed=5)
@@ -162,9 +163,19 @@ def test_plain_camera_synthesis_is_srgb_of_the_clipped_scene():
 
 def test_target_is_relative_to_white_over_the_headroom():
     rel = np.array([[[0.0, 1.0, 8.0], [16.0, 32.0, -1.0]]], np.float32)
-    assert data.target(rel, Synthesis(headroom=16.0)) == pytest.approx(
+    assert data.target(rel, Synthesis(headroom=16.0, encoding="linear")) == pytest.approx(
         np.array([[[0.0, 1 / 16, 0.5], [1.0, 1.0, 0.0]]])
     )
+
+
+def test_mu_law_target_decodes_back_to_the_hdr():
+    rel = np.array([[[0.0, 0.01, 1.0], [7.5, 200.0, 300.0]]], np.float32)
+    tgt = data.target(rel, Synthesis(headroom=256.0))
+    assert tgt.min() >= 0.0 and tgt.max() == pytest.approx(1.0)
+    meta = {"fhdr:headroom": "256", "fhdr:encoding": "mu-law", "fhdr:mu": "5000"}
+    assert decode(tgt, meta) == pytest.approx(np.minimum(rel, 256.0), rel=1e-4, abs=1e-6)
+    # white sits a third of the way up, so the LDR range and eight stops of highlights share the output
+    assert 0.3 < tgt[0, 0, 2] < 0.4
 
 
 def test_augment_shapes_and_values():
@@ -194,3 +205,35 @@ def test_hdr_crops_shapes_and_determinism():
     b.sample()
     assert all(np.array_equal(x, y) for x, y in zip(b.batch(4), (bl, bt), strict=True))
     assert not np.array_equal(HDRCrops([hdr], 32, syn, seed=4).batch(4)[0], bl)
+
+
+def test_whole_image_exposure_with_crops_centred_on_the_highlights():
+    hdr = data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))
+    focused = HDRCrops([hdr], 32, Synthesis(focus=1.0), seed=0)
+    anywhere = HDRCrops([hdr], 32, Synthesis(focus=0.0), seed=0)
+    hit = [focused.sample()[0].max() >= 1.0 for _ in range(40)]
+    missed = [anywhere.sample()[0].max() < 1.0 for _ in range(40)]
+    assert all(hit)  # every focused crop holds clipped pixels
+    assert sum(missed) > 10  # the exposure is the whole image's: most random crops clip nothing
+    assert [lv.image.shape[:2] for lv in focused.levels[0]] == [(256, 512), (128, 256), (64, 128)]
+
+
+def test_downscale_keeps_the_light():
+    hdr = data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))
+    small = data.downscale(hdr, 4)
+    assert small.shape == (64, 128, 3)
+    assert small.mean() == pytest.approx(hdr.mean(), rel=1e-4)
+
+
+def test_camera_family_curves_noise_and_jpeg():
+    rel = data.expose(scene(), 0.05)
+    plain = data.synthesise(rel, np.random.default_rng(0), CAMERA)
+    jpeg = data.synthesise(rel, np.random.default_rng(0), Synthesis.plain(jpeg=1.0))
+    assert jpeg.shape == plain.shape and jpeg.min() >= 0.0 and jpeg.max() <= 1.0
+    assert 0 < np.abs(jpeg - plain).mean() < 0.02  # compressed, but the same picture
+    curved = [data.synthesise(rel, np.random.default_rng(i), Synthesis(jpeg=0.0)) for i in range(8)]
+    assert len({round(float(c.mean()), 4) for c in curved}) == 8  # each camera renders the scene differently
+    x = np.linspace(0.0, 4.0, 401)
+    rolled = data.shoulder(x, 0.7)
+    assert np.array_equal(rolled[x <= 0.7], x[x <= 0.7])
+    assert np.all(np.diff(rolled) > 0) and rolled.max() < 1.0

@@ -11,12 +11,19 @@ import torch
 from conftest import shared, write_image
 from typer.testing import CliRunner
 
+from fhdr_plugin.manifest import manifest
 from fhdr_plugin.model import FHDR
+from fhdr_plugin.node import LdrToHdrParams, predict_linear
+from fhdr_plugin.weights import load_model
 from training import data
 from training.__main__ import app
 from training.data import HDRCrops, Synthesis
+from training.evaluate import Case
+from training.export import checkpoint_metadata
 from training.losses import FHDRLoss
-from training.train import TrainConfig, train
+from training.metrics import pu21_psnr
+from training.train import Init, TrainConfig, better, train
+from training.validation import GUARD_DB, validate, validation_cases
 
 SYN = Synthesis()
 
@@ -70,13 +77,13 @@ def test_a_few_steps_reduce_the_loss(images, tmp_path: Path):
     initial = FHDR(1).eval()
     loss = FHDRLoss()
     with torch.no_grad():
-        before = loss([initial(ldr)], hdr).item()
+        before = loss([initial(ldr)], hdr, ldr).item()
     cfg = tiny(40, lr=1e-3, checkpoint_every=40)
     train(cfg, HDRCrops(images, 32, SYN, seed=0), None, tmp_path, SYN)
     trained = FHDR(1).eval()
     trained.load_state_dict(weights(tmp_path / "last.pt"))
     with torch.no_grad():
-        after = loss([trained(ldr)], hdr).item()
+        after = loss([trained(ldr)], hdr, ldr).item()
     assert after < 0.7 * before
 
 
@@ -107,10 +114,71 @@ def test_train_command_on_the_paired_layout(images, tmp_path: Path):
         data.write_ldr(data.synthesise(rel, np.random.default_rng(i), SYN), tmp_path / "pairs" / "LDR" / f"p{i}.png")
         write_image(tmp_path / "pairs" / "HDR" / f"p{i}.exr", hdr * 0.25, oiio.HALF)
     args = ["train", "--paired", str(tmp_path / "pairs"), "--out", str(tmp_path / "run"), "--val", "p1"]
-    args += ["--steps", "2", "--crop", "32", "--batch", "2", "--checkpoint-every", "2", "--threads", "1"]
+    args += ["--steps", "2", "--crop", "32", "--batch", "2", "--checkpoint-every", "2", "--validate-every", "2"]
+    args += ["--threads", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert checkpoint["step"] == 2
-    assert checkpoint["val_mu_psnr"] is not None  # the held-out pair was used for validation
-    assert (tmp_path / "run" / "best.pt").exists()
+    # the held-out pair was used for validation, through the node's path
+    assert [c["case"] for c in checkpoint["val"]["cases"]] == ["p1"]
+    assert np.isfinite(checkpoint["val"]["pu21_clipped"])
+    # a best checkpoint is one that keeps the whole image no worse than the linearised input
+    assert (tmp_path / "run" / "best.pt").exists() == checkpoint["val"]["guard"]
+
+
+def test_the_loss_weighs_the_pixels_the_node_takes_from_the_network():
+    ldr = torch.full((1, 3, 8, 8), 0.5)
+    ldr[..., :4] = 1.0  # the left half is clipped: the anchored blend takes it from the network
+    gt = torch.full((1, 3, 8, 8), 0.4)
+    wrong_clipped, wrong_exposed = gt.clone(), gt.clone()
+    wrong_clipped[..., :4] += 0.1
+    wrong_exposed[..., 4:] += 0.1
+    loss = FHDRLoss(focus=0.9)
+    hit, miss = loss([wrong_clipped], gt, ldr).item(), loss([wrong_exposed], gt, ldr).item()
+    assert hit == pytest.approx(10 * miss, rel=1e-5)  # weights 1 and 1 - 0.9
+    assert FHDRLoss(focus=0.0)([wrong_clipped], gt, ldr).item() == pytest.approx(
+        FHDRLoss(focus=0.0)([wrong_exposed], gt, ldr).item()
+    )
+    assert loss([gt], gt, ldr).item() == 0.0
+
+
+def test_validation_scores_what_the_node_returns():
+    hdr = data.read_rgb(shared("hdr-train/polyhaven512_workshop.exr"))[64:192, :256]
+    cases = validation_cases(synthetic_cases_of([hdr], (0.02, 0.08)))
+    model, meta = load_model(manifest().model(None))
+    result = validate(model, meta, cases)
+    assert [c["case"] for c in result["cases"]] == ["crop@2.0%", "crop@8.0%"]
+    for case, row in zip(cases, result["cases"], strict=True):
+        node = predict_linear(case.display, "srgb_tx", LdrToHdrParams())[0]
+        assert row["pu21_clipped"] == pytest.approx(pu21_psnr(node, case.hdr, case.clipped), abs=1e-6)
+        assert row["base_all"] == pytest.approx(pu21_psnr(case.linear, case.hdr), abs=1e-6)
+        assert row["truth_ratio"] > 1.0 and row["ratio"] >= 1.0
+    assert result["guard"] == (result["worst_all"] >= -GUARD_DB)
+    assert better({"pu21_clipped": 20.0, "guard": True}, 19.0)
+    assert not better({"pu21_clipped": 25.0, "guard": False}, 19.0)  # over-expansion loses, however it scores
+
+
+def test_init_continues_from_shipped_weights(images, tmp_path: Path):
+    shipped = manifest().model(None).path
+    init = Init.load(shipped)
+    assert init.steps > 0 and init.name == shipped.name
+    train(tiny(1, lr=0.0, checkpoint_every=1), HDRCrops(images, 32, SYN, seed=0), None, tmp_path, SYN, init=init)
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    for name, weight in init.state.items():
+        assert torch.equal(checkpoint["model"][name], weight), name  # lr 0: the weights are the shipped ones
+    meta = checkpoint_metadata(checkpoint, {})
+    assert meta["fhdr:total_steps"] == str(init.steps + 1)
+    assert meta["fhdr:init"] == f"{shipped.name} sha256 {init.sha256}"
+    assert meta["fhdr:encoding"] == SYN.encoding
+
+
+def synthetic_cases_of(images: list[np.ndarray], fractions: tuple[float, ...]) -> list[Case]:
+    """Evaluation cases of in-memory HDR images, exposed like the validation's plain camera."""
+    cases = []
+    for hdr in images:
+        for f in fractions:
+            rel = data.expose(np.maximum(hdr, 0.0), f)
+            ldr = data.synthesise(rel, np.random.default_rng(0), data.Synthesis.plain())
+            cases.append(Case("crop", f, ldr, rel))
+    return cases

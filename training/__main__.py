@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import typer
 
+from fhdr_plugin.encoding import ENCODINGS
 from fhdr_plugin.node import LdrToHdrParams
 from training.data import (
     HDR_SUFFIXES,
@@ -25,7 +26,9 @@ from training.data import (
 )
 from training.evaluate import evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
 from training.export import export
-from training.train import TrainConfig, torchrun_ranks, train
+from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
+from training.validation import FRACTIONS as VAL_FRACTIONS
+from training.validation import validate, validation_cases
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Train and export FHDR weights.")
 
@@ -46,23 +49,13 @@ def split_images(folder: Path, val_stems: set[str]) -> tuple[list[Path], list[Pa
     return [f for f in files if f.stem not in val_stems], [f for f in files if f.stem in val_stems]
 
 
-def paired_sets(
-    root: Path, val_stems: set[str], crop: int, syn: Synthesis, seed: int
-) -> tuple[PairedCrops, PairedCrops | None]:
-    """Training and validation crops of the paired layout under ``root``, split by stem."""
-    pairs = paired_files(root)
-    train_pairs = [load_pair(a, b) for a, b in pairs if a.stem not in val_stems]
-    val_pairs = [load_pair(a, b) for a, b in pairs if a.stem in val_stems]
-    logging.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
-    return PairedCrops(train_pairs, crop, syn, seed), PairedCrops(val_pairs, crop, syn, seed + 1) if val_pairs else None
-
-
 @app.command("train")
 def train_cmd(
     data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
     out: Path = typer.Option(Path("runs/fhdr"), help="Checkpoint folder (resumed if it holds last.pt)."),
     paired: Path | None = typer.Option(None, help="Train on (LDR, HDR) pairs of DIR/LDR + DIR/HDR instead of --data."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
+    init: Path | None = typer.Option(None, help="Start from these safetensors weights (e.g. the shipped ones)."),
     iterations: int = 1,
     crop: int = 64,
     batch: int = typer.Option(8, help="Global batch, split evenly over the processes of a torchrun launch."),
@@ -70,21 +63,32 @@ def train_cmd(
     steps: int = 6000,
     decay_start: float = 0.5,
     checkpoint_every: int = 250,
-    headroom: float = 16.0,
-    clip_min: float = 0.005,
-    clip_max: float = 0.25,
+    validate_every: int = typer.Option(500, help="Steps between validations (a multiple of --checkpoint-every)."),
+    headroom: float = typer.Option(256.0, help="Largest value the network can output, in multiples of white."),
+    encoding: str = typer.Option("mu-law", help="Output encoding: mu-law or linear (see fhdr_plugin/encoding.py)."),
+    focus: float = typer.Option(0.9, help="Loss weight of the pixels the anchored blend takes from the network."),
+    clip_min: float = 0.002,
+    clip_max: float = 0.12,
+    precision: str = typer.Option("float32", help="float32, or bfloat16 autocast of the forward pass."),
     seed: int = 0,
     threads: int = 0,
     device: str = typer.Option("", help="torch device type to train on [default: CUDA when available, else CPU]."),
 ) -> None:
     """Train FHDR on HDR-only data with synthesised LDR inputs, or on (LDR, HDR) pairs with --paired.
 
+    Validation runs the node's default path on the whole held-out images (training/validation.py).
     Under torchrun (several GPUs or machines) every process runs this; only rank 0 logs.
     """
     rank = (torchrun_ranks() or (0,))[0]
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(message)s")
+    if encoding not in ENCODINGS:
+        raise typer.BadParameter(f"--encoding must be one of {', '.join(ENCODINGS)}")
+    if precision not in ("float32", "bfloat16"):
+        raise typer.BadParameter("--precision must be float32 or bfloat16")
+    if validate_every % checkpoint_every:
+        raise typer.BadParameter("--validate-every must be a multiple of --checkpoint-every")
     val_stems = {s for s in val.split(",") if s}
-    syn = Synthesis(headroom=headroom, clip_min=clip_min, clip_max=clip_max)
+    syn = Synthesis(headroom=headroom, encoding=encoding, clip_min=clip_min, clip_max=clip_max)
     cfg = TrainConfig(
         iterations=iterations,
         crop=crop,
@@ -93,18 +97,31 @@ def train_cmd(
         steps=steps,
         decay_start=decay_start,
         checkpoint_every=checkpoint_every,
-        validate_every=checkpoint_every,
+        validate_every=validate_every,
         seed=seed,
         threads=threads,
+        focus=focus,
+        precision=precision,
     )
     if paired is not None:
-        train_set, val_set = paired_sets(paired, val_stems, crop, syn, seed)
+        pairs = paired_files(paired)
+        train_set = PairedCrops([load_pair(a, b) for a, b in pairs if a.stem not in val_stems], crop, syn, seed)
+        val_cases = paired_cases(paired, val_stems)
+        logging.info("training on %d pairs, validating on %d", len(pairs) - len(val_cases), len(val_cases))
     else:
         train_files, val_files = split_images(data, val_stems)
         train_set = HDRCrops([read_rgb(f) for f in train_files], crop, syn, seed)
-        val_set = HDRCrops([read_rgb(f) for f in val_files], crop, syn, seed + 1) if val_files else None
+        val_cases = list(synthetic_cases(val_files, VAL_FRACTIONS, seed))
         logging.info("training on %d images, validating on %d", len(train_files), len(val_files))
-    train(cfg, train_set, val_set, out, syn, device=device)
+    validator = None
+    if val_cases:
+        cases, meta = validation_cases(val_cases), decoding_metadata(syn)
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+        def validator(model):
+            return validate(model, meta, cases, dev)
+
+    train(cfg, train_set, validator, out, syn, device=device, init=Init.load(init) if init else None)
 
 
 @app.command("synthesise")
@@ -122,7 +139,7 @@ def synthesise_cmd(
     rel = expose(np.maximum(image, 0.0), clipped)
     if rel is None:
         raise typer.BadParameter(f"{hdr}: the image is black")
-    ldr = synthesise(rel, np.random.default_rng(0), Synthesis(gamma_jitter=0.0, noise=0.0))
+    ldr = synthesise(rel, np.random.default_rng(0), Synthesis.plain())
     write_ldr(ldr, out)
     typer.echo(f"{out}: {ldr.shape[1]}x{ldr.shape[0]}, {np.mean(rel.max(-1) > 1):.1%} clipped")
 

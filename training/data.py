@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+
+from fhdr_plugin.encoding import encode
 
 HDR_SUFFIXES = {".exr", ".hdr"}
 LDR_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -64,14 +67,36 @@ def paired_files(root: Path) -> list[tuple[Path, Path]]:
 
 @dataclass(frozen=True)
 class Synthesis:
-    """How LDR inputs are made from an HDR crop, and how targets are normalised."""
+    """How LDR inputs are made from HDR images (a family of cameras), and how targets are encoded.
 
-    headroom: float = 16.0
-    clip_min: float = 0.005
-    clip_max: float = 0.25
+    The exposure is set on the whole image (a clipped fraction drawn log-uniformly from ``clip_min`` to
+    ``clip_max``), then a crop is taken: centred on a clipped pixel with probability ``focus``, anywhere otherwise
+    (so some crops have no clipping at all). Images are also seen box-downscaled by each factor of ``scales``
+    that leaves them larger than the crop, so a highlight appears at several sizes. Each crop's camera draws a
+    white balance, sensor noise, an optional highlight shoulder, a response curve (sRGB with a gamma tweak and an
+    S-curve), quantisation and an optional JPEG compression.
+    """
+
+    headroom: float = 256.0
+    encoding: str = "mu-law"
+    clip_min: float = 0.002
+    clip_max: float = 0.12
+    focus: float = 0.75
+    scales: tuple[int, ...] = (1, 2, 4)
+    white_balance: float = 0.08
+    noise: float = 0.006
+    shoulder: float = 0.3
     gamma_jitter: float = 0.15
-    noise: float = 0.004
+    contrast: float = 0.3
+    jpeg: float = 0.4
+    jpeg_quality: tuple[int, int] = (60, 97)
     bits: int = 8
+
+    @classmethod
+    def plain(cls, **overrides: object) -> Synthesis:
+        """A plain sRGB camera: no white balance, noise, shoulder, curve tweak or JPEG; only clipping and bits."""
+        base = dict(white_balance=0.0, noise=0.0, shoulder=0.0, gamma_jitter=0.0, contrast=0.0, jpeg=0.0)
+        return cls(**{**base, **overrides})  # type: ignore[arg-type]
 
 
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
@@ -89,20 +114,54 @@ def expose(hdr: np.ndarray, clipped_fraction: float) -> np.ndarray | None:
     return hdr / level
 
 
+def shoulder(x: np.ndarray, knee: float) -> np.ndarray:
+    """A camera's highlight roll-off: identity below ``knee``, then a tanh curve that approaches 1."""
+    span = 1.0 - knee
+    return np.where(x > knee, knee + span * np.tanh((x - knee) / span), x)
+
+
+def jpeg_roundtrip(ldr: np.ndarray, quality: int) -> np.ndarray:
+    """``ldr`` (H, W, 3) in [0, 1] compressed as an 8-bit JPEG of ``quality`` and decoded again."""
+    h, w, _ = ldr.shape
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
+        path = str(Path(tmp) / "crop.jpg")
+        spec = oiio.ImageSpec(w, h, 3, oiio.UINT8)
+        spec.attribute("Compression", f"jpeg:{quality}")
+        out = oiio.ImageOutput.create(path)
+        if out is None or not out.open(path, spec) or not out.write_image(np.ascontiguousarray(ldr, np.float32)):
+            raise OSError(f"cannot write a JPEG: {oiio.geterror()}")
+        out.close()
+        return read_rgb(Path(path))
+
+
 def synthesise(hdr_rel: np.ndarray, rng: np.random.Generator, syn: Synthesis) -> np.ndarray:
-    """A camera-like LDR image in [0, 1] from HDR whose white is 1: clip, response curve, noise, quantise."""
-    gamma = math.exp(rng.uniform(-syn.gamma_jitter, syn.gamma_jitter))
-    x = np.clip(hdr_rel, 0.0, 1.0)
+    """A camera-like LDR image in [0, 1] from HDR whose white is 1: noise, shoulder, clip, curve, quantise, JPEG."""
+    x = np.maximum(hdr_rel, 0.0)
     if syn.noise:
-        x = np.clip(x + rng.normal(0.0, syn.noise, x.shape) * np.sqrt(x), 0.0, 1.0)
-    ldr = np.power(srgb_encode(x), gamma)
+        x = x + rng.normal(0.0, rng.uniform(0.0, syn.noise), x.shape) * np.sqrt(np.clip(x, 0.0, 1.0))
+    if syn.shoulder and rng.random() < syn.shoulder:
+        x = shoulder(x, rng.uniform(0.6, 0.9))
+    y = srgb_encode(np.clip(x, 0.0, 1.0))
+    y = np.power(y, math.exp(rng.uniform(-syn.gamma_jitter, syn.gamma_jitter)))
+    if syn.contrast:
+        c = rng.uniform(-0.5 * syn.contrast, syn.contrast)
+        y = (1.0 - c) * y + c * y * y * (3.0 - 2.0 * y)
     levels = 2**syn.bits - 1
-    return (np.round(ldr * levels) / levels).astype(np.float32)
+    ldr = (np.round(y * levels) / levels).astype(np.float32)
+    if syn.jpeg and rng.random() < syn.jpeg:
+        ldr = jpeg_roundtrip(ldr, int(rng.integers(syn.jpeg_quality[0], syn.jpeg_quality[1] + 1)))
+    return ldr
+
+
+def white_balance(rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Per-channel gains of a camera's white balance (green kept at 1), log-normal with spread ``amount``."""
+    gains = np.exp(rng.normal(0.0, amount, 3)).astype(np.float32)
+    return gains / gains[1]
 
 
 def target(hdr_rel: np.ndarray, syn: Synthesis) -> np.ndarray:
-    """The network's training target: HDR relative to white, divided by the headroom, in [0, 1]."""
-    return np.clip(hdr_rel / syn.headroom, 0.0, 1.0).astype(np.float32)
+    """The network's training target: HDR relative to white, encoded as the weights will say (``encoding.py``)."""
+    return encode(hdr_rel, syn.headroom, syn.encoding)
 
 
 def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -112,34 +171,81 @@ def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.rot90(img, int(rng.integers(4)))
 
 
+def downscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Box-filter ``img`` (H, W, C) by an integer ``factor`` (light is averaged, as a smaller sensor would)."""
+    if factor == 1:
+        return img
+    h, w = img.shape[0] // factor, img.shape[1] // factor
+    return img[: h * factor, : w * factor].reshape(h, factor, w, factor, -1).mean(axis=(1, 3))
+
+
+@dataclass
+class Level:
+    """One image at one scale, the band of rows that crops may take, and its pixels ordered brightest first."""
+
+    image: np.ndarray
+    top: int
+    bottom: int
+    order: np.ndarray
+    peaks: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, crop: int, pole_margin: float) -> Level:
+        """The level of ``image``, keeping ``pole_margin`` of its height away at each pole of a tall panorama."""
+        h = image.shape[0]
+        margin = int(h * pole_margin) if h > 4 * crop else 0
+        band = image[margin : h - margin].max(axis=-1).ravel()
+        order = np.argsort(-band, kind="stable")
+        return cls(image, margin, h - margin, order, band[order])
+
+
 class HDRCrops:
-    """Random crops of HDR images with synthesised LDR inputs; deterministic for a given seed."""
+    """Random crops of HDR images with synthesised LDR inputs (see ``Synthesis``); deterministic for a given seed."""
 
     def __init__(self, images: list[np.ndarray], crop: int, syn: Synthesis, seed: int, pole_margin: float = 0.15):
         if not images:
             raise ValueError("no HDR images to train on")
-        self.images = [np.maximum(im, 0.0) for im in images]
+        small = [i for i, im in enumerate(images) if min(im.shape[:2]) < crop]
+        if small:
+            raise ValueError(f"image {small[0]} is smaller than the {crop}-pixel crop")
         self.crop = crop
         self.syn = syn
-        self.pole_margin = pole_margin
         self.rng = np.random.default_rng(seed)
+        self.levels = []
+        for im in images:
+            im = np.maximum(im, 0.0).astype(np.float32)
+            scaled = (downscale(im, f) for f in syn.scales)
+            self.levels.append([Level.of(s, crop, pole_margin) for s in scaled if min(s.shape[:2]) >= crop])
         areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
         self.weights = areas / areas.sum()
+
+    def _window(self, level: Level, clipped: int) -> tuple[int, int]:
+        """Top-left corner of a crop: around one of the ``clipped`` brightest pixels, or anywhere in the band."""
+        h, w = level.image.shape[:2]
+        c = self.crop
+        if clipped and self.rng.random() < self.syn.focus:
+            y, x = divmod(int(level.order[self.rng.integers(clipped)]), w)
+            y += level.top + int(self.rng.integers(-c // 2, c // 2 + 1)) - c // 2
+            x += int(self.rng.integers(-c // 2, c // 2 + 1)) - c // 2
+        else:
+            y, x = int(self.rng.integers(level.top, level.bottom)), int(self.rng.integers(0, w))
+        return int(np.clip(y, 0, h - c)), int(np.clip(x, 0, w - c))
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One (LDR, target) pair, each (crop, crop, 3) float32."""
         while True:
-            im = self.images[self.rng.choice(len(self.images), p=self.weights)]
-            h, w = im.shape[:2]
-            lo = int(h * self.pole_margin) if h > 4 * self.crop else 0
-            hi = max(lo, h - lo - self.crop)
-            y = int(self.rng.integers(lo, hi + 1))
-            x = int(self.rng.integers(0, w - self.crop + 1))
-            crop = augment(im[y : y + self.crop, x : x + self.crop], self.rng)
+            levels = self.levels[self.rng.choice(len(self.levels), p=self.weights)]
+            level = levels[int(self.rng.integers(len(levels)))]
             fraction = math.exp(self.rng.uniform(math.log(self.syn.clip_min), math.log(self.syn.clip_max)))
-            rel = expose(crop, fraction)
-            if rel is not None:
-                return synthesise(rel, self.rng, self.syn), target(rel, self.syn)
+            clipped = min(len(level.peaks) - 1, int(fraction * len(level.peaks)))
+            white = float(level.peaks[clipped])
+            if not math.isfinite(white) or white <= 1e-6:
+                continue
+            y, x = self._window(level, clipped)
+            rel = augment(level.image[y : y + self.crop, x : x + self.crop], self.rng) / white
+            if self.syn.white_balance:
+                rel = rel * white_balance(self.rng, self.syn.white_balance)
+            return synthesise(rel, self.rng, self.syn), target(rel, self.syn)
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """``size`` pairs stacked as (N, 3, crop, crop) arrays."""

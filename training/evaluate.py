@@ -31,7 +31,7 @@ FRACTIONS = (0.005, 0.02, 0.08)
 NETWORK_MODES = ("anchored", "raw")
 INPUT_SPACE = "srgb_tx"
 #: A plain sRGB camera: the same curve the linearised input assumes, so only clipping and 8 bits lose information.
-CAMERA = Synthesis(gamma_jitter=0.0, noise=0.0)
+CAMERA = Synthesis.plain(headroom=16.0)
 METRIC_TITLES = {"mu_psnr": "mu-PSNR", "pu21_psnr": "PU21-PSNR", "mu_ssim": "mu-SSIM"}
 SHEET_CELL = 256
 ERROR_STOPS = 4.0
@@ -70,11 +70,14 @@ def synthetic_cases(files: list[Path], fractions: tuple[float, ...] = FRACTIONS,
             yield Case(path.stem, fraction, ldr, rel.astype(np.float32))
 
 
-def paired_cases(root: Path) -> Iterator[Case]:
-    """Cases of the paired layout ``root/LDR`` + ``root/HDR``."""
+def paired_cases(root: Path, stems: set[str] | None = None) -> list[Case]:
+    """Cases of the paired layout ``root/LDR`` + ``root/HDR`` (only those of ``stems`` when given)."""
+    cases = []
     for ldr_path, hdr_path in paired_files(root):
-        ldr, hdr = load_pair(ldr_path, hdr_path)
-        yield Case(ldr_path.stem, None, ldr, hdr.astype(np.float32))
+        if stems is None or ldr_path.stem in stems:
+            ldr, hdr = load_pair(ldr_path, hdr_path)
+            cases.append(Case(ldr_path.stem, None, ldr, hdr.astype(np.float32)))
+    return cases
 
 
 def predictions(case: Case, params: LdrToHdrParams) -> dict[str, np.ndarray]:

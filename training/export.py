@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from fhdr_plugin.encoding import MU
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest_path, read_manifest
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.version import __version__
@@ -18,27 +19,45 @@ from fhdr_plugin.weights import save_weights
 def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
     """The weights' metadata (all strings) from a checkpoint's recorded settings."""
     cfg, syn = ck["config"], ck["synthesis"]
+    prior = ck.get("prior", {"init": "", "steps": 0, "seconds": 0.0})
+    val = ck.get("val") or {}
+    encoding = syn.get("encoding", "linear")
     meta = {
         "fhdr:iterations": str(cfg["iterations"]),
         "fhdr:headroom": str(syn["headroom"]),
+        "fhdr:encoding": encoding,
+        "fhdr:mu": str(MU),
         "fhdr:hdr_normalisation": (
-            f"linear HDR relative to the synthesised LDR's white (1.0), divided by headroom {syn['headroom']:g} "
-            "and clipped to [0, 1]"
+            f"linear HDR relative to the synthesised LDR's white (1.0), divided by headroom {syn['headroom']:g}, "
+            f"clipped to [0, 1]" + (f", mu-law encoded (mu={MU:g})" if encoding == "mu-law" else "")
         ),
         "fhdr:ldr_synthesis": (
-            f"clipped fraction log-uniform {syn['clip_min']:g}-{syn['clip_max']:g}, sRGB with gamma jitter "
-            f"±{syn['gamma_jitter']:g} (log), noise {syn['noise']:g}, {syn['bits']}-bit quantisation"
+            f"whole-image exposure clipping a fraction log-uniform {syn['clip_min']:g}-{syn['clip_max']:g}, "
+            f"crops centred on clipped pixels with probability {syn.get('focus', 0):g}, scales "
+            f"{syn.get('scales', [1])}, white balance {syn.get('white_balance', 0):g}, noise up to "
+            f"{syn['noise']:g}, shoulder p={syn.get('shoulder', 0):g}, sRGB with gamma jitter "
+            f"±{syn['gamma_jitter']:g} (log) and contrast {syn.get('contrast', 0):g}, {syn['bits']}-bit, "
+            f"JPEG p={syn.get('jpeg', 0):g}"
         ),
         "fhdr:perceptual_loss": "vgg19" if ck["perceptual"] else "off (no VGG19 weights given)",
-        "fhdr:loss": "L1 on mu-law (mu=5000)" + (" + 10 x VGG19 perceptual" if ck["perceptual"] else ""),
+        "fhdr:loss": (
+            f"L1 on mu-law (mu={MU:g}), pixels weighted 1 - {cfg.get('focus', 0):g} + {cfg.get('focus', 0):g} x "
+            "the anchored blend weight" + (" + 10 x VGG19 perceptual" if ck["perceptual"] else "")
+        ),
         "fhdr:steps": str(ck["step"]),
+        "fhdr:total_steps": str(prior["steps"] + ck["step"]),
+        "fhdr:total_seconds": f"{prior['seconds'] + ck.get('seconds', 0.0):.0f}",
+        "fhdr:init": prior["init"],
         "fhdr:crop": str(cfg["crop"]),
         "fhdr:batch": str(cfg["batch"]),
         "fhdr:lr": str(cfg["lr"]),
-        "fhdr:val_mu_psnr": f"{ck['val_mu_psnr']:.3f}" if ck.get("val_mu_psnr") is not None else "",
+        "fhdr:precision": cfg.get("precision", "float32"),
         "fhdr:version": __version__,
         "fhdr:exported_on": platform.platform(),
     }
+    for key in ("pu21_clipped", "gain_clipped", "worst_all"):
+        if key in val:
+            meta[f"fhdr:val_{key}"] = f"{val[key]:.3f}"
     meta.update(extra)
     return meta
 

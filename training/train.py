@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
+import safetensors.torch
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from fhdr_plugin.encoding import MU
 from fhdr_plugin.model import FHDR
+from fhdr_plugin.weights import sha256_bytes
 from training.data import HDRCrops, Synthesis
-from training.losses import FHDRLoss, mu_law
+from training.losses import FHDRLoss
 
 log = logging.getLogger("fhdr.training")
 
@@ -36,6 +40,9 @@ class TrainConfig:
     validate_every: int = 250
     seed: int = 0
     threads: int = 0
+    focus: float = 0.9  # weight of the anchored blend's pixels in the loss (see losses.py)
+    precision: str = "float32"  # or "bfloat16": autocast of the forward pass
+    channels_last: bool = True
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -87,40 +94,58 @@ class AllOutputs(torch.nn.Module):
         return self.model.forward_all(ldr)
 
 
-def validation_set(val: HDRCrops, count: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed set of validation crops on ``device``."""
-    ldr, hdr = val.batch(count)
-    return torch.from_numpy(ldr).to(device), torch.from_numpy(hdr).to(device)
+#: Scores a model on held-out data: returns a dict with ``pu21_clipped`` (higher is better) and ``guard``.
+Validator = Callable[[FHDR], dict]
 
 
-@torch.no_grad()
-def validate(model: FHDR, ldr: torch.Tensor, hdr: torch.Tensor, chunk: int = 16) -> float:
-    """mu-PSNR (dB) of the model on fixed validation crops."""
-    model.eval()
-    errs = []
-    for i in range(0, len(ldr), chunk):
-        out = model(ldr[i : i + chunk])
-        errs.append(((mu_law(out) - mu_law(hdr[i : i + chunk])) ** 2).flatten(1).mean(1))
-    model.train()
-    mse = torch.cat(errs).mean().item()
-    return float(-10 * np.log10(max(mse, 1e-12)))
+def decoding_metadata(syn: Synthesis) -> dict[str, str]:
+    """The weights' metadata that says how the network's output decodes (``fhdr_plugin.encoding``)."""
+    return {"fhdr:headroom": str(syn.headroom), "fhdr:encoding": syn.encoding, "fhdr:mu": str(MU)}
+
+
+@dataclass(frozen=True)
+class Init:
+    """Weights a run starts from instead of random ones, with the training they already had."""
+
+    state: dict[str, torch.Tensor]
+    name: str
+    sha256: str
+    steps: int
+    seconds: float
+
+    @classmethod
+    def load(cls, path: Path) -> Init:
+        """Read a safetensors weights file (no code runs) and the steps and time recorded in its metadata."""
+        data = path.read_bytes()
+        with safetensors.safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        steps = int(meta.get("fhdr:total_steps", meta.get("fhdr:steps", "0")) or 0)
+        seconds = float(meta.get("fhdr:total_seconds", "0") or 0)
+        return cls(safetensors.torch.load(data), path.name, sha256_bytes(data), steps, seconds)
+
+
+def better(result: dict, best: float) -> bool:
+    """Whether a validation ``result`` beats the best score so far: higher clipped PU21, guard kept."""
+    return bool(result.get("guard", True)) and result["pu21_clipped"] > best
 
 
 def train(
     cfg: TrainConfig,
     train_data: HDRCrops,
-    val_data: HDRCrops | None,
+    validator: Validator | None,
     out_dir: Path,
     syn: Synthesis,
     perceptual: torch.nn.Module | None = None,
     resume: bool = True,
     device: str = "",
+    init: Init | None = None,
 ) -> Path:
     """Train, checkpointing to ``out_dir/last.pt`` and ``out_dir/best.pt``; returns the best checkpoint's path.
 
     Under torchrun every process draws the same global batch and trains on its own slice of it, DistributedDataParallel
     averaging the gradients, so the weights do not depend on the number of processes; rank 0 alone logs, validates and
-    writes checkpoints. ``device`` is a torch device type [default: CUDA when available, else the CPU].
+    writes checkpoints. ``device`` is a torch device type [default: CUDA when available, else the CPU]. ``init``:
+    weights to start from when there is no checkpoint to resume (a new optimiser; steps and time add up).
     """
     ranks = torchrun_ranks()
     _, world, local_rank = ranks or (0, 1, 0)
@@ -128,12 +153,12 @@ def train(
         raise ValueError(f"the global batch of {cfg.batch} does not split evenly over {world} processes")
     dev = pick_device(device, local_rank)
     if ranks is None:
-        return train_loop(cfg, train_data, val_data, out_dir, syn, perceptual, resume, dev)
+        return train_loop(cfg, train_data, validator, out_dir, syn, perceptual, resume, dev, init)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     try:
-        return train_loop(cfg, train_data, val_data, out_dir, syn, perceptual, resume, dev)
+        return train_loop(cfg, train_data, validator, out_dir, syn, perceptual, resume, dev, init)
     finally:
         dist.destroy_process_group()
 
@@ -141,12 +166,13 @@ def train(
 def train_loop(
     cfg: TrainConfig,
     train_data: HDRCrops,
-    val_data: HDRCrops | None,
+    validator: Validator | None,
     out_dir: Path,
     syn: Synthesis,
     perceptual: torch.nn.Module | None,
     resume: bool,
     dev: torch.device,
+    init: Init | None = None,
 ) -> Path:
     """The loop of ``train`` on ``dev``, in this process's share of the process group when there is one."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -155,19 +181,25 @@ def train_loop(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = FHDR(cfg.iterations).to(dev)
+    model = FHDR(cfg.iterations)
+    prior = {"init": "", "steps": 0, "seconds": 0.0}
+    if init is not None:
+        model.load_state_dict(init.state)
+        prior = {"init": f"{init.name} sha256 {init.sha256}", "steps": init.steps, "seconds": init.seconds}
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(dev, memory_format=layout)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    loss_fn = FHDRLoss(perceptual).to(dev)
-    step, best = 0, -float("inf")
+    loss_fn = FHDRLoss(perceptual, encoding=syn.encoding, focus=cfg.focus).to(dev)
+    step, best, seconds = 0, -float("inf"), 0.0
     last = out_dir / "last.pt"
     if resume and last.exists():
         ck = torch.load(last, weights_only=True, map_location="cpu")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        step, best = ck["step"], ck["best"]
+        step, best, seconds, prior = ck["step"], ck["best"], ck["seconds"], ck["prior"]
         train_data.rng.bit_generator.state = ck["data_rng"]
         torch.set_rng_state(ck["torch_rng"])
         if rank == 0:
@@ -177,13 +209,16 @@ def train_loop(
         if global_mean(torch.tensor(float(step), device=dev)) != step:
             raise RuntimeError(f"the processes resumed from different steps; every one must see the same {last}")
         net = DistributedDataParallel(net)
-    val = validation_set(val_data, 64, dev) if val_data is not None and rank == 0 else None
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bfloat16" else nullcontext()
     share = cfg.batch // world
     mine = slice(rank * share, (rank + 1) * share)  # this process's share of each global batch
     t0, seen = time.time(), 0
     while step < cfg.steps:
         ldr, hdr = (torch.from_numpy(a[mine]).to(dev) for a in train_data.batch(cfg.batch))
-        loss = loss_fn(net(ldr), hdr)
+        ldr = ldr.contiguous(memory_format=layout)
+        with autocast:
+            outputs = net(ldr)
+        loss = loss_fn(outputs, hdr, ldr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -202,29 +237,39 @@ def train_loop(
                     seen / (time.time() - t0),
                 )
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            score = (
-                validate(model, *val)
-                if val is not None and (step % cfg.validate_every == 0 or step == cfg.steps)
+            result = (
+                validator(model)
+                if validator is not None and (step % cfg.validate_every == 0 or step == cfg.steps)
                 else None
             )
+            elapsed, t_mark = time.time() - t0, time.time()
             state = {
-                "model": model.state_dict(),
+                "model": {k: v.contiguous() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "step": step,
                 "best": best,
+                "seconds": seconds + elapsed,
+                "prior": prior,
                 "config": asdict(cfg),
                 "synthesis": asdict(syn),
                 "perceptual": perceptual is not None,
                 "data_rng": train_data.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
-                "val_mu_psnr": score,
+                "val": result,
             }
-            if score is not None and score > best:
-                best = state["best"] = score
-                save_atomic(state, out_dir / "best.pt")
-                log.info("step %d: validation mu-PSNR %.3f dB (best)", step, score)
-            elif score is not None:
-                log.info("step %d: validation mu-PSNR %.3f dB", step, score)
+            if result is not None:
+                summary = ", ".join(
+                    f"{k} {result[k]:.3f}" for k in ("pu21_clipped", "gain_clipped", "worst_all") if k in result
+                )
+                if better(result, best):
+                    best = state["best"] = result["pu21_clipped"]
+                    save_atomic(state, out_dir / "best.pt")
+                    log.info("step %d: validation %s (best)", step, summary)
+                else:
+                    log.info("step %d: validation %s", step, summary)
             save_atomic(state, last)
+            # The time to validate and save counts towards the run, not towards samples/s.
+            seconds += elapsed
+            t0, seen = t_mark, 0
     return out_dir / "best.pt"
