@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from training import data
 from training.__main__ import app
 from training.baselines import BASELINES
-from training.evaluate import SHEET_CELL, synthetic_cases
+from training.evaluate import SHEET_CELL, SHEET_STOPS, synthetic_cases
 
 METHODS = ["fhdr_anchored", "fhdr_raw", *BASELINES]
 
@@ -80,8 +80,13 @@ def test_evaluate_synthesised_and_paired(hdr_folder: Path, tmp_path: Path):
         lin = case["scores"]["linearised"]
         assert lin["mu_psnr_all"] > lin["mu_psnr_clipped"] + 10
 
+    assert "truth x" in out and "lobby@2.0%" in out  # the per-case table
+    assert sum(line.startswith(("PASS", "FAIL")) for line in out.splitlines()) == 5  # the acceptance checks
+    for case in doc["cases"]:
+        assert case["truth_ratio"] > 1.0 and case["ratio"] >= 1.0  # anchored never darkens the clipped pixels
+
     sheet = oiio.ImageBuf(str(tmp_path / "sheet.png"))
-    assert sheet.spec().width == 4 * SHEET_CELL
+    assert sheet.spec().width == 3 * len(SHEET_STOPS) * SHEET_CELL
     assert sheet.spec().height == 2 * round(96 * SHEET_CELL / 192)  # two rows of the image's aspect
 
     # the same two cases as a paired folder: the same scores for the methods that do not depend on the HDR's scale

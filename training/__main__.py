@@ -24,10 +24,9 @@ from training.data import (
     synthesise,
     write_ldr,
 )
-from training.evaluate import evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
+from training.evaluate import FRACTIONS, evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
 from training.export import export
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
-from training.validation import FRACTIONS as VAL_FRACTIONS
 from training.validation import validate, validation_cases
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Train and export FHDR weights.")
@@ -111,7 +110,7 @@ def train_cmd(
     else:
         train_files, val_files = split_images(data, val_stems)
         train_set = HDRCrops([read_rgb(f) for f in train_files], crop, syn, seed)
-        val_cases = list(synthetic_cases(val_files, VAL_FRACTIONS, seed))
+        val_cases = list(synthetic_cases(val_files, FRACTIONS, seed))
         logging.info("training on %d images, validating on %d", len(train_files), len(val_files))
     validator = None
     if val_cases:
@@ -161,7 +160,9 @@ def evaluate_cmd(
     data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems of --data to evaluate on."),
     paired: Path | None = typer.Option(None, help="Evaluate on the (LDR, HDR) pairs of DIR/LDR + DIR/HDR instead."),
-    fractions: str = typer.Option("0.005,0.02,0.08", help="Clipped fractions of the synthesised exposures."),
+    fractions: str = typer.Option(
+        ",".join(f"{f:g}" for f in FRACTIONS), help="Clipped fractions of the synthesised exposures."
+    ),
     seed: int = typer.Option(0, help="Seed of the LDR synthesis."),
     model: str = typer.Option("", help="Shipped model name [default: the default model]."),
     device: str = typer.Option("", help="torch device [default: CUDA, MPS, then CPU]."),

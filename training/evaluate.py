@@ -22,19 +22,27 @@ from fhdr_plugin import color
 from fhdr_plugin.node import LdrToHdrParams, predict_linear
 from training.baselines import BASELINES
 from training.data import Synthesis, expose, load_pair, paired_files, read_rgb, srgb_encode, synthesise, well_exposed
-from training.metrics import METRICS, REGIONS, luminance, score
+from training.metrics import METRICS, REGIONS, clipped_ratio, score
 
 log = logging.getLogger("fhdr.evaluate")
 
-#: Clipped fractions of the synthesised exposures: slight, moderate and strong clipping.
-FRACTIONS = (0.005, 0.02, 0.08)
+#: Clipped fractions of the synthesised exposures: slight to strong clipping.
+FRACTIONS = (0.005, 0.02, 0.05, 0.10)
 NETWORK_MODES = ("anchored", "raw")
 INPUT_SPACE = "srgb_tx"
 #: A plain sRGB camera: the same curve the linearised input assumes, so only clipping and 8 bits lose information.
 CAMERA = Synthesis.plain(headroom=16.0)
 METRIC_TITLES = {"mu_psnr": "mu-PSNR", "pu21_psnr": "PU21-PSNR", "mu_ssim": "mu-SSIM"}
-SHEET_CELL = 256
-ERROR_STOPS = 4.0
+SHEET_CELL = 192
+#: Exposures (stops) of the contact sheet's columns: input, output and ground truth at each.
+SHEET_STOPS = (-2.0, -4.0, -6.0)
+#: The method whose per-case figures the report lists against the linearised input.
+REPORTED = "fhdr_anchored"
+BASELINE = "linearised"
+#: What the report checks (issue 9's acceptance): mean clipped gain, share of cases won, whole-image guard, ratios.
+TARGET_GAIN_DB = 2.0
+TARGET_WIN_SHARE = 0.9
+GUARD_DB = 0.5
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,53 @@ def format_by_fraction(results: list[dict], key: str) -> str:
     return "\n".join(lines)
 
 
+def format_cases(results: list[dict]) -> str:
+    """Per case: the truth's and the output's brightness over the clipped pixels (x the plate's there), and
+    PU21-PSNR of ``REPORTED`` against the linearised input, clipped pixels and whole image."""
+    head = (
+        f"{'case':<34}{'clipped':>8}{'truth x':>9}{'out x':>8}{'PU21 clip':>11}{'linear':>8}{'gain':>7}{'all diff':>9}"
+    )
+    lines = [head]
+    for r in results:
+        m, b = r["scores"][REPORTED], r["scores"][BASELINE]
+        name = r["image"] if r["fraction"] is None else f"{r['image']}@{r['fraction']:.1%}"
+        lines.append(
+            f"{name:<34}{r['clipped']:>8.2%}{r['truth_ratio']:>9.2f}{r['ratio']:>8.2f}"
+            f"{m['pu21_psnr_clipped']:>11.2f}{b['pu21_psnr_clipped']:>8.2f}"
+            f"{m['pu21_psnr_clipped'] - b['pu21_psnr_clipped']:>7.2f}{m['pu21_psnr_all'] - b['pu21_psnr_all']:>9.2f}"
+        )
+    return "\n".join(lines)
+
+
+def acceptance(results: list[dict]) -> list[str]:
+    """The acceptance checks on ``REPORTED`` against the linearised input, one line each, PASS or FAIL."""
+    gains = [r["scores"][REPORTED]["pu21_psnr_clipped"] - r["scores"][BASELINE]["pu21_psnr_clipped"] for r in results]
+    drops = [r["scores"][REPORTED]["pu21_psnr_all"] - r["scores"][BASELINE]["pu21_psnr_all"] for r in results]
+    bright = [r for r in results if r["truth_ratio"] >= 2.0]
+    flat = [r for r in results if r["truth_ratio"] <= 1.1]
+    wins = sum(g > 0 for g in gains)
+    checks = [
+        (
+            f"mean clipped PU21 gain {np.mean(gains):+.2f} dB (target >= {TARGET_GAIN_DB:g})",
+            np.mean(gains) >= TARGET_GAIN_DB,
+        ),
+        (f"cases won {wins}/{len(gains)} (target >= {TARGET_WIN_SHARE:.0%})", wins >= TARGET_WIN_SHARE * len(gains)),
+        (f"worst whole-image difference {min(drops):+.2f} dB (target >= -{GUARD_DB:g})", min(drops) >= -GUARD_DB),
+        (
+            f"truth >= 2x the plate: output >= 1.5x on {sum(r['ratio'] >= 1.5 for r in bright)}/{len(bright)}",
+            all(r["ratio"] >= 1.5 for r in bright),
+        ),
+        (
+            f"truth <= 1.1x the plate: output <= 1.2x on {sum(r['ratio'] <= 1.2 for r in flat)}/{len(flat)}",
+            all(r["ratio"] <= 1.2 for r in flat),
+        ),
+    ]
+    return [f"{'PASS' if ok else 'FAIL'}  {text}" for text, ok in checks]
+
+
 def report(results: list[dict]) -> str:
-    """The text report: tables of mean scores, unaligned and aligned, and PU21-PSNR by clipped fraction."""
+    """The text report: tables of mean scores, unaligned and aligned, PU21-PSNR by clipped fraction, the
+    per-case figures of ``REPORTED`` against the linearised input, and the acceptance checks."""
     means = summary(results)
     images = len({r["image"] for r in results})
     parts = [
@@ -153,28 +206,19 @@ def report(results: list[dict]) -> str:
     by_fraction = format_by_fraction(results, "pu21_psnr_clipped")
     if by_fraction:
         parts += ["\nPU21-PSNR over clipped pixels (no alignment), by requested clipped fraction:", by_fraction]
+    parts += [
+        f"\nPer case, {REPORTED} against the linearised input ('x': mean luminance over the clipped pixels "
+        "relative to the plate's):",
+        format_cases(results),
+        "",
+        *acceptance(results),
+    ]
     return "\n".join(parts)
 
 
-def _tonemap(linear: np.ndarray, white: float = CAMERA.headroom) -> np.ndarray:
-    """Display rendering of linear values relative to the LDR's white: Reinhard's curve per channel, sRGB-encoded.
-
-    The curve x (1 + x / white²) / (1 + x) shows the LDR's white at mid-grey-to-light (0.74 after sRGB) and
-    reaches display white at ``white``, so highlights above the clip level stay visible.
-    """
-    x = np.maximum(linear, 0.0)
-    return srgb_encode(x * (1.0 + x / (white * white)) / (1.0 + x))
-
-
-def _heat(stops: np.ndarray) -> np.ndarray:
-    """Black -> red -> yellow -> white for an error of 0 -> ``ERROR_STOPS`` stops."""
-    t = np.clip(stops / ERROR_STOPS, 0.0, 1.0)[..., None] * 3.0
-    return np.clip(np.concatenate((t, t - 1.0, t - 2.0), axis=-1), 0.0, 1.0)
-
-
-def error_stops(pred: np.ndarray, gt: np.ndarray, floor: float = 0.01) -> np.ndarray:
-    """Per-pixel luminance error in stops; values below ``floor`` of white count as ``floor``."""
-    return np.abs(np.log2(np.maximum(luminance(pred), floor) / np.maximum(luminance(gt), floor)))
+def exposed(linear: np.ndarray, stops: float) -> np.ndarray:
+    """Display rendering of linear values at ``stops`` of exposure: scaled, clipped, sRGB-encoded."""
+    return srgb_encode(np.maximum(linear, 0.0) * 2.0**stops)
 
 
 def _cell(img: np.ndarray, width: int, label: str) -> np.ndarray:
@@ -190,14 +234,15 @@ def _cell(img: np.ndarray, width: int, label: str) -> np.ndarray:
 
 
 def sheet_row(case: Case, pred: np.ndarray, method: str, width: int = SHEET_CELL) -> np.ndarray:
-    """One row of the contact sheet: input, prediction, ground truth, error map."""
+    """One row of the contact sheet: input, prediction and ground truth at each of ``SHEET_STOPS``."""
     linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
-    cells = [
-        (_tonemap(linear), f"input {case.name}"),
-        (_tonemap(pred), method),
-        (_tonemap(case.hdr), "ground truth"),
-        (_heat(error_stops(pred, case.hdr)), f"error, 0-{ERROR_STOPS:g} stops"),
-    ]
+    cells = []
+    for stops in SHEET_STOPS:
+        cells += [
+            (exposed(linear, stops), f"input {case.name} {stops:+g}"),
+            (exposed(pred, stops), f"{method} {stops:+g}"),
+            (exposed(case.hdr, stops), f"truth {stops:+g}"),
+        ]
     return np.concatenate([_cell(img, width, label) for img, label in cells], axis=1)
 
 
@@ -237,11 +282,14 @@ def evaluate(
             raise ValueError(f"unknown method {sheet_method!r}; methods: {', '.join(preds)}")
         mask = well_exposed(case.ldr)
         scores = {name: score(p, case.hdr, case.clipped, mask) for name, p in preds.items()}
+        linear = preds[BASELINE]
         results.append(
             {
                 "image": case.image,
                 "fraction": case.fraction,
                 "clipped": float(case.clipped.mean()),
+                "truth_ratio": clipped_ratio(case.hdr, linear, case.clipped),
+                "ratio": clipped_ratio(preds[REPORTED], linear, case.clipped),
                 "size": [case.ldr.shape[1], case.ldr.shape[0]],
                 "scores": scores,
             }

@@ -53,6 +53,13 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb @ REC709_LUMA
 
 
+def clipped_ratio(pred: np.ndarray, linear: np.ndarray, clipped: np.ndarray) -> float:
+    """Mean luminance of ``pred`` over the ``clipped`` pixels relative to the linearised input's there (NaN if none)."""
+    if not clipped.any():
+        return math.nan
+    return float(luminance(pred)[clipped].mean() / max(float(luminance(linear)[clipped].mean()), 1e-12))
+
+
 def psnr(pred: np.ndarray, gt: np.ndarray, peak: float, mask: np.ndarray | None = None) -> float:
     """PSNR in dB over every channel of the pixels in ``mask`` (all pixels if None); NaN for an empty mask."""
     err = (np.asarray(pred, np.float64) - np.asarray(gt, np.float64)) ** 2

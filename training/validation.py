@@ -1,9 +1,9 @@
 """Validation through the node's own code path: whole held-out images, the tiled engine, the anchored blend.
 
-Each held-out image is exposed at several clipped fractions (``FRACTIONS``) like a plain sRGB camera. A model is
-scored by PU21-PSNR over the input's clipped pixels and over the whole image, against the linearised input (no
-expansion) on the same case. ``best`` is the model with the highest mean clipped-pixel PU21-PSNR among those whose
-whole-image PU21-PSNR is nowhere more than ``GUARD_DB`` below the linearised input's.
+Each held-out image is exposed at the evaluation's clipped fractions (``evaluate.FRACTIONS``) like a plain sRGB
+camera. A model is scored by PU21-PSNR over the input's clipped pixels and over the whole image, against the
+linearised input (no expansion) on the same case. ``best`` is the model with the highest mean clipped-pixel
+PU21-PSNR among those whose whole-image PU21-PSNR is nowhere more than ``GUARD_DB`` below the linearised input's.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from fhdr_plugin.engine import Engine
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.node import LdrToHdrParams, reconstruct
 from training.evaluate import INPUT_SPACE, Case
-from training.metrics import luminance, pu21_psnr
+from training.metrics import clipped_ratio, pu21_psnr
 
 log = logging.getLogger("fhdr.validation")
 
-#: Clipped fractions of the validation exposures.
-FRACTIONS = (0.005, 0.02, 0.05, 0.10)
 #: How far (dB) the whole-image PU21-PSNR may fall below the linearised input's on any case.
 GUARD_DB = 0.5
 
@@ -58,13 +56,6 @@ class ValCase:
             pu21_psnr(linear, case.hdr),
             clipped_ratio(case.hdr, linear, clipped),
         )
-
-
-def clipped_ratio(hdr: np.ndarray, linear: np.ndarray, clipped: np.ndarray) -> float:
-    """Mean luminance of ``hdr`` over the clipped pixels, relative to the linearised input's there."""
-    if not clipped.any():
-        return float("nan")
-    return float(luminance(hdr)[clipped].mean() / max(luminance(linear)[clipped].mean(), 1e-12))
 
 
 def validation_cases(cases: Iterable[Case]) -> list[ValCase]:
