@@ -24,6 +24,7 @@ import torch
 
 from fhdr_plugin.engine import Engine, select_device
 from fhdr_plugin.manifest import manifest
+from fhdr_plugin.params import AUTO_TILE
 from fhdr_plugin.weights import load_model
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "quarry_ldr.png"
@@ -125,7 +126,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--run", default="torch:float32", help="naive, torch:<precision> or onnxruntime:float32")
-    ap.add_argument("--tile", type=int, default=None, help="engine tile size [from free memory]")
+    ap.add_argument("--tile", type=int, default=AUTO_TILE, help="engine tile size [from free memory]")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes at most")
     ap.add_argument("--min-seconds", type=float, default=15.0, help="stop repeating once this much is timed")

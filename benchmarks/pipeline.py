@@ -25,9 +25,10 @@ import numpy as np
 import OpenImageIO as oiio
 import torch
 
-from fhdr_plugin.batch import DONE, Pipeline, plan
+from fhdr_plugin.batch import DONE, LocalExecutor, plan
+from fhdr_plugin.engine import engine_for
 from fhdr_plugin.io import read_image, write_exr
-from fhdr_plugin.node import LdrToHdrParams, engine_for
+from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.registry import run_operation
 
 FORMATS = {"png": oiio.UINT8, "tif": oiio.UINT16, "exr": oiio.HALF}
@@ -66,7 +67,7 @@ def pipelined(pattern: str, out: Path, count: int, params: dict) -> tuple[float,
     """Seconds for the threaded pipeline, and the summed read and write seconds it overlapped with the model."""
     jobs = plan(pattern, str(out / "pipeline.#.exr"), f"1-{count}")
     start = time.perf_counter()
-    results = Pipeline(params).run(jobs)
+    results = LocalExecutor(LdrToHdrParams.from_kwargs(**params)).run(jobs)
     elapsed = time.perf_counter() - start
     if any(r.status != DONE for r in results):
         raise SystemExit(f"pipeline failed: {[r.error for r in results if r.error]}")
@@ -88,7 +89,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
     params = {"device": args.device, "precision": args.precision, "tile": args.tile}
     p = LdrToHdrParams.from_kwargs(**params)
-    engine, meta = engine_for(p.model, p.iterations, p.device, p.precision, p.tile)
+    engine, meta = engine_for(p)
 
     with tempfile.TemporaryDirectory(prefix="fhdr-bench-") as tmp:
         folder = Path(tmp)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import logging
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -14,7 +17,9 @@ from typing import Annotated, Any
 import typer
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.io import WriteOptions
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest
+from fhdr_plugin.params import LdrToHdrParams, Params
 from fhdr_plugin.version import __version__
 
 app = typer.Typer(
@@ -26,34 +31,58 @@ app = typer.Typer(
 log = logging.getLogger("fhdr")
 
 
-class Mode(str, Enum):
-    anchored = "anchored"
-    raw = "raw"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-
-
-#: The options of the ``ldr_to_hdr`` node and of the EXR writer, shared by ``convert`` and ``batch``.
-InputColorspace = Annotated[str, typer.Option(help="OCIO name of the input's space (default: from the file).")]
-OutputColorspace = Annotated[str, typer.Option(help="OCIO name of the output space (e.g. ACEScg).")]
-ModeOption = Annotated[Mode, typer.Option(help="anchored: keep well-exposed pixels; raw: network output.")]
-Iterations = Annotated[int, typer.Option(help="Feedback iterations 1-4 (default: the model's own).")]
-ModelName = Annotated[str, typer.Option(help="Shipped model name (default: the default model).")]
-DeviceName = Annotated[str, typer.Option(help="cuda, cuda:N, mps or cpu (default: best available).")]
-PrecisionOption = Annotated[Precision, typer.Option(help="Compute precision.")]
-TileSize = Annotated[int, typer.Option(help="Tile size in pixels; 0: no tiling; -1: from free memory.")]
-HalfOrFloat = Annotated[bool, typer.Option("--half/--float", help="Write half (default) or float EXR.")]
-Compression = Annotated[str, typer.Option(help="EXR compression (zip, piz, dwaa, none, …).")]
-
-
 class Executor(str, Enum):
     local = "local"
     ray = "ray"
+
+
+def with_params(**classes: type[Params]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command one option per field of each parameter class, and call it with one object per class
+    (``params=LdrToHdrParams`` → the command's ``params`` argument), made and checked from those options."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = [p for name, p in inspect.signature(command).parameters.items() if name not in classes]
+        fields = {name: [f.name for f in dataclasses.fields(cls)] for name, cls in classes.items()}
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            with reporting():
+                objects = {
+                    name: cls.from_kwargs(**{f: _plain(values.pop(f)) for f in fields[name]})
+                    for name, cls in classes.items()
+                }
+            command(**values, **objects)
+
+        options = [_option(f) for cls in classes.values() for f in dataclasses.fields(cls)]
+        run.__signature__ = inspect.Signature(own + options)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in own + options}
+        return run
+
+    return decorate
+
+
+def _plain(value: Any) -> Any:
+    """An option's value as the parameter object takes it (a choice's Enum member as its string)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _option(f: dataclasses.Field) -> inspect.Parameter:
+    """A typer option for a parameter field: its help with the default, its choices (as an Enum), its flag."""
+    info = f.metadata["fhdr"]
+    shown = "on" if f.default is True else "off" if f.default is False else repr(f.default)
+    option = typer.Option(
+        *([info.flag] if info.flag else []),
+        help=f"{info.help.rstrip('.')} (default: {shown}).",
+        show_default=False,
+    )
+    kind: type = {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)]
+    default = f.default
+    if info.choices:
+        kind = Enum(f.name.title().replace("_", ""), {c: c for c in info.choices}, type=str)  # type: ignore[misc]
+        default = kind(f.default)
+    return inspect.Parameter(
+        f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
 
 
 class Settings:
@@ -101,54 +130,25 @@ def main_options(
     logging.basicConfig(level=level, stream=sys.stderr, format="fhdr: %(message)s")
 
 
-def node_params(
-    input_colorspace: str,
-    output_colorspace: str,
-    mode: Mode,
-    iterations: int,
-    model: str,
-    device: str,
-    precision: Precision,
-    tile: int,
-) -> dict[str, Any]:
-    """The ``ldr_to_hdr`` parameters of a command line."""
-    return {
-        "input_colorspace": input_colorspace,
-        "output_colorspace": output_colorspace,
-        "mode": mode.value,
-        "iterations": iterations,
-        "model": model,
-        "device": device,
-        "precision": precision.value,
-        "tile": tile,
-    }
-
-
 @app.command()
+@with_params(params=LdrToHdrParams, options=WriteOptions)
 def convert(
     input: Path = typer.Argument(..., help="Input image (anything OpenImageIO reads)."),
     output: Path = typer.Argument(..., help="Output EXR."),
-    input_colorspace: InputColorspace = "",
-    output_colorspace: OutputColorspace = "lin_rec709",
-    mode: ModeOption = Mode.anchored,
-    iterations: Iterations = 0,
-    model: ModelName = "",
-    device: DeviceName = "",
-    precision: PrecisionOption = Precision.auto,
-    tile: TileSize = -1,
-    half: HalfOrFloat = True,
-    compression: Compression = "zip",
+    *,
+    params: LdrToHdrParams,
+    options: WriteOptions,
 ) -> None:
     """Convert one LDR image into a scene-linear HDR EXR."""
     from fhdr_plugin.pipeline import convert_file
 
     with reporting():
-        params = node_params(input_colorspace, output_colorspace, mode, iterations, model, device, precision, tile)
-        convert_file(input, output, params, half=half, compression=compression)
+        convert_file(input, output, params, options)
         log.info("wrote %s", output)
 
 
 @app.command()
+@with_params(params=LdrToHdrParams, options=WriteOptions)
 def batch(
     in_pattern: str = typer.Argument(..., help="Input frames: shot.####.png, shot.%04d.png, shot.@@@@.png or a glob."),
     out_pattern: str = typer.Argument(..., help="Output EXR frames, e.g. hdr/shot.####.exr."),
@@ -156,41 +156,44 @@ def batch(
     chunk: str = typer.Option("", help="I/N: only the I-th (from 1) of N contiguous chunks of the frames."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave frames whose output exists (resume)."),
     report: Path | None = typer.Option(None, help="Write per-frame status, timings and settings to this JSON file."),
-    input_colorspace: InputColorspace = "",
-    output_colorspace: OutputColorspace = "lin_rec709",
-    mode: ModeOption = Mode.anchored,
-    iterations: Iterations = 0,
-    model: ModelName = "",
-    device: DeviceName = "",
-    precision: PrecisionOption = Precision.auto,
-    tile: TileSize = -1,
-    half: HalfOrFloat = True,
-    compression: Compression = "zip",
     executor: Executor = typer.Option(Executor.local, help="local: this process; ray: a Ray cluster (ray extra)."),
     address: str = typer.Option("", help="Ray cluster to join: ray://HOST:10001, HOST:6379, auto; none: start one."),
     ray_cpus: int = typer.Option(0, help="CPUs of the local Ray instance started without --address; 0: all."),
     ray_workers: int = typer.Option(0, help="Ray workers, one model each; 0: one per GPU, or one per node."),
+    *,
+    params: LdrToHdrParams,
+    options: WriteOptions,
 ) -> None:
     """Convert a frame sequence; exits 1 if any frame failed (listed in the summary and the report)."""
-    from fhdr_plugin.batch import FAILED, run_batch
+    from fhdr_plugin.batch import FAILED, LocalExecutor, run_batch
 
     with reporting():
-        params = node_params(input_colorspace, output_colorspace, mode, iterations, model, device, precision, tile)
+        if executor is Executor.ray:
+            from fhdr_plugin.ray_executor import RayExecutor
+
+            runner: LocalExecutor | RayExecutor = RayExecutor(
+                params,
+                options,
+                skip_existing=skip_existing,
+                address=address,
+                cpus=ray_cpus,
+                workers=ray_workers,
+                quiet=Settings.quiet,
+            )
+        elif address or ray_cpus or ray_workers:
+            raise FhdrError("--address, --ray-cpus and --ray-workers are options of --executor ray")
+        else:
+            runner = LocalExecutor(params, options, skip_existing=skip_existing)
+        settings = {**params.to_dict(), **options.to_dict(), "skip_existing": skip_existing}
         results = run_batch(
+            runner,
             in_pattern,
             out_pattern,
-            params,
+            settings,
             frames=frames,
             chunk_spec=chunk,
-            skip_existing=skip_existing,
-            half=half,
-            compression=compression,
             report=report,
             quiet=Settings.quiet,
-            executor=executor.value,
-            address=address,
-            ray_cpus=ray_cpus,
-            ray_workers=ray_workers,
         )
     if any(r.status == FAILED for r in results):
         raise typer.Exit(1)
@@ -205,8 +208,7 @@ def ops() -> None:
         reg = registry()
         for name, op in sorted(reg.operations.items()):
             typer.echo(f"{name}  ({op.plugin}) {op.description}")
-            spec = manifest().operations.get(name)
-            for p in spec.params if spec else ():
+            for p in op.params.describe() if op.params else ():
                 choices = f" [{'|'.join(p.choices)}]" if p.choices else ""
                 typer.echo(f"  {p.name}: {p.type} = {p.default!r}{choices}  {p.help}")
 

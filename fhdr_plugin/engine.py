@@ -9,6 +9,7 @@ with non-blocking copies, the next batch queued before the last one is stitched)
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ import numpy as np
 import torch
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.manifest import manifest
 from fhdr_plugin.model import FHDR, receptive_radius
+from fhdr_plugin.params import AUTO_TILE, PRECISIONS, LdrToHdrParams, check_choice
+from fhdr_plugin.weights import load_model
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("torch", "onnxruntime")
 #: Bytes of activation memory per pixel of a float32 tile, measured at 1 iteration (a 1080p frame takes ~6 GB).
 BYTES_PER_PIXEL = 3000
@@ -41,6 +44,9 @@ def select_device(name: str | None = None) -> torch.device:
             raise FhdrError(f"unknown device {name!r}: {exc}") from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise FhdrError(f"device {name!r} requested but CUDA is not available")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise FhdrError(f"device {name!r} requested but this machine has {count} CUDA device(s)")
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise FhdrError(f"device {name!r} requested but MPS is not available")
         return device
@@ -67,8 +73,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     ``auto``: bfloat16 on CUDA and on CPUs with native bfloat16 (measured: 60 dB mu-PSNR against float32 on the
     sample, see benchmarks/README.md), float32 elsewhere.
     """
-    if precision not in PRECISIONS:
-        raise FhdrError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
         fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
         return torch.bfloat16 if fast_bf16 else torch.float32
@@ -133,9 +138,10 @@ def tiles(
 class Engine:
     """FHDR on one device, with a fixed precision and tile size; call ``run`` on (H, W, 3) arrays in [0, 1].
 
-    ``batch``: haloed tiles per batch (None: from free memory on CUDA, 1 elsewhere). ``compile``: run the
-    network through ``torch.compile`` (pays on CUDA for long sequences; the first frame of each window size
-    compiles). ``backend="onnxruntime"``: float32 on the CPU through ONNX Runtime (needs the ``onnx`` extra).
+    ``tile``: pixels per tile, 0 for none, ``AUTO_TILE`` from free memory. ``batch``: haloed tiles per batch
+    (None: from free memory on CUDA, 1 elsewhere). ``compile``: run the network through ``torch.compile`` (pays
+    on CUDA for long sequences; the first frame of each window size compiles). ``backend="onnxruntime"``: float32
+    on the CPU through ONNX Runtime (needs the ``onnx`` extra).
     """
 
     def __init__(
@@ -143,14 +149,13 @@ class Engine:
         model: FHDR,
         device: str | None = None,
         precision: str = "auto",
-        tile: int | None = None,
+        tile: int = AUTO_TILE,
         channels_last: bool = True,
         batch: int | None = None,
         compile: bool = False,
         backend: str = "torch",
     ) -> None:
-        if backend not in BACKENDS:
-            raise FhdrError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        check_choice("backend", backend, BACKENDS)
         self.device = select_device(device)
         self.backend = backend
         if backend == "onnxruntime":
@@ -162,11 +167,11 @@ class Engine:
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.iterations = model.iterations
         self.halo = receptive_radius(self.iterations)
-        if tile is not None and tile < 0:
-            raise FhdrError(f"tile size must be 0 (no tiling) or positive, got {tile}")
+        if tile < 0 and tile != AUTO_TILE:
+            raise FhdrError(f"tile size must be 0 (no tiling), positive or {AUTO_TILE} (automatic), got {tile}")
         if batch is not None and batch < 1:
             raise FhdrError(f"batch must be at least 1, got {batch}")
-        self.tile = auto_tile(self.device, self.iterations) if tile is None else tile
+        self.tile = auto_tile(self.device, self.iterations) if tile == AUTO_TILE else tile
         window = ((self.tile or MAX_TILE) + 2 * self.halo) ** 2
         self.batch = batch or auto_batch(self.device, self.iterations, window, self.dtype)
         self.pinned = self.device.type == "cuda"
@@ -239,6 +244,29 @@ class Engine:
         result = self._collect(launched)
         for (sy, sx, cy, cx), tile_out in zip(chunk, result, strict=True):
             out[sy, sx][cy, cx] = tile_out[cy, cx]
+
+    def describe(self) -> dict[str, str]:
+        """The device, compute dtype and tile size this engine runs with."""
+        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."), "tile": str(self.tile)}
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_engine(
+    model: str, iterations: int, device: str, precision: str, tile: int
+) -> tuple[Engine, dict[str, str]]:
+    net, meta = load_model(manifest().model(model or None), iterations or None)
+    return Engine(net, device or None, precision, tile), meta
+
+
+def engine_for(params: LdrToHdrParams) -> tuple[Engine, dict[str, str]]:
+    """The engine (and its weights' metadata) of ``params``, loaded once per process for each combination."""
+    return _cached_engine(params.model, params.iterations, params.device, params.precision, params.tile)
+
+
+def describe_engine(params: LdrToHdrParams) -> dict[str, str]:
+    """Load the engine of ``params`` (once per process) and say which model, device, dtype and tile it runs."""
+    engine, meta = engine_for(params)
+    return {"model": meta["fhdr:model"], **engine.describe()}
 
 
 def _onnx_session(model: FHDR):

@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import math
-import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from torch import nn
 
 from fhdr_plugin.encoding import decoding
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.version import __version__
 
@@ -98,12 +98,6 @@ def export_metadata(model: FHDR, meta: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def torchscript_bytes(model: FHDR, meta: dict[str, str]) -> bytes:
     """A traced TorchScript archive of ``LinearHdr``, with the export's metadata in ``fhdr.json``."""
     wrapper = LinearHdr(_portable(model), *decoding(meta))
@@ -170,4 +164,4 @@ def export_model(model: FHDR, meta: dict[str, str], fmt: str, path: Path) -> Non
         headroom, mu = decoding(meta)
         data = onnx_bytes(model, headroom, export_metadata(model, meta), mu)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, data)
+    write_bytes_atomic(path, data)

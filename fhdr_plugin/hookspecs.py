@@ -1,24 +1,44 @@
-"""Hook specifications of the ``fhdr`` host; plugins implement them with ``fhdr_plugin.hookimpl``."""
+"""The plugin contract of the ``fhdr`` host: hook markers, the hook specifications and the ``Operation`` type.
+
+Plugins implement the hooks with ``fhdr_plugin.hookimpl`` and are found through the entry-point group named in
+``plugin.toml``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import OpenImageIO as oiio
 import pluggy
 
+from fhdr_plugin.params import Params
+
 hookspec = pluggy.HookspecMarker("fhdr")
 hookimpl = pluggy.HookimplMarker("fhdr")
 
 
+@dataclass(frozen=True)
+class Operation:
+    """A named image operation: ``run(buf, **params) -> ImageBuf``; ``params``: the class that declares and
+    checks its parameters, listed by ``fhdr ops`` (None: undeclared)."""
+
+    name: str
+    description: str
+    run: Callable[..., oiio.ImageBuf]
+    plugin: str = ""
+    params: type[Params] | None = None
+
+
 @hookspec
-def fhdr_register_operations() -> list[Any]:
-    """Return the operations (``fhdr_plugin.registry.Operation``) this plugin provides."""
+def fhdr_register_operations() -> list[Operation]:
+    """Return the operations this plugin provides."""
 
 
 @hookspec
 def fhdr_before_operation(name: str, buf: oiio.ImageBuf, params: dict[str, Any]) -> None:
-    """Called before operation ``name`` runs on ``buf`` with ``params``."""
+    """Called before operation ``name`` runs on ``buf`` with the keyword arguments ``params``."""
 
 
 @hookspec

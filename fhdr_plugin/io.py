@@ -1,4 +1,5 @@
-"""Reading any image OIIO reads, and writing EXR atomically; every OIIO error becomes an FhdrError."""
+"""Reading any image OIIO reads, writing files atomically, arrays to and from ImageBufs; every OIIO error
+becomes an FhdrError."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import glob
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import OpenImageIO as oiio
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.params import Params, check_choice, param
 
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab", "htj2k")
 EXR_MAGIC = b"\x76\x2f\x31\x01"
-TEMP_SUFFIX = ".tmp.exr"
+#: Every atomic write goes through ``.NAME.PID.tmp`` beside ``NAME``; ``remove_stale_temps`` knows that name.
+TEMP_SUFFIX = ".tmp"
 
 log = logging.getLogger("fhdr")
 
@@ -44,38 +49,95 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
     return buf
 
 
-def check_compression(compression: str) -> None:
+def _check_compression(compression: str) -> None:
     """Refuse an EXR compression name OpenEXR does not know (``name`` or ``name:level``)."""
-    if compression.split(":")[0] not in COMPRESSIONS:
-        raise FhdrError(f"unknown EXR compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
+    check_choice("EXR compression", compression.split(":")[0], COMPRESSIONS)
 
 
-def write_exr(buf: oiio.ImageBuf, path: str | os.PathLike, *, half: bool = True, compression: str = "zip") -> None:
-    """Write ``buf`` as an EXR at ``path``: to a temporary file in the same folder, then renamed over ``path``."""
+@dataclass(frozen=True)
+class WriteOptions(Params):
+    """How an output EXR is written."""
+
+    where = "EXR"
+
+    half: bool = param(True, "Write half (default) or float EXR.", flag="--half/--float")
+    compression: str = param("zip", "EXR compression (zip, piz, dwaa, none, …).", check=_check_compression)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse an output folder that is missing or not a folder."""
+    if not folder.is_dir():
+        raise FhdrError(f"output folder {folder} {'is not a folder' if folder.exists() else 'does not exist'}")
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], what: str = "") -> None:
+    """Call ``write(tmp)`` on ``.NAME.PID.tmp`` beside ``path``, then rename it over ``path``; the temporary
+    never outlives a failure. ``what`` names the file in errors (``cannot write the report``)."""
     p = Path(path)
-    check_compression(compression)
-    if not p.parent.is_dir():
-        problem = "is not a folder" if p.parent.exists() else "does not exist"
-        raise FhdrError(f"{p}: output folder {p.parent} {problem}")
+    try:
+        check_folder(p.parent)
+    except FhdrError as exc:
+        raise FhdrError(f"{p}: {exc}") from None
     if p.is_dir():
         raise FhdrError(f"{p}: is a directory")
     remove_stale_temps(p)
-    buf.specmod().attribute("compression", compression)
     tmp = p.with_name(f".{p.name}.{os.getpid()}{TEMP_SUFFIX}")
     try:
-        ok = buf.write(str(tmp), oiio.HALF if half else oiio.FLOAT, fileformat="openexr")
-        if not ok or buf.has_error:
-            message = _error_text(buf.geterror) or _error_text(oiio.geterror) or "unknown error"
-            raise FhdrError(f"{p}: cannot write: {message}")
+        write(tmp)
         os.replace(tmp, p)
     except OSError as exc:
-        raise FhdrError(f"{p}: cannot write: {exc.strerror or exc}") from exc
+        raise FhdrError(f"{p}: cannot write{' ' + what if what else ''}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` at ``path`` atomically."""
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_exr(buf: oiio.ImageBuf, path: str | os.PathLike, options: WriteOptions = WriteOptions()) -> None:
+    """Write ``buf`` as an EXR at ``path``, atomically."""
+    p = Path(path)
+
+    def write(tmp: Path) -> None:
+        ok = buf.write(str(tmp), oiio.HALF if options.half else oiio.FLOAT, fileformat="openexr")
+        if not ok or buf.has_error:
+            message = _error_text(buf.geterror) or _error_text(oiio.geterror) or "unknown error"
+            raise FhdrError(f"{p}: cannot write: {message}")
+
+    buf.specmod().attribute("compression", options.compression)
+    write_atomic(p, write)
+
+
+def to_array(buf: oiio.ImageBuf, where: str = "image") -> np.ndarray:
+    """The pixels of ``buf`` as a float32 (H, W, C) array."""
+    spec = buf.spec()
+    pixels = np.asarray(buf.get_pixels(oiio.FLOAT), dtype=np.float32)
+    if buf.has_error:
+        raise FhdrError(f"cannot read {buf.name or where}: {_error_text(buf.geterror)}")
+    return pixels.reshape(spec.height, spec.width, spec.nchannels)
+
+
+def from_array(pixels: np.ndarray, spec: oiio.ImageSpec | None = None, where: str = "image") -> oiio.ImageBuf:
+    """An ImageBuf of an (H, W, C) array: with ``spec`` (its size and channels must match), else float, with
+    alpha last for four channels."""
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if spec is None:
+        h, w, c = pixels.shape
+        spec = oiio.ImageSpec(w, h, c, oiio.FLOAT)
+        if c == 4:
+            spec.channelnames = ("R", "G", "B", "A")
+            spec.alpha_channel = 3
+    buf = oiio.ImageBuf(spec)
+    if not buf.set_pixels(buf.roi, np.ascontiguousarray(pixels, dtype=np.float32)) or buf.has_error:
+        raise FhdrError(f"{where}: cannot build the image: {buf.geterror()}")
+    return buf
+
+
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files (``.NAME.PID.tmp.exr``) that writers of ``path`` killed on this machine left
+    """Remove the temporary files (``.NAME.PID.tmp``) that writers of ``path`` killed on this machine left
     behind, those whose PID no longer runs; returns the removed paths."""
     p = Path(path)
     removed = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import read_image, write_exr
+from fhdr_plugin.io import WriteOptions, read_image, write_exr
+from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.registry import run_operation
 
 
@@ -20,13 +20,13 @@ def check_paths(input: Path, output: Path) -> None:
 
 
 def convert_file(
-    input: Path, output: Path, params: dict[str, Any], *, half: bool = True, compression: str = "zip"
+    input: Path, output: Path, params: LdrToHdrParams | None = None, options: WriteOptions = WriteOptions()
 ) -> None:
-    """Convert ``input`` into the scene-linear EXR ``output``."""
+    """Convert ``input`` into the scene-linear EXR ``output`` (``params``: the defaults when None)."""
     check_paths(input, output)
     buf = read_image(input)
     try:
-        result = run_operation("ldr_to_hdr", buf, **params)
+        result = run_operation("ldr_to_hdr", buf, **(params or LdrToHdrParams()).to_dict())
     except FhdrError as exc:
         raise FhdrError(f"{input}: {exc}") from exc
-    write_exr(result, output, half=half, compression=compression)
+    write_exr(result, output, options)

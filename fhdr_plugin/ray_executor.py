@@ -17,13 +17,15 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from fhdr_plugin.batch import CANCELLED, FAILED, FrameResult, Job, Pipeline, describe_engine
+from fhdr_plugin.engine import describe_engine
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.frames import FAILED, FrameResult, FrameWork, Job, OnResult, with_cancelled
+from fhdr_plugin.io import WriteOptions
+from fhdr_plugin.params import LdrToHdrParams
 
 log = logging.getLogger("fhdr")
 
@@ -40,19 +42,20 @@ def import_ray() -> ModuleType:
 
 
 class FrameWorker:
-    """What one Ray actor holds: a pipeline whose engine it loads once, run one frame at a time."""
+    """What one Ray actor holds: the per-frame work, whose engine it loads once, run one frame at a time."""
 
-    def __init__(self, params: dict[str, Any], half: bool, compression: str, skip_existing: bool) -> None:
-        self.pipeline = Pipeline(params, half=half, compression=compression, skip_existing=skip_existing)
+    def __init__(self, params: LdrToHdrParams, options: WriteOptions, skip_existing: bool) -> None:
+        self.work = FrameWork(params, options, skip_existing)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def start(self) -> dict[str, str]:
         """Load the engine; describe it."""
-        return describe_engine(self.pipeline.params)
+        return describe_engine(self.work.params)
 
     def convert(self, job: Job, started: float) -> FrameResult:
         """Read, convert and write one frame; ``started``: the driver's wall-clock time at the start of the run."""
-        result = self.pipeline.convert(job, since_start=time.time() - started)
+        self.work.t0 = time.perf_counter() - (time.time() - started)
+        result = self.work.convert(job)
         result.worker = self.name
         return result
 
@@ -73,39 +76,42 @@ def worker_layout(ray: ModuleType, wanted: int) -> tuple[int, dict[str, float]]:
     return min(count, sum(c // each for c in cpus)), {"num_cpus": each}
 
 
-class RayPipeline:
-    """Runs jobs on Ray workers; ``run``, ``results`` and ``on_result`` as in ``batch.Pipeline``, and
-    ``engine``: the first worker's engine, with the executor and the number of workers."""
+class RayExecutor:
+    """Runs jobs on Ray workers, one model each, on the cluster at ``address`` (default: a local instance with
+    ``cpus`` CPUs, 0 for all) with ``workers`` workers (0: one per GPU, or one per node without GPUs)."""
+
+    name = "ray"
 
     def __init__(
         self,
-        params: dict[str, Any],
+        params: LdrToHdrParams,
+        options: WriteOptions = WriteOptions(),
         *,
-        half: bool = True,
-        compression: str = "zip",
         skip_existing: bool = False,
         address: str = "",
         cpus: int = 0,
         workers: int = 0,
         quiet: bool = False,
-        on_result: Callable[[FrameResult], None] | None = None,
     ) -> None:
         if cpus < 0 or workers < 0:
             raise FhdrError(f"ray CPUs and workers must be 0 (automatic) or more, got {cpus} and {workers}")
         if cpus and address:
             raise FhdrError("--ray-cpus is for a local Ray instance; a cluster at --address has its own CPUs")
         self.ray = import_ray()
-        self.worker_args = (params, half, compression, skip_existing)
+        self.worker_args = (params, options, skip_existing)
         self.address = address
         self.cpus = cpus
         self.workers = workers
         self.quiet = quiet
-        self.on_result = on_result
         self.results: list[FrameResult] = []
         self.engine: dict[str, str] = {}
         self._workers: list[Any] = []
 
-    def run(self, jobs: list[Job]) -> list[FrameResult]:
+    def describe(self) -> dict[str, str]:
+        """The first worker's engine, the executor and the number of workers (empty before a run)."""
+        return self.engine
+
+    def run(self, jobs: list[Job], on_result: OnResult | None = None) -> list[FrameResult]:
         """Convert ``jobs`` on the cluster (connecting to it, or starting a local instance, unless Ray is
         already initialised); on an interrupt, wait for the frames in progress, mark the rest cancelled, re-raise."""
         self.results = []
@@ -115,21 +121,14 @@ class RayPipeline:
                 self._init()
             if jobs:
                 self._start_workers(len(jobs))
-                self._distribute(jobs)
+                self._distribute(jobs, on_result)
         finally:
             for worker in self._workers:
                 self.ray.kill(worker)
             self._workers = []
             if connect:
                 self.ray.shutdown()
-            finished = {r.frame for r in self.results}
-            self.results += [
-                FrameResult(j.frame, str(j.input or ""), str(j.output), CANCELLED)
-                for j in jobs
-                if j.frame not in finished
-            ]
-            order = {j.frame: i for i, j in enumerate(jobs)}
-            self.results.sort(key=lambda r: order[r.frame])
+            self.results = with_cancelled(jobs, self.results)
         return self.results
 
     def _init(self) -> None:
@@ -175,7 +174,7 @@ class RayPipeline:
         self.engine = {**engines[0], "executor": "ray", "workers": str(count)}
         log.debug("ray workers: %d with %s each, engine %s", count, resources, engines[0])
 
-    def _distribute(self, jobs: list[Job]) -> None:
+    def _distribute(self, jobs: list[Job], on_result: OnResult | None) -> None:
         """Give each free worker the next frame until all are done; a frame whose worker is lost fails."""
         ray = self.ray
         started = time.time()
@@ -192,17 +191,17 @@ class RayPipeline:
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
                     worker, job = running[ref]
-                    if self._collect(ref, job):
+                    if self._collect(ref, job, on_result):
                         idle.append(worker)
                     del running[ref]
         except KeyboardInterrupt:
             recorded = {r.frame for r in self.results}
             for ref, (_, job) in running.items():
                 if job.frame not in recorded:
-                    self._collect(ref, job)
+                    self._collect(ref, job, on_result)
             raise
 
-    def _collect(self, ref: Any, job: Job) -> bool:
+    def _collect(self, ref: Any, job: Job, on_result: OnResult | None) -> bool:
         """Record the result of ``job``; False if its worker was lost."""
         errors = self.ray.exceptions
         alive = True
@@ -210,12 +209,13 @@ class RayPipeline:
             result = replace(self.ray.get(ref), input=str(job.input or ""), output=str(job.output))
         except errors.RayActorError as exc:
             alive = False
-            result = _failed(job, f"frame {job.frame}: the ray worker running it was lost ({type(exc).__name__})")
+            lost = f"frame {job.frame}: the ray worker running it was lost ({type(exc).__name__})"
+            result = FrameResult.of(job, FAILED, lost)
         except errors.RayError as exc:
-            result = _failed(job, f"frame {job.frame}: ray: {type(exc).__name__}: {_first_line(exc)}")
+            result = FrameResult.of(job, FAILED, f"frame {job.frame}: ray: {type(exc).__name__}: {_first_line(exc)}")
         self.results.append(result)
-        if self.on_result:
-            self.on_result(result)
+        if on_result:
+            on_result(result)
         return alive
 
 
@@ -227,7 +227,3 @@ def _absolute(job: Job) -> Job:
 def _first_line(exc: Exception) -> str:
     """The first line of a Ray error's message (the rest is a remote traceback)."""
     return next(iter(str(exc).splitlines()), "")
-
-
-def _failed(job: Job, error: str) -> FrameResult:
-    return FrameResult(job.frame, str(job.input or ""), str(job.output), FAILED, error)

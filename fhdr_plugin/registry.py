@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import OpenImageIO as oiio
 import pluggy
 
-from fhdr_plugin import hookspecs
+from fhdr_plugin import builtin, hookspecs
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.hookspecs import Operation
 from fhdr_plugin.manifest import manifest
 
-
-@dataclass(frozen=True)
-class Operation:
-    """A named image operation: ``run(buf, **params) -> ImageBuf``."""
-
-    name: str
-    description: str
-    run: Callable[..., oiio.ImageBuf]
-    plugin: str = ""
+__all__ = ["Operation", "Registry", "plugin_manager", "registry", "run_operation"]
 
 
 class Registry:
@@ -53,14 +44,12 @@ class Registry:
 
 
 def plugin_manager() -> pluggy.PluginManager:
-    """A plugin manager with the hook specs and every plugin of the manifest's entry-point group."""
+    """A plugin manager with the hook specs, the built-in plugin, then every plugin of the manifest's
+    entry-point group."""
     pm = pluggy.PluginManager("fhdr")
     pm.add_hookspecs(hookspecs)
+    pm.register(builtin, name="fhdr")
     pm.load_setuptools_entrypoints(manifest().entry_point_group)
-    if not pm.has_plugin("fhdr"):
-        from fhdr_plugin import builtin
-
-        pm.register(builtin, name="fhdr")
     return pm
 
 

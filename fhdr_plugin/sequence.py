@@ -7,6 +7,9 @@ Frame numbers in a pattern are written as VFX tools write them:
 - ``shot.%04d.exr`` (or ``%d``): printf style.
 - ``shot.*.exr`` (any glob, inputs only): the frame is the last number in each matching file's stem.
 
+Nuke's notation (``notation=NUKE``) differs in one way: every ``#`` is one digit, so ``plate.#.png`` is
+``plate.1.png``; its stereo fields (``%V``, ``%v``) are refused, one view at a time.
+
 Ranges follow oiiotool's ``--frames``: ``1001-1100``, ``1001-1100x4`` (every 4th), ``1001-1100y4`` (all
 but every 4th), ``1,5,9-12``, reverse ``10-1``, negative ``-5--1``.
 """
@@ -23,11 +26,14 @@ from fhdr_plugin.errors import FhdrError
 
 #: More frames than this in one range is taken as a typing mistake, not a shot.
 MAX_FRAMES = 1_000_000
+#: Frame-number notations: oiiotool's (a lone ``#`` is 4 digits) and Nuke's (one digit per ``#``).
+OIIOTOOL, NUKE = "oiiotool", "nuke"
 
 _TOKEN = re.compile(r"%(?:0(\d+))?d|#+|@+")
 _GLOB = re.compile(r"[*?\[]")
 _ITEM = re.compile(r"(-?\d+)(?:-(-?\d+)(?:([xy])(\d+))?)?")
 _LAST_NUMBER = re.compile(r"\d+(?!.*\d)")
+_VIEW = re.compile(r"%[Vv]")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,11 @@ class FramePattern:
     def path(self, frame: int) -> Path:
         """The file of ``frame``."""
         return Path(f"{self.prefix}{frame:0{self.padding}d}{self.suffix}")
+
+    @property
+    def printf(self) -> str:
+        """The pattern with its field written printf style (``%04d``)."""
+        return f"{self.prefix}%0{self.padding}d{self.suffix}"
 
     def on_disk(self) -> dict[int, Path]:
         """The frames whose file exists, with their paths (numbers padded differently do not count)."""
@@ -79,25 +90,34 @@ class GlobPattern:
         return dict(sorted(found.items()))
 
 
-def parse_pattern(text: str) -> FramePattern | GlobPattern:
-    """The pattern ``text`` names: a FramePattern if it has one frame field, else a GlobPattern."""
+def frame_field(text: str, notation: str = OIIOTOOL) -> re.Match[str] | None:
+    """The one frame-number field of the file name in ``text`` (None if it has none); an FhdrError for a field
+    in a folder, more than one field, or (Nuke) a stereo view."""
     folder, name = os.path.split(text)
+    if notation == NUKE and _VIEW.search(text):
+        raise FhdrError(f"{text!r}: stereo views (%V, %v) are not supported; convert one view at a time")
     if _TOKEN.search(folder):
         raise FhdrError(f"{text!r}: the frame number must be in the file name, not in a folder")
     tokens = list(_TOKEN.finditer(name))
     if len(tokens) > 1:
         raise FhdrError(f"{text!r}: more than one frame-number field ({', '.join(t[0] for t in tokens)})")
-    if not tokens:
+    return tokens[0] if tokens else None
+
+
+def parse_pattern(text: str, notation: str = OIIOTOOL) -> FramePattern | GlobPattern:
+    """The pattern ``text`` names: a FramePattern if it has one frame field, else a GlobPattern."""
+    folder, name = os.path.split(text)
+    token = frame_field(text, notation)
+    if token is None:
         if _GLOB.search(text):
             return GlobPattern(text)
         raise FhdrError(f"{text!r}: no frame number in the name (use #, @, %04d or a glob such as *)")
     if _GLOB.search(text):
         raise FhdrError(f"{text!r}: a pattern has a frame-number field or glob characters, not both")
-    token = tokens[0]
     field = token[0]
     if field.startswith("%"):
         padding = int(token[1] or 1)
-    elif field == "#":
+    elif field == "#" and notation == OIIOTOOL:
         padding = 4
     else:
         padding = len(field)

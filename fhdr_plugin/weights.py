@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.manifest import ModelSpec
 from fhdr_plugin.model import FHDR
 
@@ -53,7 +53,7 @@ def metadata_of(data: bytes, where: str) -> dict[str, str]:
 
 def model_metadata(spec: ModelSpec) -> dict[str, str]:
     """The checked metadata of a shipped model."""
-    return metadata_of(read_checked(spec), str(spec.path))
+    return {**metadata_of(read_checked(spec), str(spec.path)), "fhdr:model": spec.name}
 
 
 def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, dict[str, str]]:
@@ -66,7 +66,7 @@ def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, di
         model.load_state_dict(state)
     except (safetensors.SafetensorError, RuntimeError) as exc:
         raise FhdrError(f"{spec.path}: weights do not fit the FHDR network: {str(exc).splitlines()[0]}") from exc
-    return model.eval(), meta
+    return model.eval(), {**meta, "fhdr:model": spec.name}
 
 
 def save_weights(model: FHDR, path: Path, metadata: dict[str, str]) -> str:
@@ -76,7 +76,5 @@ def save_weights(model: FHDR, path: Path, metadata: dict[str, str]) -> str:
         raise ValueError(f"metadata lacks {', '.join(missing)}")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     data = safetensors.torch.save(state, metadata=dict(metadata))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
     return sha256_bytes(data)

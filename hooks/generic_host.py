@@ -16,7 +16,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 import fhdr_plugin
-from fhdr_plugin.io import read_image, write_exr
+from fhdr_plugin.io import WriteOptions, read_image, to_array, write_exr
 from fhdr_plugin.registry import registry
 
 
@@ -42,9 +42,7 @@ def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.nda
         spec.alpha_channel = 3
     buf = oiio.ImageBuf(spec)
     buf.set_pixels(buf.roi, np.ascontiguousarray(pixels, dtype=np.float32))
-    out = ldr_to_hdr_buf(buf, operation, **params)
-    size = out.spec()
-    return np.asarray(out.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(size.height, size.width, size.nchannels)
+    return to_array(ldr_to_hdr_buf(buf, operation, **params))
 
 
 def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
@@ -54,5 +52,5 @@ def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
 
 def ldr_to_hdr_file(src: str, dst: str, half: bool = True, **params: object) -> str:
     """Convert the image file ``src`` into the scene-linear EXR ``dst`` (written atomically); returns ``dst``."""
-    write_exr(ldr_to_hdr_buf(read_image(src), **params), dst, half=half)
+    write_exr(ldr_to_hdr_buf(read_image(src), **params), dst, WriteOptions(half=half))
     return dst

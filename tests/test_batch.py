@@ -22,9 +22,10 @@ import pytest
 from conftest import ROOT, shared, write_image
 from typer.testing import CliRunner
 
-from fhdr_plugin.batch import Pipeline, plan
+from fhdr_plugin.batch import LocalExecutor, plan
 from fhdr_plugin.cli import app
 from fhdr_plugin.color import config
+from fhdr_plugin.params import LdrToHdrParams
 
 FHDR = Path(sys.executable).with_name("fhdr")
 OIIOTOOL = Path(sys.executable).with_name("oiiotool")
@@ -93,8 +94,8 @@ def test_sequence_in_frame_order(tmp_path: Path) -> None:
 def test_disk_io_overlaps_the_model_within_bounded_queues(tmp_path: Path) -> None:
     plate(tmp_path, range(1, 9))
     jobs = plan(str(tmp_path / "plate.#.png"), str(tmp_path / "h.#.exr"))
-    pipeline = Pipeline({"tile": 64}, depth=2)
-    results = {r.frame: r for r in pipeline.run(jobs)}
+    executor = LocalExecutor(LdrToHdrParams(tile=64), depth=2)
+    results = {r.frame: r for r in executor.run(jobs)}
     assert [r.status for r in results.values()] == ["done"] * 8
 
     def model_end(frame: int) -> float:

@@ -21,6 +21,7 @@ from forked_cli import run_forked
 from fhdr_plugin import color, node
 from fhdr_plugin.channels import layout
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.pipeline import convert_file
 
 SUITE = SHARED_DATA / "exr-suite"
@@ -108,12 +109,12 @@ def test_suite_file_converts(relative: str, tmp_path: Path, caplog) -> None:
     exercised("exr-suite files converted in-process")
     if relative in REFUSED:
         with pytest.raises(FhdrError, match=REFUSED[relative]) as refusal:
-            convert_file(SUITE / relative, out, {"tile": 256})
+            convert_file(SUITE / relative, out, LdrToHdrParams(tile=256))
         assert str(SUITE / relative) in str(refusal.value) and "convert it to RGB" in str(refusal.value)
         assert list(tmp_path.iterdir()) == []
         return
     with caplog.at_level(logging.WARNING, logger="fhdr"):
-        convert_file(SUITE / relative, out, {"tile": 256})
+        convert_file(SUITE / relative, out, LdrToHdrParams(tile=256))
     parts = oiio.ImageBuf(str(SUITE / relative)).nsubimages
     if parts > 1:
         assert f"{parts} parts; converting only part 0 (" in caplog.text
@@ -129,7 +130,7 @@ def test_xyz_primaries_are_converted_to_rec709(tmp_path: Path) -> None:
         src = SUITE / f"Chromaticities/{name}.exr"
         if not src.exists():
             pytest.skip(f"{src} not available")
-        convert_file(src, tmp_path / f"{name}.exr", {"tile": 256})
+        convert_file(src, tmp_path / f"{name}.exr", LdrToHdrParams(tile=256))
         outputs.append(oiio.ImageBuf(str(tmp_path / f"{name}.exr")))
     rec709, xyz = (pixels(b) for b in outputs)
     assert np.median(np.abs(xyz - rec709)) < 0.01 * np.median(rec709)

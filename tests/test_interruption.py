@@ -52,7 +52,7 @@ def finals(folder: Path) -> list[Path]:
 
 
 def temporaries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp.exr"))
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -136,11 +136,11 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path, reference
     out.mkdir()
     assert batch(pattern, out / "h.####.exr", "--frames", "2", *FAST)[0] == 0
     gone = _dead_pid()
-    for name in (f".h.0001.exr.{gone}.tmp.exr", f".h.0002.exr.{gone}.tmp.exr", f".h.0002.exr.{os.getpid()}.tmp.exr"):
+    for name in (f".h.0001.exr.{gone}.tmp", f".h.0002.exr.{gone}.tmp", f".h.0002.exr.{os.getpid()}.tmp"):
         (out / name).write_bytes(b"half a frame")
     code, err = batch(pattern, out / "h.####.exr", "--frames", "1-2", "--skip-existing", *FAST)
     assert code == 0, err
-    assert temporaries(out) == [f".h.0002.exr.{os.getpid()}.tmp.exr"]
+    assert temporaries(out) == [f".h.0002.exr.{os.getpid()}.tmp"]
     assert_frames_match(out, reference)
 
 

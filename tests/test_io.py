@@ -9,7 +9,7 @@ import pytest
 from conftest import shared, write_image
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import read_image, write_exr
+from fhdr_plugin.io import WriteOptions, read_image, write_exr
 
 
 def small_buf(value=0.5) -> oiio.ImageBuf:
@@ -62,7 +62,7 @@ def test_write_is_atomic_and_half_by_default(tmp_path):
     spec = oiio.ImageBuf(str(out)).spec()
     assert spec.format == oiio.HALF
     assert spec.get_string_attribute("compression") == "zip"
-    write_exr(small_buf(2.0), out, half=False, compression="piz")
+    write_exr(small_buf(2.0), out, WriteOptions(half=False, compression="piz"))
     back = oiio.ImageBuf(str(out))
     assert back.spec().format == oiio.FLOAT and back.spec().get_string_attribute("compression") == "piz"
     assert np.allclose(back.get_pixels(oiio.FLOAT), 2.0)
@@ -74,18 +74,18 @@ def test_failed_write_keeps_the_existing_file(tmp_path):
     write_exr(small_buf(0.25), out)
     before = out.read_bytes()
     with pytest.raises(FhdrError, match="unknown EXR compression"):
-        write_exr(small_buf(1.0), out, compression="lzma")
+        write_exr(small_buf(1.0), out, WriteOptions(compression="lzma"))
     assert out.read_bytes() == before
 
 
 def test_full_disk_leaves_no_partial_file(tmp_path):
     code = (
         "import resource, numpy as np, OpenImageIO as oiio\n"
-        "from fhdr_plugin.io import write_exr\n"
+        "from fhdr_plugin.io import WriteOptions, write_exr\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
         "b = oiio.ImageBuf(oiio.ImageSpec(512, 512, 3, oiio.FLOAT))\n"
         "b.set_pixels(b.roi, np.random.default_rng(0).random((512, 512, 3), dtype=np.float32))\n"
-        f"write_exr(b, {str(tmp_path / 'big.exr')!r}, half=False, compression='none')\n"
+        f"write_exr(b, {str(tmp_path / 'big.exr')!r}, WriteOptions(half=False, compression='none'))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 1

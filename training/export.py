@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from fhdr_plugin.encoding import MU
+from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest_path, read_manifest
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.version import __version__
@@ -69,9 +69,7 @@ def set_manifest_sha(manifest_file: Path, model: str, sha: str) -> None:
     new, count = pattern.subn(rf"\g<1>{sha}\g<2>", text)
     if count != 1:
         raise ValueError(f"{manifest_file}: no sha256 entry for [models.{model}]")
-    tmp = manifest_file.with_name(f".{manifest_file.name}.tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, manifest_file)
+    write_bytes_atomic(manifest_file, new.encode())
 
 
 def export(checkpoint: Path, model: str, extra: dict[str, str], manifest_file: Path | None = None) -> tuple[Path, str]:

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from fhdr_plugin.encoding import MU
+from fhdr_plugin.io import write_atomic
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.weights import sha256_bytes
 from training.data import HDRCrops, Synthesis
@@ -55,9 +56,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 def save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, then rename over it."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def torchrun_ranks() -> tuple[int, int, int] | None:

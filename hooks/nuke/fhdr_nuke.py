@@ -4,31 +4,31 @@
 node from ``read_knobs`` and ``read_colorspaces``. Nothing here imports ``nuke``, so all of it runs in tests.
 
 Nuke writes frame numbers as a run of ``#`` (one digit per ``#``: ``plate.####.png``) or printf style
-(``plate.%04d.png``); fhdr's patterns are printf style, so a ``#`` run becomes ``%0Nd`` on the way in.
+(``plate.%04d.png``); ``fhdr_plugin.sequence`` reads that notation, and the frames are converted by the batch's
+local executor, so a bad frame is reported and the others carry on.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import OpenImageIO as oiio
+
 from fhdr_plugin import color
+from fhdr_plugin.batch import LocalExecutor
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.node import LdrToHdrParams
-from fhdr_plugin.pipeline import convert_file
-from fhdr_plugin.sequence import format_frames, parse_pattern
+from fhdr_plugin.frames import DONE, FrameResult, Job
+from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.sequence import NUKE, FramePattern, format_frames, frame_field, parse_pattern
 
 #: The folder, beside the input, that receives the EXRs.
 OUTPUT_FOLDER = "fhdr"
 #: Nuke-default's name for scene-linear Rec.709 (its configs with OCIO use the OCIO names).
 NUKE_DEFAULT_LINEAR = "linear"
-
-_FIELD = re.compile(r"#+|%(?:0(\d+))?d")
-_VIEW = re.compile(r"%[Vv]")
 
 
 @dataclass(frozen=True)
@@ -52,39 +52,32 @@ class ReadJob:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ``convert`` did: the frames written, the frames without an input file, and whether it was cancelled."""
+    """What ``convert`` did: the frames written, the frames without an input file, whether it was cancelled, and
+    the frames that failed with their errors."""
 
     written: tuple[int, ...]
     missing: tuple[int, ...]
     cancelled: bool
+    failed: tuple[tuple[int, str], ...] = ()
 
 
-def _field(path: str) -> re.Match[str] | None:
-    """The frame-number field of the file name in ``path``; an FhdrError where Nuke notation is not handled."""
-    folder, name = os.path.split(path)
-    if _VIEW.search(path):
-        raise FhdrError(f"{path!r}: stereo views (%V, %v) are not supported; convert one view at a time")
-    if _FIELD.search(folder):
-        raise FhdrError(f"{path!r}: the frame number must be in the file name, not in a folder")
-    fields = list(_FIELD.finditer(name))
-    if len(fields) > 1:
-        raise FhdrError(f"{path!r}: more than one frame-number field")
-    return fields[0] if fields else None
+class _Cancelled(Exception):
+    """Raised from the progress callback to stop the executor."""
 
 
 def to_fhdr_pattern(path: str) -> str:
     """``path`` in fhdr's notation: a run of N ``#`` becomes ``%0Nd``; printf fields and stills are unchanged."""
-    m = _field(path)
+    m = frame_field(path, NUKE)
     if m is None or not m[0].startswith("#"):
         return path
-    start = len(path) - len(os.path.basename(path)) + m.start()
-    return f"{path[:start]}%0{len(m[0])}d{path[start + len(m[0]) :]}"
+    pattern = parse_pattern(path, NUKE)
+    return pattern.printf if isinstance(pattern, FramePattern) else path
 
 
 def output_for(path: str) -> str:
     """The EXR path beside ``path``: ``<dir>/fhdr/<name>_hdr.<field>.exr``, in the same frame notation."""
     folder, name = os.path.split(path)
-    m = _field(path)
+    m = frame_field(path, NUKE)
     if m is None:
         head, field, tail = os.path.splitext(name)[0], "", ""
     else:
@@ -100,7 +93,7 @@ def plan(file: str, first: int, last: int) -> ReadJob:
     """The conversion of a Read node whose ``file`` knob is ``file`` and whose frame range is ``first``-``last``."""
     if not file:
         raise FhdrError("the Read node has no file")
-    still = _field(file) is None
+    still = frame_field(file, NUKE) is None
     if not still and first > last:
         raise FhdrError(f"{file}: the first frame ({first}) is after the last ({last})")
     nuke_output = output_for(file)
@@ -115,24 +108,41 @@ def convert(
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """Convert the frames of ``job`` that exist, one by one; ``progress(done, total)`` after each, and stop as
-    soon as ``cancelled()`` is true. Raises FhdrError on the first frame that fails, or when no input exists."""
-    params = params or {}
-    LdrToHdrParams.from_kwargs(**params)
-    present = tuple(f for f in job.frames if job.input_path(f).is_file())
-    missing = tuple(f for f in job.frames if f not in present)
-    if not present:
+    """Convert the frames of ``job`` that exist with the batch's local executor; ``progress(done, total)`` after
+    each, and stop after the frame in progress once ``cancelled()`` is true. A frame that fails is recorded and
+    the others carry on; an FhdrError for bad ``params`` or when no input exists."""
+    settings = LdrToHdrParams.from_kwargs(**(params or {}))
+    if cancelled is not None and cancelled():
+        return Outcome((), (), True)
+    jobs = [Job(f, job.input_path(f), job.output_path(f)) for f in job.frames if job.input_path(f).is_file()]
+    missing = tuple(f for f in job.frames if not job.input_path(f).is_file())
+    if not jobs:
         raise FhdrError(f"{job.input}: no input file for frames {job.frames[0]}-{job.frames[-1]}")
     Path(job.output).parent.mkdir(parents=True, exist_ok=True)
-    written: list[int] = []
-    for frame in present:
-        if cancelled is not None and cancelled():
-            return Outcome(tuple(written), missing, True)
-        convert_file(job.input_path(frame), job.output_path(frame), params)
-        written.append(frame)
+    finished: list[FrameResult] = []
+
+    def on_result(result: FrameResult) -> None:
+        finished.append(result)
         if progress is not None:
-            progress(len(written), len(present))
-    return Outcome(tuple(written), missing, False)
+            progress(len(finished), len(jobs))
+        if cancelled is not None and cancelled() and len(finished) < len(jobs):
+            raise _Cancelled
+
+    try:
+        LocalExecutor(settings, depth=1).run(jobs, on_result)
+    except _Cancelled:
+        stopped = True
+    else:
+        stopped = False
+    written = tuple(r.frame for r in finished if r.status == DONE)
+    failed = tuple((r.frame, r.error) for r in finished if r.status != DONE)
+    return Outcome(written, missing, stopped, failed)
+
+
+def written_colorspace(job: ReadJob, outcome: Outcome) -> str:
+    """The colour space (``oiio:ColorSpace``) recorded in the first EXR ``convert`` wrote."""
+    buf = oiio.ImageBuf(str(job.output_path(outcome.written[0])))
+    return buf.spec().get_string_attribute("oiio:ColorSpace")
 
 
 def read_knobs(job: ReadJob, outcome: Outcome) -> dict[str, Any]:
@@ -169,6 +179,8 @@ def summary(job: ReadJob, outcome: Outcome) -> str:
     notes = []
     if outcome.missing:
         notes.append(f"no input for frame(s) {format_frames(list(outcome.missing))}")
+    for frame, error in outcome.failed:
+        notes.append(f"frame {frame} failed: {error}")
     if outcome.cancelled:
         notes.append(f"cancelled after {len(outcome.written)} frame(s)")
     return f"{job.nuke_output}: {'; '.join(notes)}" if notes else ""

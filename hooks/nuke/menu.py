@@ -61,7 +61,7 @@ def _add_read(source: Any, job: fhdr_nuke.ReadJob, outcome: fhdr_nuke.Outcome) -
     read = nuke.nodes.Read(**fhdr_nuke.read_knobs(job, outcome))
     read.setXYpos(source.xpos() + source.screenWidth() + 40, source.ypos())
     knob = read["colorspace"]
-    candidates = fhdr_nuke.read_colorspaces()
+    candidates = fhdr_nuke.read_colorspaces(fhdr_nuke.written_colorspace(job, outcome))
     notes = [fhdr_nuke.summary(job, outcome)]
     if not any(_try_set(knob, name) for name in fhdr_nuke.pick_colorspaces(candidates, list(knob.values()))):
         notes.append(f"{read.name()}: set its colorspace by hand to scene-linear ({candidates[0]})")

@@ -1,0 +1,158 @@
+"""One frame of a batch: the job, its result, and the work (load → convert → save) every executor runs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import OpenImageIO as oiio
+
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.io import WriteOptions, read_image, remove_stale_temps, write_exr
+from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.pipeline import check_paths
+from fhdr_plugin.registry import run_operation
+
+DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped", "failed", "cancelled"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One frame to convert; ``input`` is None when a glob found no file for the frame."""
+
+    frame: int
+    input: Path | None
+    output: Path
+
+
+@dataclass
+class FrameResult:
+    """What became of one frame: seconds spent reading, converting and writing it, and when each began
+    (``*_at``: seconds from the start of the run); ``worker``: the Ray worker (host:pid) that ran it."""
+
+    frame: int
+    input: str
+    output: str
+    status: str = ""
+    error: str = ""
+    read_s: float = 0.0
+    process_s: float = 0.0
+    write_s: float = 0.0
+    read_at: float = 0.0
+    process_at: float = 0.0
+    write_at: float = 0.0
+    worker: str = ""
+
+    @classmethod
+    def of(cls, job: Job, status: str = "", error: str = "") -> FrameResult:
+        """The result of ``job`` before (or without) any work."""
+        return cls(job.frame, str(job.input or ""), str(job.output), status, error)
+
+
+class OnResult(Protocol):
+    """Called with each frame's result as soon as it is known."""
+
+    def __call__(self, result: FrameResult) -> None: ...
+
+
+class Executor(Protocol):
+    """Runs a batch's jobs: ``run`` returns one result per job, in the jobs' order, even when interrupted."""
+
+    name: str
+
+    def run(self, jobs: list[Job], on_result: OnResult) -> list[FrameResult]:
+        """Convert ``jobs``, calling ``on_result`` for each; on an interrupt, mark the rest cancelled, re-raise."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """The engine that runs (or ran) the frames: model, device, dtype, tile, executor, workers."""
+        ...
+
+
+def with_cancelled(jobs: list[Job], results: list[FrameResult]) -> list[FrameResult]:
+    """``results`` and a cancelled result for every job without one, in the order of ``jobs``."""
+    by_frame = {r.frame: r for r in results}
+    return [by_frame.get(j.frame) or FrameResult.of(j, CANCELLED) for j in jobs]
+
+
+def describe_error(exc: Exception) -> str:
+    """An exception as one line of a report: FhdrError's own message, else the type and the message."""
+    return str(exc) if isinstance(exc, FhdrError) else f"{type(exc).__name__}: {exc}"
+
+
+def complete_exr(path: Path) -> bool:
+    """True if ``path`` is an image whose header OIIO can read (a finished output, for --skip-existing)."""
+    if not path.is_file():
+        return False
+    image = oiio.ImageInput.open(str(path))
+    if image is None:
+        oiio.geterror()
+        return False
+    image.close()
+    return True
+
+
+class FrameWork:
+    """Reads, converts and writes frames with one set of parameters; each step records its times and errors.
+
+    ``t0``: the ``time.perf_counter()`` that the ``*_at`` times count from.
+    """
+
+    def __init__(self, params: LdrToHdrParams, options: WriteOptions, skip_existing: bool = False) -> None:
+        self.params = params
+        self.options = options
+        self.skip_existing = skip_existing
+        self.t0 = time.perf_counter()
+
+    def convert(self, job: Job) -> FrameResult:
+        """Load, convert and save one job in the calling thread."""
+        return self.save(*self.process(*self.load(job)))
+
+    def load(self, job: Job) -> tuple[FrameResult, oiio.ImageBuf | None]:
+        """Read the job's input (None when skipped or failed)."""
+        result = FrameResult.of(job)
+        if self.skip_existing and complete_exr(job.output):
+            remove_stale_temps(job.output)
+            result.status = SKIPPED
+            return result, None
+        start = time.perf_counter()
+        result.read_at = start - self.t0
+        try:
+            if job.input is None:
+                raise FhdrError(f"frame {job.frame}: no input file")
+            check_paths(job.input, job.output)
+            buf = read_image(job.input)
+        except Exception as exc:
+            result.status, result.error = FAILED, describe_error(exc)
+            buf = None
+        result.read_s = time.perf_counter() - start
+        return result, buf
+
+    def process(self, result: FrameResult, buf: oiio.ImageBuf | None) -> tuple[FrameResult, oiio.ImageBuf | None]:
+        """Run ``ldr_to_hdr`` on a loaded frame (None when there is nothing to write)."""
+        if buf is None:
+            return result, None
+        start = time.perf_counter()
+        result.process_at = start - self.t0
+        try:
+            out = run_operation("ldr_to_hdr", buf, **self.params.to_dict())
+        except Exception as exc:
+            result.status, result.error = FAILED, f"{result.input}: {describe_error(exc)}"
+            out = None
+        result.process_s = time.perf_counter() - start
+        return result, out
+
+    def save(self, result: FrameResult, out: oiio.ImageBuf | None) -> FrameResult:
+        """Write a converted frame atomically; the result's status says how the frame ended."""
+        if out is not None:
+            start = time.perf_counter()
+            result.write_at = start - self.t0
+            try:
+                write_exr(out, result.output, self.options)
+                result.status = DONE
+            except Exception as exc:
+                result.status, result.error = FAILED, describe_error(exc)
+            result.write_s = time.perf_counter() - start
+        return result

@@ -1,0 +1,176 @@
+"""The parameters of ``ldr_to_hdr``, declared once: each field carries its default, help and choices.
+
+The command line (``fhdr convert``, ``fhdr batch``), ``fhdr ops``, the Python API and the Nuke hook are built
+from these declarations, and the values are checked once, when the object is made. Adding a parameter is one
+``param(...)`` line here (and its reading in ``node.py``). No torch here: listing parameters stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fhdr_plugin import color
+from fhdr_plugin.errors import FhdrError
+
+#: ``tile``: pick the tile size from free memory.
+AUTO_TILE = -1
+#: ``tile``: run the whole frame in one pass.
+NO_TILING = 0
+#: Feedback iterations a model may run; 0 means the count it was trained with.
+ITERATIONS = range(1, 5)
+MODES = ("anchored", "raw")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+P = TypeVar("P", bound="Params")
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """What a parameter declares besides its default: help, choices, a check, and a command-line flag."""
+
+    help: str
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], None] | None = None
+    flag: str = ""
+
+
+@dataclass(frozen=True)
+class Described:
+    """One parameter as listed to a user: name, type name, default, choices and help."""
+
+    name: str
+    type: str
+    default: Any
+    choices: tuple[str, ...]
+    help: str
+
+
+def param(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] = (),
+    check: Callable[[Any], None] | None = None,
+    flag: str = "",
+) -> Any:
+    """Declare a parameter field. ``check(value)`` raises an FhdrError on a bad value; ``flag``: the command
+    line's spelling of a boolean (``--half/--float``)."""
+    return field(default=default, metadata={"fhdr": ParamInfo(help, choices, check, flag)})
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise an FhdrError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise FhdrError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
+def _check_tile(tile: int) -> None:
+    if tile not in (AUTO_TILE, NO_TILING) and tile < 0:
+        raise FhdrError(
+            f"ldr_to_hdr: tile must be {AUTO_TILE} (from free memory), {NO_TILING} (no tiling) or positive, got {tile}"
+        )
+
+
+def _check_iterations(iterations: int) -> None:
+    if iterations and iterations not in ITERATIONS:
+        raise FhdrError(f"ldr_to_hdr: iterations must be 1-4 (0 for the model's own), got {iterations}")
+
+
+def _check_colorspace(name: str) -> None:
+    if name:
+        color.resolve(name)
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    """``value`` as ``kind`` (an int is a float; nothing else is converted)."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FhdrError(f"{name} must be of type {kind.__name__}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of a parameter object: fields declared with ``param``, checked when the object is made."""
+
+    #: The prefix of error messages (the operation's or the writer's name).
+    where = "parameters"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            info: ParamInfo = f.metadata["fhdr"]
+            value = _coerce(f"{self.where}: {f.name}", _TYPES[str(f.type)], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+            if info.choices and value not in info.choices:
+                raise FhdrError(f"{self.where}: {f.name} must be one of {', '.join(info.choices)}, got {value!r}")
+            if info.check:
+                info.check(value)
+
+    @classmethod
+    def from_kwargs(cls: type[P], **values: Any) -> P:
+        """The object of keyword arguments, rejecting unknown names and bad values."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise FhdrError(f"{cls.where}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[Described]:
+        """The parameters in declaration order, as ``fhdr ops`` and the manifest list them."""
+        return [
+            Described(f.name, str(f.type), f.default, f.metadata["fhdr"].choices, f.metadata["fhdr"].help)
+            for f in dataclasses.fields(cls)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The values by name (for reports, hooks and keyword calls)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LdrToHdrParams(Params):
+    """Parameters of ``ldr_to_hdr``."""
+
+    where = "ldr_to_hdr"
+
+    input_colorspace: str = param(
+        "",
+        "OCIO name of the input's space; empty: the file's oiio:ColorSpace, else sRGB for integer files, "
+        "linear for float",
+        check=_check_colorspace,
+    )
+    output_colorspace: str = param(
+        "lin_rec709", "OCIO name of the output space (e.g. lin_rec709, ACEScg)", check=_check_colorspace
+    )
+    mode: str = param(
+        "anchored",
+        "anchored: keep the linearised input where well exposed, expand near saturation; raw: the network's "
+        "output as trained",
+        choices=MODES,
+    )
+    iterations: int = param(
+        0, "feedback iterations, 1-4; 0: the count the model was trained with", check=_check_iterations
+    )
+    model: str = param("", "shipped model name; empty: the default model")
+    device: str = param("", "torch device (cuda, cuda:1, mps, cpu); empty: CUDA, then MPS, then CPU")
+    precision: str = param(
+        "auto",
+        "compute precision; auto: bfloat16 on CUDA and on CPUs with native bfloat16, float32 elsewhere",
+        choices=PRECISIONS,
+    )
+    tile: int = param(AUTO_TILE, "tile size in pixels; 0: no tiling; -1: chosen from free memory", check=_check_tile)
+    blend_low: float = param(0.9, "anchored mode: display value (max channel) where the network starts to blend in")
+    blend_high: float = param(
+        1.0, "anchored mode: display value where the network fully takes over (never darker than the input)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.blend_low < self.blend_high <= 1.0:
+            raise FhdrError(f"{self.where}: need 0 <= blend_low < blend_high <= 1")

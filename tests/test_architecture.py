@@ -1,0 +1,149 @@
+"""The structure the code promises: no import cycles, no torch for listing, parameters declared once."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from conftest import ROOT
+from typer.testing import CliRunner
+
+import fhdr_plugin
+from fhdr_plugin.cli import app, with_params
+from fhdr_plugin.engine import select_device
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.io import WriteOptions
+from fhdr_plugin.manifest import manifest
+from fhdr_plugin.params import LdrToHdrParams, param
+
+PACKAGE = ROOT / "fhdr_plugin"
+FIELDS = [f.name for f in dataclasses.fields(LdrToHdrParams)]
+
+
+def module_imports(path: Path) -> set[str]:
+    """The fhdr_plugin modules ``path`` imports at module level (not inside functions)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fhdr_plugin"):
+            if node.module == "fhdr_plugin":
+                found |= {a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
+            else:
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fhdr_plugin.")}
+    return found
+
+
+def test_no_module_level_import_cycle():
+    graph = {p.stem: module_imports(p) - {p.stem} for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == "open":
+                pytest.fail(f"import cycle: {' -> '.join([*path, module, dep])}")
+            if dep not in state:
+                visit(dep, [*path, module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert "batch" in graph["ray_executor"] or "frames" in graph["ray_executor"]
+
+
+@pytest.mark.parametrize("order", [("batch", "ray_executor"), ("ray_executor", "batch")])
+def test_executor_modules_import_in_either_order(order):
+    code = "; ".join(f"import fhdr_plugin.{m}" for m in order)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_fhdr_ops_and_version_leave_torch_unimported():
+    code = (
+        "import sys\n"
+        "from fhdr_plugin.cli import main\n"
+        "for args in (['ops'], ['--version']):\n"
+        "    sys.argv = ['fhdr', *args]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "ldr_to_hdr" in run.stdout and run.stdout.strip().endswith("False")
+
+
+def options_of(help_text: str) -> set[str]:
+    return set(re.findall(r"--([a-z][a-z-]*)", help_text))
+
+
+def test_every_parameter_reaches_the_cli_ops_and_the_python_api():
+    runner = CliRunner()
+    flags = {f.replace("_", "-") for f in FIELDS}
+    for command in ("convert", "batch"):
+        shown = options_of(runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output)
+        assert flags <= shown, (command, flags - shown)
+        assert {"half", "float", "compression"} <= shown
+    ops = runner.invoke(app, ["ops"]).output
+    assert re.findall(r"^  (\w+):", ops, re.M) == FIELDS
+    api = list(inspect.signature(fhdr_plugin.ldr_to_hdr).parameters)
+    assert api == ["buf", *FIELDS]
+
+
+def test_one_declaration_adds_a_parameter_everywhere():
+    @dataclasses.dataclass(frozen=True)
+    class WithStrength(LdrToHdrParams):
+        strength: float = param(1.0, "how much of the expansion to keep")
+
+    seen = []
+    cli = typer.Typer()
+
+    @cli.command()
+    @with_params(params=WithStrength, options=WriteOptions)
+    def convert(input: str, *, params: WithStrength, options: WriteOptions) -> None:
+        seen.append((params, options))
+
+    runner = CliRunner()
+    assert "--strength" in runner.invoke(cli, ["--help"], env={"COLUMNS": "200"}).output
+    result = runner.invoke(cli, ["in.png", "--strength", "0.5", "--float", "--tile", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen == [(WithStrength(strength=0.5, tile=0), WriteOptions(half=False))]
+    assert [d.name for d in WithStrength.describe()][-1] == "strength"
+    assert WithStrength.from_kwargs(strength=2).strength == 2.0
+    bad = runner.invoke(cli, ["in.png", "--tile", "-5"])
+    assert bad.exit_code == 1 and "tile must be" in bad.output
+
+
+def test_the_manifest_documents_the_parameter_object():
+    declared = [(p.name, p.type, p.default, p.choices, p.help) for p in manifest().operations["ldr_to_hdr"].params]
+    assert declared == [(d.name, d.type, d.default, d.choices, d.help) for d in LdrToHdrParams.describe()]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"tile": -5}, "tile must be"),
+        ({"tile": "64"}, "tile must be of type int"),
+        ({"precision": "int4"}, "precision must be one of"),
+        ({"blend_low": 1.0}, "blend_low < blend_high"),
+    ],
+)
+def test_parameters_are_checked_when_made(values, message):
+    with pytest.raises(FhdrError, match=message):
+        LdrToHdrParams.from_kwargs(**values)
+
+
+def test_a_missing_cuda_device_is_a_clear_error():
+    with pytest.raises(FhdrError, match="cuda:7"):
+        select_device("cuda:7")
