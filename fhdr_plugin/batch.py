@@ -46,6 +46,7 @@ from fhdr_plugin.io import WriteOptions, check_folder, write_atomic
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.pipeline import check_paths
 from fhdr_plugin.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
+from fhdr_plugin.terminal import bar_fits
 from fhdr_plugin.version import __version__
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "SKIPPED", "FrameResult", "Job", "LocalExecutor", "plan", "run_batch"]
@@ -260,7 +261,7 @@ def run_batch(
         _preflight(jobs)
         executor.describe()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
+    bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=quiet or not bar_fits(sys.stderr))
     finished: list[FrameResult] = []
 
     def on_result(result: FrameResult) -> None:

@@ -253,22 +253,24 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    output: Path = typer.Argument(..., help="File to write (.pt for TorchScript, .onnx for ONNX)."),
-    format: ExportFormat = typer.Option(..., "--format", "-f", help="torchscript (Nuke's Inference node) or onnx."),
+    output: Path = typer.Argument(..., help="File to write (.pt or .torchscript: TorchScript; .onnx: ONNX)."),
+    format: ExportFormat | None = typer.Option(
+        None, "--format", "-f", help="torchscript (Nuke's Inference node) or onnx (default: from the extension)."
+    ),
     model: str = typer.Option("", help="Shipped model name (default: the default model)."),
-    iterations: int = typer.Option(0, help="Feedback iterations 1-4 (default: the model's own)."),
+    iterations: int = typer.Option(0, help="Feedback iterations (default and only choice: the model's own)."),
 ) -> None:
-    """Write a self-contained model: RGB LDR in [0, 1] in, linear HDR (network output x headroom) out."""
-    from fhdr_plugin.export import export_model
+    """Write a self-contained model: RGB LDR in [0, 1] in, linear HDR (the network's output, decoded) out."""
+    from fhdr_plugin.export import export_model, format_for
     from fhdr_plugin.weights import load_model
 
     with reporting():
-        if iterations and not 1 <= iterations <= 4:
-            raise FhdrError(f"iterations must be 1-4 (0 for the model's own), got {iterations}")
+        fmt = format_for(output, format.value if format else "")
         spec = manifest().model(model or None)
         net, meta = load_model(spec, iterations or None)
-        export_model(net, {**meta, "fhdr:model": spec.name}, format.value, output)
-        log.info("wrote %s (%s, %s)", output, format.value, spec.name)
+        export_model(net, {**meta, "fhdr:model": spec.name}, fmt, output)
+        count = f"{net.iterations} iteration{'' if net.iterations == 1 else 's'}"
+        log.info("wrote %s (%s, %s, %s)", output, fmt, spec.name, count)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
+import logging
 import os
 
 import numpy as np
@@ -29,6 +31,10 @@ CHROMATICITIES = {
 #: CIE XYZ primaries; its white point is E by definition, but files write various ones, so only these are compared.
 XYZ_PRIMARIES = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 XYZ_SPACE = "lin_ciexyzd65_scene"
+#: The names the README uses, listed first when a name is unknown.
+COMMON_NAMES = ("lin_rec709", "srgb_tx", "ACEScg")
+
+log = logging.getLogger("fhdr")
 
 
 @functools.lru_cache(maxsize=4)
@@ -55,24 +61,54 @@ def colorspace_names() -> list[str]:
 
 
 def resolve(name: str) -> str:
-    """The config's canonical name for ``name``; an FhdrError listing the valid names if it is unknown."""
+    """The config's canonical name for ``name``; an FhdrError listing close matches and the valid names if it is
+    unknown."""
     cfg = config()
     canonical = cfg.getColorSpaceNameByRole(name) or cfg.resolve(name)
     if canonical not in cfg.getColorSpaceNames():
-        valid = ", ".join(cfg.getColorSpaceNames())
-        raise FhdrError(f"unknown colour space {name!r}; valid names: {valid}")
+        raise FhdrError(f"unknown colour space {name!r}; {suggestions(name)}")
     return canonical
+
+
+def suggestions(name: str) -> str:
+    """Close matches of ``name``, then the common names, then every canonical name of the config."""
+    cfg = config()
+    names = colorspace_names()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    common = [n for n in COMMON_NAMES if cfg.resolve(n) in cfg.getColorSpaceNames()]
+    rest = [n for n in cfg.getColorSpaceNames() if n not in common]
+    text = f"did you mean {', '.join(close)}? " if close else ""
+    return text + f"valid names: {', '.join(common)}, then {', '.join(rest)}"
+
+
+def input_space(name: str, spec: oiio.ImageSpec) -> str:
+    """The canonical input space: ``name`` if given, else the file's (``default_input_space``); logged once."""
+    space = resolve(name) if name else default_input_space(spec)
+    _announce(name, space)
+    return space
+
+
+@functools.lru_cache(maxsize=64)
+def _announce(given: str, space: str) -> None:
+    if given and given != space:
+        log.info("input colour space %r is %s in this config", given, space)
+    else:
+        log.debug("input colour space: %s", space)
 
 
 def default_input_space(spec: oiio.ImageSpec) -> str:
     """The file's declared space (``oiio:ColorSpace``), else sRGB for integer pixels, and for float the space
-    its ``chromaticities`` name, else linear Rec.709."""
+    its ``chromaticities`` name, else linear Rec.709. A declared space the config cannot resolve is an FhdrError."""
     declared = spec.get_string_attribute("oiio:ColorSpace")
     if declared:
         try:
             return resolve(declared)
         except FhdrError:
-            pass
+            raise FhdrError(
+                f"the file declares the colour space {declared!r} (oiio:ColorSpace), which the OCIO config "
+                f"{os.environ.get('OCIO') or '(built-in)'} does not know; name the space with --input-colorspace "
+                f"(input_colorspace) or use a config that has it; {suggestions(declared)}"
+            ) from None
     if spec.format.basetype not in (oiio.HALF, oiio.FLOAT, oiio.DOUBLE):
         return resolve(MODEL_SPACE)
     chromaticities = spec.getattribute("chromaticities")

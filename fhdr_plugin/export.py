@@ -28,6 +28,8 @@ from fhdr_plugin.model import FHDR
 from fhdr_plugin.version import __version__
 
 FORMATS = ("torchscript", "onnx")
+#: The format each file extension means.
+EXTENSIONS = {".pt": "torchscript", ".torchscript": "torchscript", ".onnx": "onnx"}
 #: The lowest opset torch's ONNX exporter writes.
 ONNX_OPSET = 18
 #: The shape of the example frame the exports are traced with; any other height and width run as well.
@@ -152,6 +154,20 @@ def onnx_bytes(model: FHDR, headroom: float, metadata: dict[str, str] | None = N
     for key, value in (metadata or {}).items():
         proto.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()
+
+
+def format_for(path: Path, fmt: str = "") -> str:
+    """The export format of ``path``: ``fmt`` if given (refused when the extension says another), else the one
+    its extension names."""
+    implied = EXTENSIONS.get(path.suffix.lower(), "")
+    known = ", ".join(f"{ext} ({name})" for ext, name in EXTENSIONS.items())
+    if fmt and fmt not in FORMATS:
+        raise FhdrError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt and implied and fmt != implied:
+        raise FhdrError(f"{path}: the extension {path.suffix} means {implied}, not {fmt}; rename it or drop --format")
+    if not fmt and not implied:
+        raise FhdrError(f"{path}: cannot tell the format from the extension ({known}); give --format")
+    return fmt or implied
 
 
 def export_model(model: FHDR, meta: dict[str, str], fmt: str, path: Path) -> None:

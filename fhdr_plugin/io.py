@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
+from fhdr_plugin.clib import library_messages
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.params import Params, check_choice, param
 
@@ -32,13 +33,17 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
         raise FhdrError(f"{p}: no such file")
     if p.is_dir():
         raise FhdrError(f"{p}: is a directory, not an image")
-    buf = oiio.ImageBuf(str(p))
-    if buf.has_error:
+    with library_messages(str(p)):
+        buf = oiio.ImageBuf(str(p))
+        opened = not buf.has_error
+    if not opened:
         raise FhdrError(f"{p}: cannot read: {_explain(p, _error_text(buf.geterror))}")
     part = _colour_part(p, buf.nsubimages)
     if part:
         buf = oiio.ImageBuf(str(p), part, 0)
-    if not buf.read(part, 0, force=True) or buf.has_error:
+    with library_messages(str(p)):
+        read = buf.read(part, 0, force=True)
+    if not read or buf.has_error:
         message = _error_text(buf.geterror) or _error_text(oiio.geterror)
         raise FhdrError(f"{p}: cannot read: {_explain(p, message)}")
     spec = buf.spec()
@@ -113,7 +118,8 @@ def write_exr(buf: oiio.ImageBuf, path: str | os.PathLike, options: WriteOptions
 def to_array(buf: oiio.ImageBuf, where: str = "image") -> np.ndarray:
     """The pixels of ``buf`` as a float32 (H, W, C) array."""
     spec = buf.spec()
-    pixels = np.asarray(buf.get_pixels(oiio.FLOAT), dtype=np.float32)
+    with library_messages(buf.name or where):
+        pixels = np.asarray(buf.get_pixels(oiio.FLOAT), dtype=np.float32)
     if buf.has_error:
         raise FhdrError(f"cannot read {buf.name or where}: {_error_text(buf.geterror)}")
     return pixels.reshape(spec.height, spec.width, spec.nchannels)
@@ -158,6 +164,16 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def check_buffer(buf: oiio.ImageBuf) -> None:
+    """Raise an FhdrError naming the file when ``buf``, made by a caller (``ImageBuf(path)``), cannot be read."""
+    with library_messages(buf.name):
+        failed = buf.has_error
+    if failed:
+        p, message = Path(buf.name), _error_text(buf.geterror)
+        reason = "no such file" if buf.name and not p.exists() else _explain(p, message)
+        raise FhdrError(f"cannot read {buf.name or 'the image'}: {reason}")
 
 
 def _colour_part(p: Path, parts: int) -> int:

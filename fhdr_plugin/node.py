@@ -13,7 +13,7 @@ from fhdr_plugin.channels import Layout, layout
 from fhdr_plugin.encoding import decode
 from fhdr_plugin.engine import Engine, engine_for
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import from_array, to_array
+from fhdr_plugin.io import check_buffer, from_array, to_array
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.version import __version__
 
@@ -108,12 +108,13 @@ def pack(
 
 def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> oiio.ImageBuf:
     """Run ``ldr_to_hdr`` on ``buf``; alpha and every other channel pass through, windows and metadata survive."""
+    check_buffer(buf)
     spec = buf.spec()
     if spec.depth > 1:
         raise FhdrError(f"{source}: volume images (depth {spec.depth}) are not supported")
     chans = layout(spec, source)
     pixels = to_array(buf, source)
-    src_space = color.resolve(params.input_colorspace) if params.input_colorspace else color.default_input_space(spec)
+    src_space = color.input_space(params.input_colorspace, spec)
     out_space = color.resolve(params.output_colorspace)
 
     rgb, alpha = unpack(pixels, chans)

@@ -11,7 +11,7 @@ import safetensors.torch
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import write_bytes_atomic
-from fhdr_plugin.manifest import ModelSpec
+from fhdr_plugin.manifest import ModelSpec, manifest
 from fhdr_plugin.model import FHDR
 
 REQUIRED_METADATA = ("fhdr:iterations", "fhdr:headroom", "fhdr:hdr_normalisation", "fhdr:perceptual_loss")
@@ -57,16 +57,34 @@ def model_metadata(spec: ModelSpec) -> dict[str, str]:
 
 
 def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, dict[str, str]]:
-    """The FHDR model of a shipped weights file and its metadata; ``iterations`` overrides the trained count."""
+    """The FHDR model of a shipped weights file and its metadata; ``iterations``, when given, must be the count
+    the weights were trained with (FHDR's iterations share weights, but other counts switch the expansion off)."""
     data = read_checked(spec)
     meta = metadata_of(data, str(spec.path))
-    model = FHDR(iterations or int(meta["fhdr:iterations"]))
+    trained = int(meta["fhdr:iterations"])
+    if iterations and iterations != trained:
+        raise FhdrError(_untrained(spec, trained, iterations))
+    model = FHDR(trained)
     try:
         state = safetensors.torch.load(data)
         model.load_state_dict(state)
     except (safetensors.SafetensorError, RuntimeError) as exc:
         raise FhdrError(f"{spec.path}: weights do not fit the FHDR network: {str(exc).splitlines()[0]}") from exc
     return model.eval(), {**meta, "fhdr:model": spec.name}
+
+
+def _untrained(spec: ModelSpec, trained: int, iterations: int) -> str:
+    """Why ``iterations`` is refused for ``spec``, and which shipped model has weights for it, if any."""
+    others = [
+        name
+        for name, other in manifest().models.items()
+        if other != spec and int(model_metadata(other)["fhdr:iterations"]) == iterations
+    ]
+    fix = f"use --model {others[0]}" if others else f"no shipped model is trained with {iterations}"
+    return (
+        f"{spec.name} was trained with {trained} iteration{'' if trained == 1 else 's'}; its weights do not expand "
+        f"at {iterations} ({fix}); leave iterations at 0 for the model's own"
+    )
 
 
 def save_weights(model: FHDR, path: Path, metadata: dict[str, str]) -> str:

@@ -5,9 +5,15 @@ Load it with ``exec(open(path).read())`` or put its folder on ``sys.path`` and `
 site-packages to ``sys.path``).
 
     hdr = ldr_to_hdr_file("plate.0001.png", "plate.0001.exr", output_colorspace="ACEScg")
-    rgb_hdr = ldr_to_hdr_array(rgb, input_colorspace="srgb_tx")
+    rgb_hdr = ldr_to_hdr_array(uint8_rgb)                            # code values, read as sRGB
+    rgb_hdr = ldr_to_hdr_array(float_rgb, input_colorspace="srgb_tx")  # float: say what the values are
     operations()                           # {name: description} of every registered operation, plugins' too
     out = run_on_array("ldr_to_hdr", rgb)  # any registered operation by name
+
+Arrays are read as fhdr reads a file of the same type: ``uint8`` and ``uint16`` arrays are code values of their
+bit depth (0-255, 0-65535), sRGB-encoded unless ``input_colorspace`` says otherwise; float arrays carry no
+encoding, so ``ldr_to_hdr_array`` needs ``input_colorspace`` for them (``srgb_tx`` for display values in [0, 1],
+such as a PNG read as float; ``lin_rec709`` for scene-linear values).
 """
 
 from __future__ import annotations
@@ -30,23 +36,44 @@ def operations() -> dict[str, str]:
     return {name: op.description for name, op in sorted(registry().operations.items())}
 
 
+#: The pixel type of an ImageBuf made from an array of each dtype.
+PIXEL_TYPES = {
+    np.dtype(np.uint8): oiio.UINT8,
+    np.dtype(np.uint16): oiio.UINT16,
+    np.dtype(np.float16): oiio.HALF,
+    np.dtype(np.float32): oiio.FLOAT,
+    np.dtype(np.float64): oiio.FLOAT,
+}
+
+
 def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.ndarray:
-    """Run the registered operation ``operation`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last);
-    returns its result as a float32 (H, W, C) array."""
+    """Run the registered operation ``operation`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last), read as
+    a file of its type (integer: code values of its bit depth); returns its result as a float32 (H, W, C) array."""
     if pixels.ndim == 2:
         pixels = pixels[..., None]
+    if pixels.dtype not in PIXEL_TYPES:
+        raise fhdr_plugin.FhdrError(f"arrays of {pixels.dtype} are not supported; give uint8, uint16 or float")
     h, w, c = pixels.shape
-    spec = oiio.ImageSpec(w, h, c, oiio.FLOAT)
+    pixel_type = PIXEL_TYPES[pixels.dtype]
+    spec = oiio.ImageSpec(w, h, c, pixel_type)
     if c == 4:
         spec.channelnames = ("R", "G", "B", "A")
         spec.alpha_channel = 3
     buf = oiio.ImageBuf(spec)
-    buf.set_pixels(buf.roi, np.ascontiguousarray(pixels, dtype=np.float32))
+    data = pixels if pixel_type != oiio.FLOAT else pixels.astype(np.float32, copy=False)
+    if not buf.set_pixels(buf.roi, np.ascontiguousarray(data)):
+        raise fhdr_plugin.FhdrError(f"cannot use the array: {buf.geterror()}")
     return to_array(ldr_to_hdr_buf(buf, operation, **params))
 
 
 def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
-    """Run ``ldr_to_hdr`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last); returns float32 (H, W, C)."""
+    """Run ``ldr_to_hdr`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last); returns float32 (H, W, C).
+    Integer arrays are sRGB code values unless ``input_colorspace`` is given; float arrays need it."""
+    if pixels.dtype.kind == "f" and not params.get("input_colorspace"):
+        raise fhdr_plugin.FhdrError(
+            "ldr_to_hdr_array: a float array needs input_colorspace: srgb_tx for display values in [0, 1] "
+            "(e.g. a PNG read as float), lin_rec709 for scene-linear ones"
+        )
     return run_on_array("ldr_to_hdr", pixels, **params)
 
 
