@@ -17,9 +17,11 @@ from fhdr_plugin.io import check_buffer, from_array, to_array
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.version import __version__
 
-__all__ = ["LdrToHdrParams", "apply", "predict_linear", "reconstruct"]
+__all__ = ["LdrToHdrParams", "apply", "matte", "predict_linear", "reconstruct"]
 
 HALF_MAX = 65504.0
+#: The channel ``matte`` adds to the output.
+MATTE_CHANNEL = "fhdr.matte"
 REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 #: Attributes that describe the input file's encoding, not the image, and so are not carried to the output.
 DROPPED_ATTRIBUTES = (
@@ -58,8 +60,16 @@ def reconstruct(
     """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network, decoded, then scaled."""
     predicted = decode(engine.run(display), meta)
     if params.mode == "anchored":
-        return scale.anchored(linear, display, predicted, params.blend_low, params.blend_high)
+        expanded = scale.anchored(linear, display, predicted, params.blend_low, params.blend_high)
+        return scale.strengthen(linear, expanded, params.strength)
     return predicted
+
+
+def matte(display: np.ndarray, params: LdrToHdrParams) -> np.ndarray:
+    """How much of each pixel came from the network (H, W, 1), 0-1: the anchored blend's weight; 1 in raw mode."""
+    if params.mode == "anchored":
+        return scale.blend_weight(display, params.blend_low, params.blend_high).astype(np.float32)
+    return np.ones((*display.shape[:2], 1), dtype=np.float32)
 
 
 def to_output_space(hdr: np.ndarray, out_space: str) -> np.ndarray:
@@ -73,6 +83,7 @@ def provenance(engine: Engine, meta: dict[str, str], params: LdrToHdrParams, src
         "fhdr:model": meta["fhdr:model"],
         "fhdr:iterations": str(engine.iterations),
         "fhdr:mode": params.mode,
+        "fhdr:strength": f"{params.strength:g}",
         "fhdr:input_colorspace": src_space,
     }
 
@@ -85,10 +96,16 @@ def predict_linear(rgb: np.ndarray, src_space: str, params: LdrToHdrParams) -> t
 
 
 def pack(
-    buf: oiio.ImageBuf, pixels: np.ndarray, chans: Layout, out_rgb: np.ndarray, attributes: dict[str, str], source: str
+    buf: oiio.ImageBuf,
+    pixels: np.ndarray,
+    chans: Layout,
+    out_rgb: np.ndarray,
+    attributes: dict[str, str],
+    source: str,
+    extra: np.ndarray | None = None,
 ) -> oiio.ImageBuf:
     """The input's pixels with the new colour (luminance for a grey image), as float, with the input's windows
-    and metadata less its encoding's, and ``attributes``."""
+    and metadata less its encoding's, and ``attributes``; ``extra`` (H, W, 1) is appended as ``MATTE_CHANNEL``."""
     out = pixels.copy()
     if chans.grey:
         out[..., chans.rgb[0]] = out_rgb @ REC709_LUMA
@@ -96,6 +113,11 @@ def pack(
         out[..., list(chans.rgb)] = out_rgb
     out_spec = oiio.ImageSpec(buf.spec())
     out_spec.set_format(oiio.FLOAT)
+    if extra is not None:
+        out = np.concatenate([out, extra], axis=-1)
+        names = (*out_spec.channelnames, MATTE_CHANNEL)
+        out_spec.nchannels = len(names)
+        out_spec.channelnames = names
     for name in DROPPED_ATTRIBUTES:
         out_spec.erase_attribute(name)
     primaries = color.chromaticities_of(attributes["oiio:ColorSpace"])
@@ -130,4 +152,5 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
         "fhdr:output_colorspace": out_space,
         **provenance(engine, meta, params, src_space),
     }
-    return pack(buf, pixels, chans, out_rgb, attributes, source)
+    extra = matte(display, params) if params.matte else None
+    return pack(buf, pixels, chans, out_rgb, attributes, source, extra)

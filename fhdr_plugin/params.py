@@ -23,6 +23,8 @@ NO_TILING = 0
 ITERATIONS = range(1, 5)
 MODES = ("anchored", "raw")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+#: The largest expansion strength (the reconstruction's ratio to the plate, raised to this power).
+MAX_STRENGTH = 4.0
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 P = TypeVar("P", bound="Params")
@@ -78,6 +80,11 @@ def _check_tile(tile: int) -> None:
 def _check_iterations(iterations: int) -> None:
     if iterations and iterations not in ITERATIONS:
         raise FhdrError(f"ldr_to_hdr: iterations must be 1-4 (0 for the model's own), got {iterations}")
+
+
+def _check_strength(strength: float) -> None:
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise FhdrError(f"ldr_to_hdr: strength must be 0-{MAX_STRENGTH:g} (1: as trained, 0: none), got {strength}")
 
 
 def _check_colorspace(name: str) -> None:
@@ -168,6 +175,16 @@ class LdrToHdrParams(Params):
     blend_low: float = param(0.9, "anchored mode: display value (max channel) where the network starts to blend in")
     blend_high: float = param(
         1.0, "anchored mode: display value where the network fully takes over (never darker than the input)"
+    )
+    strength: float = param(
+        1.0,
+        "anchored mode: expansion strength in log space; 1: as trained, 0: the linearised input, >1: exaggerated",
+        check=_check_strength,
+    )
+    matte: bool = param(
+        False,
+        "add a channel fhdr.matte (0-1): how much of each pixel came from the network (the blend weight)",
+        flag="--matte/--no-matte",
     )
 
     def __post_init__(self) -> None:

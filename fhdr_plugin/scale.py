@@ -4,7 +4,7 @@
 exposed, so a diffuse white stays at 1.0, and blends the network's expansion in
 only where the input nears saturation, never darker than the input. ``raw``
 returns the network's output as trained: linear, relative to the LDR's white,
-times the training headroom.
+times the training headroom. ``strengthen`` dials the anchored expansion.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 MODES = ("anchored", "raw")
+#: Rec.709 luminance weights: the expansion's strength is set on the luminance, its colour is kept.
+LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 
 def blend_weight(display: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -25,3 +27,21 @@ def anchored(linear: np.ndarray, display: np.ndarray, predicted: np.ndarray, low
     """The linear input, raised towards the prediction where the input is near saturation."""
     w = blend_weight(display, low, high)
     return linear + w * np.maximum(predicted - linear, 0.0)
+
+
+def strengthen(linear: np.ndarray, expanded: np.ndarray, strength: float) -> np.ndarray:
+    """The expansion of ``linear`` into ``expanded`` (never darker) at ``strength``, scaled in log space.
+
+    The luminance becomes ``L_lin · (L_exp / L_lin) ** strength`` and every channel moves along the expansion's
+    own difference by the same fraction, so 0 gives ``linear``, 1 gives ``expanded``, each channel rises
+    monotonically with ``strength``, and a channel the plate has at 0 cannot blow up (per-channel ratios would).
+    """
+    if strength == 1.0:
+        return expanded
+    lum_lin = linear @ LUMA
+    lum_exp = expanded @ LUMA
+    lifted = lum_exp > lum_lin
+    base = np.where(lifted, np.maximum(lum_lin, 1e-6), 1.0)
+    gain = np.where(lifted, (np.maximum(lum_exp, 1e-6) / base) ** strength, 1.0)
+    fraction = np.where(lifted, (base * gain - lum_lin) / np.where(lifted, lum_exp - lum_lin, 1.0), 0.0)
+    return (linear + fraction[..., None] * (expanded - linear)).astype(np.float32)

@@ -103,24 +103,24 @@ def test_every_parameter_reaches_the_cli_ops_and_the_python_api():
 
 def test_one_declaration_adds_a_parameter_everywhere():
     @dataclasses.dataclass(frozen=True)
-    class WithStrength(LdrToHdrParams):
-        strength: float = param(1.0, "how much of the expansion to keep")
+    class WithGrain(LdrToHdrParams):
+        grain: float = param(1.0, "how much film grain to add")
 
     seen = []
     cli = typer.Typer()
 
     @cli.command()
-    @with_params(params=WithStrength, options=WriteOptions)
-    def convert(input: str, *, params: WithStrength, options: WriteOptions) -> None:
+    @with_params(params=WithGrain, options=WriteOptions)
+    def convert(input: str, *, params: WithGrain, options: WriteOptions) -> None:
         seen.append((params, options))
 
     runner = CliRunner()
-    assert "--strength" in runner.invoke(cli, ["--help"], env={"COLUMNS": "200"}).output
-    result = runner.invoke(cli, ["in.png", "--strength", "0.5", "--float", "--tile", "0"])
+    assert "--grain" in runner.invoke(cli, ["--help"], env={"COLUMNS": "200"}).output
+    result = runner.invoke(cli, ["in.png", "--grain", "0.5", "--float", "--tile", "0"])
     assert result.exit_code == 0, result.output
-    assert seen == [(WithStrength(strength=0.5, tile=0), WriteOptions(half=False))]
-    assert [d.name for d in WithStrength.describe()][-1] == "strength"
-    assert WithStrength.from_kwargs(strength=2).strength == 2.0
+    assert seen == [(WithGrain(grain=0.5, tile=0), WriteOptions(half=False))]
+    assert [d.name for d in WithGrain.describe()][-1] == "grain"
+    assert WithGrain.from_kwargs(grain=2).grain == 2.0
     bad = runner.invoke(cli, ["in.png", "--tile", "-5"])
     assert bad.exit_code == 1 and "tile must be" in bad.output
 

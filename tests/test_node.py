@@ -105,8 +105,8 @@ def test_non_finite_input_gives_finite_output():
 
 def test_unknown_parameter_and_bad_values(ldr_png):
     buf = read_image(ldr_png)
-    with pytest.raises(FhdrError, match="unknown parameter.*strength"):
-        fhdr_plugin.ldr_to_hdr(buf, strength=2)
+    with pytest.raises(FhdrError, match="unknown parameter.*loudness"):
+        fhdr_plugin.ldr_to_hdr(buf, loudness=2)
     with pytest.raises(FhdrError, match="mode must be"):
         fhdr_plugin.ldr_to_hdr(buf, mode="loud")
     with pytest.raises(FhdrError, match="iterations must be 1-4"):
