@@ -42,7 +42,7 @@ from fhdr_plugin.frames import (
     OnResult,
     with_cancelled,
 )
-from fhdr_plugin.io import WriteOptions, check_folder, write_atomic
+from fhdr_plugin.io import WriteOptions, make_folder, write_atomic
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.pipeline import check_paths
 from fhdr_plugin.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
@@ -188,12 +188,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _preflight(jobs: list[Job]) -> None:
-    """Fail before any work on output paths that would fail every frame (settings failed when made)."""
+    """Fail before any work on output paths that would fail every frame (settings failed when made); create
+    the output folders."""
     first = jobs[0]
     if first.input is not None:
         check_paths(first.input, first.output)
     for folder in sorted({j.output.parent for j in jobs}):
-        check_folder(folder)
+        make_folder(folder)
 
 
 def summary(results: list[FrameResult], elapsed_s: float) -> dict[str, Any]:

@@ -75,6 +75,18 @@ def check_folder(folder: Path) -> None:
         raise FhdrError(f"output folder {folder} {'is not a folder' if folder.exists() else 'does not exist'}")
 
 
+def make_folder(folder: Path) -> None:
+    """Create the output folder ``folder`` and its parents where missing (as oiiotool does); an FhdrError
+    naming what is in the way otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), folder)
+        raise FhdrError(f"output folder {blocking} is not a folder") from None
+    except OSError as exc:
+        raise FhdrError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], what: str = "") -> None:
     """Call ``write(tmp)`` on ``.NAME.PID.tmp`` beside ``path``, then rename it over ``path``; the temporary
     never outlives a failure. ``what`` names the file in errors (``cannot write the report``)."""

@@ -217,7 +217,7 @@ def test_report_records_settings_and_timings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["plate.####.png", "out/h.####.exr"], "output folder"),
+        (["plate.####.png", "plate.0001.png/h.####.exr"], "is not a folder"),
         (["plate.####.png", "h.*.exr"], "frame-number field"),
         (["plate.####.png", "h.####.png"], "must be an .exr"),
         (["plate.####.png", "h.####.exr", "--frames", "1-"], "bad frame range"),

@@ -42,13 +42,14 @@ def test_float_output_and_compression(sample_ldr, tmp_path):
 
 
 def test_errors_are_one_line_with_a_non_zero_exit(tmp_path, sample_ldr):
+    (tmp_path / "afile").write_text("in the way of an output folder")
     cases = [
         (["convert", tmp_path / "missing.png", tmp_path / "o.exr"], "missing.png: no such file"),
         (["convert", tmp_path, tmp_path / "o.exr"], "is a directory"),
         (["convert", sample_ldr, tmp_path / "o.png"], "must be an .exr"),
         (["convert", sample_ldr, tmp_path / "o.exr", "--output-colorspace", "bogus"], "valid names"),
         (["convert", sample_ldr, tmp_path / "o.exr", "--iterations", "9"], "iterations must be 1-4"),
-        (["convert", sample_ldr, tmp_path / "no" / "o.exr"], "does not exist"),
+        (["convert", sample_ldr, tmp_path / "afile" / "o.exr"], "is not a folder"),
         (["convert", sample_ldr, tmp_path / "o.exr", "--device", "cuda:7"], "device"),
     ]
     for args, message in cases:

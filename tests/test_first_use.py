@@ -22,6 +22,7 @@ from conftest import ROOT, write_image
 import fhdr_plugin
 from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.params import LdrToHdrParams
 
 FHDR = [sys.executable, "-m", "fhdr_plugin"]
 FAST = ["--tile", "0", "--precision", "float32"]
@@ -278,3 +279,38 @@ def test_the_api_names_a_file_it_cannot_read(tmp_path, capfd):
         fhdr_plugin.ldr_to_hdr(oiio.ImageBuf(str(bad)))
     err = capfd.readouterr().err
     assert "libpng" not in err and "pending error" not in err
+
+
+# 7. every node parameter is a command-line option
+def test_every_node_parameter_is_an_option_of_convert_and_batch(tmp_path):
+    wide = {"COLUMNS": "300"}
+    for command in ("convert", "batch"):
+        shown = fhdr(command, "--help", env=wide).stdout
+        for p in LdrToHdrParams.describe():
+            assert f"--{p.name.replace('_', '-')}" in shown, (command, p.name)
+    src = plate(tmp_path)
+    for name, extra in (("default.exr", []), ("low.exr", ["--blend-low", "0.8"])):
+        run = fhdr("convert", src, tmp_path / name, "--float", *FAST, *extra)
+        assert run.returncode == 0, run.stderr
+    default, low = pixels(tmp_path / "default.exr"), pixels(tmp_path / "low.exr")
+    peak = pixels(src).max(axis=-1)
+    np.testing.assert_array_equal(low[peak < 0.8], default[peak < 0.8])
+    ramp = (peak > 0.8) & (peak < 0.9)
+    assert (np.abs(low - default).max(axis=-1)[ramp] > 1e-3).sum() > 10
+    assert (low >= default - 1e-6).all()
+
+
+# 9. convert and batch create the output folder
+def test_convert_and_batch_create_the_output_folder(tmp_path):
+    out = tmp_path / "new" / "deep" / "o.exr"
+    run = fhdr("convert", plate(tmp_path), out, *FAST)
+    assert run.returncode == 0, run.stderr
+    assert oiio.ImageBuf(str(out)).spec().get_string_attribute("fhdr:model")
+    for frame in (1, 2):
+        plate(tmp_path, f"in.{frame:04d}.png")
+    run = fhdr("batch", tmp_path / "in.####.png", tmp_path / "hdr" / "v1" / "out.####.exr", *FAST)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "hdr" / "v1").iterdir()) == ["out.0001.exr", "out.0002.exr"]
+    (tmp_path / "afile").write_text("in the way")
+    line = one_error_line(fhdr("convert", plate(tmp_path), tmp_path / "afile" / "sub" / "o.exr", *FAST))
+    assert f"output folder {tmp_path / 'afile'} is not a folder" in line
