@@ -19,7 +19,7 @@ import typer
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import WriteOptions
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest
-from fhdr_plugin.params import LdrToHdrParams, Params
+from fhdr_plugin.params import WORKING_SPACES, LdrToHdrParams, Params, check_choice
 from fhdr_plugin.version import __version__
 
 app = typer.Typer(
@@ -251,6 +251,11 @@ class ExportFormat(str, Enum):
     onnx = "onnx"
 
 
+class ExportHost(str, Enum):
+    raw = "raw"
+    nuke = "nuke"
+
+
 @app.command()
 def export(
     output: Path = typer.Argument(..., help="File to write (.pt or .torchscript: TorchScript; .onnx: ONNX)."),
@@ -259,18 +264,41 @@ def export(
     ),
     model: str = typer.Option("", help="Shipped model name (default: the default model)."),
     iterations: int = typer.Option(0, help="Feedback iterations (default and only choice: the model's own)."),
+    host: ExportHost = typer.Option(
+        ExportHost.raw,
+        help="raw: display-referred LDR in, the decoded network out (any host); nuke: a drop-in for Nuke's "
+        "Inference node, scene-linear working space in and out, fhdr convert's anchored result (torchscript).",
+    ),
+    working_space: str = typer.Option(
+        "lin_rec709", help="--host nuke: the working space the module takes and returns (lin_rec709 or ACEScg)."
+    ),
+    matte: bool = typer.Option(False, "--matte", help="--host nuke: return fhdr.matte as a fourth channel."),
 ) -> None:
-    """Write a self-contained model: RGB LDR in [0, 1] in, linear HDR (the network's output, decoded) out."""
+    """Write a self-contained model: by default RGB LDR in [0, 1] in, linear HDR (the network's output, decoded)
+    out; with --host nuke, Nuke's drop-in (scene-linear in and out)."""
     from fhdr_plugin.export import export_model, format_for
     from fhdr_plugin.weights import load_model
 
     with reporting():
         fmt = format_for(output, format.value if format else "")
+        nuke = host is ExportHost.nuke
+        if nuke and fmt != "torchscript":
+            raise FhdrError(f"{output}: --host nuke writes TorchScript (.pt), not {fmt}")
+        if not nuke and (matte or working_space != "lin_rec709"):
+            raise FhdrError("--working-space and --matte are options of --host nuke")
+        if nuke:
+            check_choice("working space", working_space, WORKING_SPACES)
         spec = manifest().model(model or None)
         net, meta = load_model(spec, iterations or None)
-        export_model(net, {**meta, "fhdr:model": spec.name}, fmt, output)
+        if nuke:
+            from fhdr_plugin.dropin import export_nuke
+
+            export_nuke(net, {**meta, "fhdr:model": spec.name}, output, working_space, matte)
+        else:
+            export_model(net, {**meta, "fhdr:model": spec.name}, fmt, output)
         count = f"{net.iterations} iteration{'' if net.iterations == 1 else 's'}"
-        log.info("wrote %s (%s, %s, %s)", output, fmt, spec.name, count)
+        what = f"{fmt} for nuke, {working_space}{', matte' if matte else ''}" if nuke else fmt
+        log.info("wrote %s (%s, %s, %s)", output, what, spec.name, count)
 
 
 def main() -> None:

@@ -71,14 +71,14 @@ class _ReflectionPad(nn.Module):
         return torch.ops.aten.reflection_pad2d(x, self.padding)
 
 
-def _plain_copy(model: FHDR) -> FHDR:
+def plain_copy(model: FHDR) -> FHDR:
     """A copy of ``model`` on the CPU in the default memory layout (channels-last weights upset torch.export)."""
     return copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
 
 
 def _portable(model: FHDR) -> FHDR:
     """A copy of ``model`` whose padding traces to ops that libtorch 1.12 has (``nn.ReflectionPad2d`` does not)."""
-    model = _plain_copy(model)
+    model = plain_copy(model)
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.ReflectionPad2d):
@@ -132,7 +132,7 @@ def onnx_bytes(model: FHDR, headroom: float, metadata: dict[str, str] | None = N
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError as exc:
         raise FhdrError(f"ONNX export needs the onnx extra: pip install 'fhdr[onnx]' ({exc.name} is missing)") from exc
-    wrapper = LinearHdr(_plain_copy(model), headroom, mu)
+    wrapper = LinearHdr(plain_copy(model), headroom, mu)
     dims = {
         0: torch.export.Dim("batch", min=1),
         2: torch.export.Dim("height", min=2),

@@ -23,6 +23,8 @@ NO_TILING = 0
 ITERATIONS = range(1, 5)
 MODES = ("anchored", "raw")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+#: The working spaces a Nuke drop-in can be exported for (OCIO names).
+WORKING_SPACES = ("lin_rec709", "ACEScg")
 #: The largest expansion strength (the reconstruction's ratio to the plate, raised to this power).
 MAX_STRENGTH = 4.0
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

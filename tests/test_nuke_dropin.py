@@ -1,0 +1,115 @@
+"""The Nuke drop-in, reloaded with plain torch.jit.load, gives fhdr convert's anchored result on a real plate."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+import torch
+from conftest import write_image
+from typer.testing import CliRunner
+
+from fhdr_plugin import color
+from fhdr_plugin.cli import app
+from fhdr_plugin.dropin import LIBTORCH_1_6_OPS
+from fhdr_plugin.encoding import decoding
+
+#: Runs in a fresh interpreter with torch and numpy alone, as Nuke does: the module, its knobs, float32 and half.
+HOST = """
+import json, sys
+import numpy as np
+import torch
+module = torch.jit.load(sys.argv[1], _extra_files={"fhdr.json": ""})
+x = torch.from_numpy(np.load(sys.argv[2]))
+kinds = {"strength": type(module.strength).__name__, "matte": type(module.matte).__name__}
+with torch.inference_mode():
+    np.save(sys.argv[3] + "float.npy", module(x).numpy())
+    module.strength = 2.0
+    np.save(sys.argv[3] + "strength2.npy", module(x).numpy())
+    module.strength = 1.0
+    np.save(sys.argv[3] + "half.npy", module.half()(x.half()).float().numpy())
+ops = set()
+def walk(block):
+    for node in block.nodes():
+        ops.add(node.kind())
+        for inner in node.blocks():
+            walk(inner)
+walk(module.inlined_graph)
+print(json.dumps({"fhdr": [m for m in sys.modules if m.startswith("fhdr")], "kinds": kinds, "ops": sorted(ops)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def plate(sample_ldr, tmp_path_factory):
+    """A real 8-bit sRGB plate: a 96×128 crop of the sample with clipped sky (odd sizes need no padding)."""
+    rgb = np.asarray(oiio.ImageBuf(str(sample_ldr)).get_pixels(oiio.FLOAT))[40:136, 100:229, :3]
+    return write_image(tmp_path_factory.mktemp("plate") / "plate.png", rgb), np.ascontiguousarray(rgb)
+
+
+def convert(plate_png, out, space: str, *args: str) -> np.ndarray:
+    cmd = ["convert", str(plate_png), str(out), "--float", "--precision", "float32", "--tile", "0"]
+    result = CliRunner().invoke(app, [*cmd, "--output-colorspace", space, *args])
+    assert result.exit_code == 0, result.output
+    return np.asarray(oiio.ImageBuf(str(out)).get_pixels(oiio.FLOAT))
+
+
+def half_tolerance(meta: dict[str, str]) -> float:
+    """Relative error half precision may cost: eight half ulps (2^-11 each) of the network's output and of the
+    colour maths, times the decoding's gain d ln(HDR)/d(output): 1 for linear, ln(1 + μ) for μ-law."""
+    _, mu = decoding(meta)
+    return 8 * 2**-11 * (math.log1p(mu) if mu else 1.0)
+
+
+@pytest.mark.parametrize(("space", "matte"), [("lin_rec709", False), ("ACEScg", True)])
+def test_nuke_dropin_matches_fhdr_convert_in_float32_and_half(tmp_path, plate, space, matte):
+    png, rgb = plate
+    module = tmp_path / "fhdr_nuke.pt"
+    args = ["export", "--format", "torchscript", "--host", "nuke", "--working-space", space, str(module)]
+    result = CliRunner().invoke(app, [*args, "--matte"] if matte else args)
+    assert result.exit_code == 0, result.output
+    scene_linear = color.convert(rgb, "srgb_tx", space).transpose(2, 0, 1)[None]
+    np.save(tmp_path / "in.npy", np.ascontiguousarray(scene_linear, np.float32))
+    run = subprocess.run(
+        [sys.executable, "-c", HOST, str(module), str(tmp_path / "in.npy"), str(tmp_path / "out_")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["fhdr"] == [] and report["kinds"] == {"strength": "float", "matte": "int"}
+    assert "prim::If" in report["ops"] and "prim::Loop" in report["ops"], "scripted, not traced"
+    assert {op for op in report["ops"] if op.startswith("aten::")} <= LIBTORCH_1_6_OPS
+
+    with_matte = ["--matte"] if matte else []
+    reference = convert(png, tmp_path / "ref.exr", space, *with_matte)
+    stronger = convert(png, tmp_path / "strong.exr", space, "--strength", "2", *with_matte)
+    out = {k: np.load(tmp_path / f"out_{k}.npy")[0].transpose(1, 2, 0) for k in ("float", "strength2", "half")}
+    assert out["float"].shape == reference.shape == (*rgb.shape[:2], 4 if matte else 3)
+    reconstructed = reference[..., :3].max(axis=-1) > 1.05
+    assert reconstructed.sum() > 50, "the plate must exercise the network"
+    # Relative 1e-3; 1e-5 absolute for the plate's blacks, where 8-bit code 1 is 3e-4.
+    np.testing.assert_allclose(out["float"], reference, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(out["strength2"], stronger, rtol=1e-3, atol=1e-5)
+    extra = {"fhdr.json": ""}
+    torch.jit.load(str(module), _extra_files=extra)
+    meta = json.loads(extra["fhdr.json"])
+    assert meta["fhdr:working_space"] == color.resolve(space)
+    np.testing.assert_allclose(out["half"][..., :3], reference[..., :3], rtol=half_tolerance(meta), atol=1e-4)
+    if matte:
+        # The blend weight's steepest slope (1.5 / (blend_high - blend_low) = 15) times four half ulps at white.
+        np.testing.assert_allclose(out["half"][..., 3], reference[..., 3], rtol=0, atol=15 * 4 * 2**-11)
+    assert np.abs(out["half"] - reference).max() > 0, "half precision really ran"
+
+
+def test_nuke_host_is_torchscript_only_and_its_options_need_it(tmp_path):
+    runner = CliRunner()
+    onnx = runner.invoke(app, ["export", "--host", "nuke", str(tmp_path / "m.onnx")])
+    assert onnx.exit_code == 1 and "--host nuke writes TorchScript" in onnx.output
+    raw = runner.invoke(app, ["export", "--matte", str(tmp_path / "m.pt")])
+    assert raw.exit_code == 1 and "options of --host nuke" in raw.output
+    space = runner.invoke(app, ["export", "--host", "nuke", "--working-space", "XYZ", str(tmp_path / "m.pt")])
+    assert space.exit_code == 1 and "unknown working space 'XYZ'" in space.output
+    assert not list(tmp_path.iterdir())
