@@ -26,21 +26,30 @@ TEMP_SUFFIX = ".tmp"
 log = logging.getLogger("fhdr")
 
 
+def _as_stored() -> oiio.ImageSpec:
+    """The read hint that keeps a file's colour as stored: OIIO premultiplies straight (unassociated) alpha,
+    as PNG holds, unless told not to, and then says so in the spec's ``oiio:UnassociatedAlpha``."""
+    hint = oiio.ImageSpec()
+    hint.attribute("oiio:UnassociatedAlpha", 1)
+    return hint
+
+
 def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
-    """Read ``path`` fully into memory: its first subimage, or of a multi-part file the first part with colour."""
+    """Read ``path`` fully into memory: its first subimage, or of a multi-part file the first part with colour;
+    its colour as stored, not premultiplied by OIIO (the spec's ``oiio:UnassociatedAlpha`` says it is straight)."""
     p = Path(path)
     if not p.exists():
         raise FhdrError(f"{p}: no such file")
     if p.is_dir():
         raise FhdrError(f"{p}: is a directory, not an image")
     with library_messages(str(p)):
-        buf = oiio.ImageBuf(str(p))
+        buf = oiio.ImageBuf(str(p), 0, 0, _as_stored())
         opened = not buf.has_error
     if not opened:
         raise FhdrError(f"{p}: cannot read: {_explain(p, _error_text(buf.geterror))}")
     part = _colour_part(p, buf.nsubimages)
     if part:
-        buf = oiio.ImageBuf(str(p), part, 0)
+        buf = oiio.ImageBuf(str(p), part, 0, _as_stored())
     with library_messages(str(p)):
         read = buf.read(part, 0, force=True)
     if not read or buf.has_error:

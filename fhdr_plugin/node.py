@@ -5,6 +5,8 @@ unpack → to model space (OCIO) → infer (FHDR, tiled) → scale → to output
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import OpenImageIO as oiio
 
@@ -18,6 +20,8 @@ from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.version import __version__
 
 __all__ = ["LdrToHdrParams", "apply", "matte", "predict_linear", "reconstruct"]
+
+log = logging.getLogger("fhdr")
 
 HALF_MAX = 65504.0
 #: The channel ``matte`` adds to the output.
@@ -38,13 +42,51 @@ def _finite_nonnegative(x: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(x, nan=0.0, posinf=HALF_MAX, neginf=0.0), 0.0, HALF_MAX)
 
 
-def unpack(pixels: np.ndarray, chans: Layout) -> tuple[np.ndarray, np.ndarray | None]:
-    """Finite, non-negative colour (H, W, 3), unpremultiplied when there is alpha, and the alpha (H, W, 1)."""
+def straight_alpha(setting: str, spec: oiio.ImageSpec) -> bool:
+    """True when the colour of an image with ``spec`` is straight (not premultiplied) by its ``alpha`` setting;
+    ``auto``: as its ``oiio:UnassociatedAlpha`` says (``io.read_image`` keeps a PNG's colour as stored)."""
+    if setting == "auto":
+        return spec.get_int_attribute("oiio:UnassociatedAlpha", 0) != 0
+    return setting == "straight"
+
+
+def unpack(pixels: np.ndarray, chans: Layout, straight: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Finite, non-negative colour (H, W, 3), unpremultiplied when there is alpha and the colour is
+    premultiplied, and the alpha (H, W, 1)."""
     rgb = _finite_nonnegative(pixels[..., list(chans.rgb)])
     if chans.alpha is None:
         return rgb, None
     alpha = np.clip(np.nan_to_num(pixels[..., chans.alpha : chans.alpha + 1]), 0.0, 1.0)
+    if straight:
+        return rgb, alpha
     return np.where(alpha > 0, rgb / np.maximum(alpha, 1e-12), rgb), alpha
+
+
+def premultiply(rgb: np.ndarray, alpha: np.ndarray | None, straight: bool) -> np.ndarray:
+    """The output colour premultiplied, as EXR holds it; where a premultiplied input has zero alpha, its colour
+    (an emission) is kept."""
+    if alpha is None:
+        return rgb
+    return rgb * alpha if straight else np.where(alpha > 0, rgb * alpha, rgb)
+
+
+def note_hdr_input(rgb: np.ndarray, where: str, params: LdrToHdrParams) -> None:
+    """Warn, in one line naming ``where``, when the colour is already HDR (above 1.0), saying what is done."""
+    peak = float(rgb.max(initial=0.0))
+    if peak <= 1.0:
+        return
+    done = (
+        "the output keeps every input value (never darker) and raises only the pixels near white"
+        if params.mode == "anchored"
+        else "raw mode replaces it with the network's output"
+    )
+    log.warning(
+        "%s: the input is already HDR (values up to %.4g); converted as an LDR plate anyway: the network sees it "
+        "clipped at 1.0 and %s",
+        where,
+        peak,
+        done,
+    )
 
 
 def to_model_space(rgb: np.ndarray, src_space: str) -> tuple[np.ndarray, np.ndarray]:
@@ -139,13 +181,13 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
     src_space = color.input_space(params.input_colorspace, spec)
     out_space = color.resolve(params.output_colorspace)
 
-    rgb, alpha = unpack(pixels, chans)
+    straight = straight_alpha(params.alpha, spec)
+    rgb, alpha = unpack(pixels, chans, straight)
+    note_hdr_input(rgb, buf.name or source, params)
     linear, display = to_model_space(rgb, src_space)
     engine, meta = engine_for(params)
     hdr = reconstruct(engine, meta, linear, display, params)
-    out_rgb = to_output_space(hdr, out_space)
-    if alpha is not None:
-        out_rgb = np.where(alpha > 0, out_rgb * alpha, out_rgb)
+    out_rgb = premultiply(to_output_space(hdr, out_space), alpha, straight)
     attributes = {
         "oiio:ColorSpace": out_space,
         "fhdr:version": __version__,

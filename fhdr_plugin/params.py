@@ -23,6 +23,8 @@ NO_TILING = 0
 ITERATIONS = range(1, 5)
 MODES = ("anchored", "raw")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+#: How an input's colour relates to its alpha; auto: as the file says (``oiio:UnassociatedAlpha``).
+ALPHAS = ("auto", "premultiplied", "straight")
 #: The working spaces a Nuke drop-in can be exported for (OCIO names).
 WORKING_SPACES = ("lin_rec709", "ACEScg")
 #: The largest expansion strength (the reconstruction's ratio to the plate, raised to this power).
@@ -156,6 +158,12 @@ class LdrToHdrParams(Params):
     )
     output_colorspace: str = param(
         "lin_rec709", "OCIO name of the output space (e.g. lin_rec709, ACEScg)", check=_check_colorspace
+    )
+    alpha: str = param(
+        "auto",
+        "the input's colour against its alpha; auto: the file's convention (straight for PNG, premultiplied for "
+        "EXR); premultiplied: for renders saved premultiplied as PNG",
+        choices=ALPHAS,
     )
     mode: str = param(
         "anchored",

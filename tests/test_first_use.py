@@ -314,3 +314,60 @@ def test_convert_and_batch_create_the_output_folder(tmp_path):
     (tmp_path / "afile").write_text("in the way")
     line = one_error_line(fhdr("convert", plate(tmp_path), tmp_path / "afile" / "sub" / "o.exr", *FAST))
     assert f"output folder {tmp_path / 'afile'} is not a folder" in line
+
+
+# 5. an input that is already HDR
+def test_an_hdr_input_is_named_in_one_warning(tmp_path):
+    img = np.full((24, 32, 3), 0.18, np.float32)
+    img[4:8, 4:8] = 927.0
+    src = write_image(tmp_path / "hdr.exr", img, fmt=oiio.HALF)
+    run = fhdr("convert", src, tmp_path / "o.exr", *FAST)
+    assert run.returncode == 0, run.stderr
+    [line] = [x for x in run.stderr.splitlines() if "already HDR" in x]
+    assert f"{src}: the input is already HDR (values up to 927)" in line
+    assert "keeps every input value" in line
+    np.testing.assert_allclose(pixels(tmp_path / "o.exr")[4:8, 4:8], 927.0, rtol=1e-3)
+    raw = fhdr("convert", src, tmp_path / "raw.exr", "--mode", "raw", *FAST)
+    assert "raw mode replaces it with the network's output" in raw.stderr
+    ldr = fhdr("convert", plate(tmp_path), tmp_path / "ldr.exr", *FAST)
+    assert ldr.returncode == 0 and "already HDR" not in ldr.stderr
+
+
+# 6. premultiplied and straight alpha
+def rgba(colour: np.ndarray, alpha: float) -> np.ndarray:
+    return np.concatenate([colour, np.full((*colour.shape[:2], 1), alpha, np.float32)], axis=-1)
+
+
+def test_alpha_follows_the_file_or_the_alpha_option(tmp_path):
+    colour = pixels(plate(tmp_path))
+    straight, premultiplied = rgba(colour, 0.5), rgba(colour * 0.5, 0.5)
+    as_stored = {"oiio:UnassociatedAlpha": 1}
+    rgba_names = ("R", "G", "B", "A")
+    files = {
+        "straight.png": write_image(tmp_path / "straight.png", straight, oiio.UINT16, rgba_names, as_stored),
+        "premult.png": write_image(tmp_path / "premult.png", premultiplied, oiio.UINT16, rgba_names, as_stored),
+        "premult.exr": write_image(tmp_path / "premult.exr", premultiplied, oiio.FLOAT, rgba_names),
+    }
+    runs = {
+        "reference": (plate(tmp_path), []),
+        "straight.png": (files["straight.png"], []),
+        "premult.png": (files["premult.png"], ["--alpha", "premultiplied"]),
+        "premult.exr": (files["premult.exr"], ["--input-colorspace", "srgb_tx"]),
+        "straight.exr": (
+            write_image(tmp_path / "straight.exr", straight, oiio.FLOAT, rgba_names),
+            ["--alpha", "straight", "--input-colorspace", "srgb_tx"],
+        ),
+    }
+    out = {}
+    for name, (src, extra) in runs.items():
+        run = fhdr("convert", src, tmp_path / f"{name}.out.exr", "--float", *FAST, *extra)
+        assert run.returncode == 0, run.stderr
+        out[name] = pixels(tmp_path / f"{name}.out.exr")
+    expected = out["reference"] * 0.5
+    for name in ("straight.png", "premult.png", "premult.exr", "straight.exr"):
+        np.testing.assert_allclose(out[name][..., :3], expected, rtol=1e-3, atol=1e-3, err_msg=name)
+        np.testing.assert_array_equal(out[name][..., 3], np.float32(pixels(runs[name][0])[0, 0, 3]))
+    doubled = fhdr("convert", files["premult.png"], tmp_path / "doubled.exr", "--float", *FAST)
+    assert doubled.returncode == 0, doubled.stderr
+    assert np.abs(pixels(tmp_path / "doubled.exr")[..., :3] - expected).max() > 0.05
+    assert "--alpha" in README and "premultiplied" in README
