@@ -11,6 +11,8 @@ import torch
 from conftest import shared, write_image
 from typer.testing import CliRunner
 
+from fhdr_plugin import scale
+from fhdr_plugin.encoding import decode, encode
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.node import LdrToHdrParams, predict_linear
@@ -134,13 +136,36 @@ def test_the_loss_weighs_the_pixels_the_node_takes_from_the_network():
     wrong_clipped, wrong_exposed = gt.clone(), gt.clone()
     wrong_clipped[..., :4] += 0.1
     wrong_exposed[..., 4:] += 0.1
-    loss = FHDRLoss(focus=0.9)
+    loss = FHDRLoss(focus=0.9, kind="weighted")
     hit, miss = loss([wrong_clipped], gt, ldr).item(), loss([wrong_exposed], gt, ldr).item()
     assert hit == pytest.approx(10 * miss, rel=1e-5)  # weights 1 and 1 - 0.9
-    assert FHDRLoss(focus=0.0)([wrong_clipped], gt, ldr).item() == pytest.approx(
-        FHDRLoss(focus=0.0)([wrong_exposed], gt, ldr).item()
+    assert FHDRLoss(focus=0.0, kind="weighted")([wrong_clipped], gt, ldr).item() == pytest.approx(
+        FHDRLoss(focus=0.0, kind="weighted")([wrong_exposed], gt, ldr).item()
     )
     assert loss([gt], gt, ldr).item() == 0.0
+
+
+def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
+    ldr, tgt = (torch.from_numpy(a) for a in HDRCrops(
+        [data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))], 32, SYN, seed=1
+    ).batch(4))  # fmt: skip
+    out = torch.rand_like(tgt) * 0.6
+    meta = {"fhdr:headroom": str(SYN.headroom), "fhdr:encoding": SYN.encoding}
+    composite = 0.0
+    for i in range(len(ldr)):
+        display = ldr[i].permute(1, 2, 0).numpy()
+        linear = data.srgb_decode(display)
+        node = scale.anchored(linear, display, decode(out[i].permute(1, 2, 0).numpy(), meta), 0.9, 1.0)
+        weight = scale.blend_weight(display, 0.9, 1.0)
+        err = np.abs(encode(node, SYN.headroom, SYN.encoding) - tgt[i].permute(1, 2, 0).numpy())
+        composite += float((weight * err).mean()) / len(ldr)
+    raw = float((out - tgt).abs().mean())
+    got = FHDRLoss(focus=0.9, headroom=SYN.headroom)([out], tgt, ldr).item()
+    assert got == pytest.approx(composite + 0.1 * raw, rel=1e-3)
+    # a prediction below the input in the blended pixels changes nothing in the node's output: only the raw term sees it
+    low = FHDRLoss(focus=1.0, headroom=SYN.headroom)([torch.zeros_like(tgt)], tgt, ldr).item()
+    lin = torch.from_numpy(encode(data.srgb_decode(ldr.numpy()), SYN.headroom, SYN.encoding))
+    assert low == pytest.approx(FHDRLoss(focus=1.0, headroom=SYN.headroom)([lin], tgt, ldr).item(), rel=1e-4)
 
 
 def test_validation_scores_what_the_node_returns():

@@ -26,6 +26,7 @@ from training.data import (
 )
 from training.evaluate import FRACTIONS, evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
 from training.export import export
+from training.losses import LOSSES
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
 from training.validation import validate, validation_cases
 
@@ -66,6 +67,7 @@ def train_cmd(
     headroom: float = typer.Option(256.0, help="Largest value the network can output, in multiples of white."),
     encoding: str = typer.Option("mu-law", help="Output encoding: mu-law or linear (see fhdr_plugin/encoding.py)."),
     focus: float = typer.Option(0.9, help="Loss weight of the pixels the anchored blend takes from the network."),
+    loss: str = typer.Option("composite", help="composite (L1 of the node's anchored output) or weighted."),
     clip_min: float = 0.002,
     clip_max: float = 0.12,
     precision: str = typer.Option("float32", help="float32, or bfloat16 autocast of the forward pass."),
@@ -82,6 +84,8 @@ def train_cmd(
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(message)s")
     if encoding not in ENCODINGS:
         raise typer.BadParameter(f"--encoding must be one of {', '.join(ENCODINGS)}")
+    if loss not in LOSSES:
+        raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
     if precision not in ("float32", "bfloat16"):
         raise typer.BadParameter("--precision must be float32 or bfloat16")
     if validate_every % checkpoint_every:
@@ -100,6 +104,7 @@ def train_cmd(
         seed=seed,
         threads=threads,
         focus=focus,
+        loss=loss,
         precision=precision,
     )
     if paired is not None:

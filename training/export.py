@@ -41,8 +41,13 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
         ),
         "fhdr:perceptual_loss": "vgg19" if ck["perceptual"] else "off (no VGG19 weights given)",
         "fhdr:loss": (
-            f"L1 on mu-law (mu={MU:g}), pixels weighted 1 - {cfg.get('focus', 0):g} + {cfg.get('focus', 0):g} x "
-            "the anchored blend weight" + (" + 10 x VGG19 perceptual" if ck["perceptual"] else "")
+            f"L1 on mu-law (mu={MU:g}) of "
+            + (
+                f"the anchored composite (blend-weighted) + {1 - cfg['focus']:g} x the raw output"
+                if cfg.get("loss", "weighted") == "composite"
+                else f"the raw output, pixels weighted 1 - {cfg.get('focus', 0):g} + {cfg.get('focus', 0):g} x blend"
+            )
+            + (" + 10 x VGG19 perceptual" if ck["perceptual"] else "")
         ),
         "fhdr:steps": str(ck["step"]),
         "fhdr:total_steps": str(prior["steps"] + ck["step"]),

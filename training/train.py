@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0
     focus: float = 0.9  # weight of the anchored blend's pixels in the loss (see losses.py)
+    loss: str = "composite"  # or "weighted" (see losses.py)
     precision: str = "float32"  # or "bfloat16": autocast of the forward pass
     channels_last: bool = True
 
@@ -190,7 +191,8 @@ def train_loop(
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    loss_fn = FHDRLoss(perceptual, encoding=syn.encoding, focus=cfg.focus).to(dev)
+    loss_fn = FHDRLoss(perceptual, encoding=syn.encoding, headroom=syn.headroom, focus=cfg.focus, kind=cfg.loss)
+    loss_fn = loss_fn.to(dev)
     step, best, seconds = 0, -float("inf"), 0.0
     last = out_dir / "last.pt"
     if resume and last.exists():
