@@ -29,7 +29,7 @@ $(DEV_STAMP): $(STAMP)
 demo: install
 	mkdir -p out
 	$(BIN)/fhdr convert samples/quarry_ldr.png out/quarry_hdr.exr
-	$(BIN)/python -c "import OpenImageIO as o; b=o.ImageBuf('out/quarry_hdr.exr'); s=o.ImageBufAlgo.computePixelStats(b); print('out/quarry_hdr.exr: max', [round(v, 2) for v in s.max])"
+	$(BIN)/python samples/summary.py samples/quarry_ldr.png out/quarry_hdr.exr
 
 test: install-dev
 	$(BIN)/python -m pytest -q
