@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
-from conftest import shared
+from conftest import ROOT, shared
 
 FHDR = [sys.executable, "-m", "fhdr_plugin"]
 
@@ -25,7 +25,16 @@ def test_convert_writes_an_hdr_exr_with_provenance(sample_ldr, tmp_path):
     spec = buf.spec()
     assert spec.format == oiio.HALF
     assert spec.get_string_attribute("fhdr:model") == "fhdr-i1"
-    assert np.asarray(buf.get_pixels(oiio.FLOAT)).max() > 1.0
+    peak = np.asarray(buf.get_pixels(oiio.FLOAT)).max()
+    assert peak > 1.0
+    # make demo's summary of the same output: its peak, and most of the clipped area raised above white
+    summary = subprocess.run(
+        [sys.executable, "samples/summary.py", sample_ldr, out], capture_output=True, text=True, cwd=ROOT
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert f"peak {peak:.2f}" in summary.stdout
+    risen = int(summary.stdout.split("% of it rose above 1.0")[0].rsplit(" ", 1)[1])
+    assert risen >= 50
     oiiotool = Path(sys.executable).parent / "oiiotool"
     if oiiotool.exists():
         info = subprocess.run([oiiotool, "--info", "-v", out], capture_output=True, text=True)
