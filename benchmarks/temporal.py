@@ -1,0 +1,120 @@
+"""Steadiness on a shot: a slow pan over an HDR panorama, and the temporal error of fhdr, the plate and the truth.
+
+    python benchmarks/temporal.py                       # 24 frames of 256x160, 1.5 px per frame, tiles of 96
+    python benchmarks/temporal.py --hdr ../shared/data/hdr-train/polyhaven1k_sunrise.exr --frames 32
+
+Each frame is the panorama box-downscaled by 2 from a crop window that slides 3 panorama pixels (1.5 frame
+pixels) per frame, so highlights move across the frame, cross tile borders and change their clipped shape by
+sub-pixel amounts, as on a real pan. A plain sRGB 8-bit camera (``training.data.synthesise`` with
+``Synthesis.plain()``) at one exposure for the whole shot makes the LDR frames. For each pair of frames, frame t
+is moved by the pan (1.5 px: the mean of its pixels 1 and 2 to the right) and compared with frame t+1 over the
+reconstructed pixels (blend weight > 0 in frame t+1): the mean absolute log2 ratio (stops), for fhdr's output,
+the linearised plate and the ground truth (whose error is that of the half-pixel move alone). Printed, never
+asserted. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+
+from fhdr_plugin import color, node
+from fhdr_plugin.params import LdrToHdrParams
+from training.data import Synthesis, downscale, expose, synthesise
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HDR = ROOT.parent / "shared" / "data" / "hdr-train" / "polyhaven1k_sunset.exr"
+#: Panorama pixels the window slides per frame; frames are the window downscaled by FACTOR.
+STEP, FACTOR = 3, 2
+#: Light (relative to white) below which log ratios are not told apart.
+FLOOR = 1e-2
+
+
+def panorama(path: Path) -> np.ndarray:
+    """The panorama's RGB (H, W, 3) float32."""
+    buf = oiio.ImageBuf(str(path))
+    pixels = np.asarray(buf.get_pixels(oiio.FLOAT), dtype=np.float32)
+    if buf.has_error or pixels.ndim != 3:
+        raise SystemExit(f"{path}: cannot read: {buf.geterror()}")
+    return np.nan_to_num(np.maximum(pixels[..., :3], 0.0))
+
+
+def pan(hdr: np.ndarray, frames: int, width: int, height: int, clipped: float) -> list[np.ndarray]:
+    """Ground-truth HDR frames (white at 1) of a horizontal pan past the panorama's brightest pixel."""
+    wh, ww = FACTOR * height, FACTOR * width
+    span = ww + STEP * (frames - 1)
+    if hdr.shape[0] < wh or hdr.shape[1] < span:
+        raise SystemExit(f"the panorama ({hdr.shape[1]}x{hdr.shape[0]}) is smaller than the pan ({span}x{wh})")
+    y, x = np.unravel_index(np.argmax(hdr.max(axis=-1)), hdr.shape[:2])
+    top = int(np.clip(y - wh // 2, 0, hdr.shape[0] - wh))
+    left = int(np.clip(x - ww // 2 - STEP * frames // 2, 0, hdr.shape[1] - span))
+    shot = expose(hdr[top : top + wh, left : left + span], clipped)
+    if shot is None:
+        raise SystemExit("the panorama is black where the pan runs")
+    return [downscale(shot[:, STEP * t : STEP * t + ww], FACTOR) for t in range(frames)]
+
+
+def temporal_error(frames: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """Mean |log2| ratio of frame t moved by the pan (1.5 px) to frame t+1, over the masked pixels of t+1."""
+    errors = []
+    for prev, cur, mask in zip(frames, frames[1:], masks[1:], strict=False):
+        moved = 0.5 * (prev[:, 1:-1] + prev[:, 2:])
+        ratio = np.log2((moved + FLOOR) / (cur[:, :-2] + FLOOR))
+        errors.append(np.abs(ratio)[mask[:, :-2]].ravel())
+    return float(np.concatenate(errors).mean())
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    """Make the shot, convert every frame in order, and measure the three temporal errors."""
+    truth = pan(panorama(args.hdr), args.frames, args.width, args.height, args.clipped)
+    rng = np.random.default_rng(0)
+    ldr = [synthesise(frame, rng, Synthesis.plain()) for frame in truth]
+    params = LdrToHdrParams(precision=args.precision, tile=args.tile, strength=args.strength)
+    start = time.perf_counter()
+    fhdr = [node.predict_linear(frame, "srgb_tx", params)[0] for frame in ldr]
+    seconds = (time.perf_counter() - start) / len(ldr)
+    linear = [color.convert(frame, "srgb_tx", color.LINEAR_SPACE) for frame in ldr]
+    masks = [node.matte(frame, params)[..., 0] > 0 for frame in ldr]
+    result = {
+        "frames": args.frames,
+        "size": f"{args.width}x{args.height}",
+        "reconstructed_share": float(np.mean(masks)),
+        "fhdr": temporal_error(fhdr, masks),
+        "linearised_input": temporal_error(linear, masks),
+        "ground_truth": temporal_error(truth, masks),
+        "seconds_per_frame": seconds,
+    }
+    result["fhdr_over_input"] = result["fhdr"] / result["linearised_input"]
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hdr", type=Path, default=DEFAULT_HDR, help="panorama to pan over")
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--height", type=int, default=160)
+    ap.add_argument("--clipped", type=float, default=0.03, help="share of the shot's pixels the camera clips")
+    ap.add_argument("--tile", type=int, default=96, help="engine tile size (tile borders cross the highlights)")
+    ap.add_argument("--precision", default="float32")
+    ap.add_argument("--strength", type=float, default=1.0)
+    ap.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    args = ap.parse_args()
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{result['frames']} frames of {result['size']}, {100 * result['reconstructed_share']:.1f}% reconstructed")
+    print("temporal error over the reconstructed pixels (mean |log2| of frame t moved by the pan / frame t+1):")
+    for key in ("fhdr", "linearised_input", "ground_truth"):
+        print(f"  {key:17s} {result[key]:.4f} stops")
+    print(f"fhdr / linearised input: {result['fhdr_over_input']:.2f} ({result['seconds_per_frame']:.2f} s/frame)")
+
+
+if __name__ == "__main__":
+    main()
