@@ -194,6 +194,9 @@ class Node:
     def __getitem__(self, knob: str) -> Knob:
         return self.knobs[knob]
 
+    def knob(self, name: str) -> Knob | None:
+        return self.knobs.get(name)
+
     def xpos(self) -> int:
         return self.pos[0]
 
@@ -207,10 +210,27 @@ class Node:
         self.pos = (x, y)
 
 
-def stand_in_nuke(selected: list[Node]) -> tuple[types.ModuleType, dict[str, list]]:
-    """A ``nuke`` module with the calls menu.py makes, recording them. It checks our use of the API, not Nuke."""
-    log: dict[str, list] = {"menus": [], "messages": [], "progress": [], "created": []}
+def stand_in_nuke(
+    selected: list[Node], answers: dict[str, str] | None = None, ok: bool = True
+) -> tuple[types.ModuleType, dict[str, list]]:
+    """A ``nuke`` module with the calls menu.py makes, recording them. It checks our use of the API, not Nuke.
+    Its panel is answered with ``answers`` (by label; the rest as filled) and OK, or cancelled."""
+    log: dict[str, list] = {"menus": [], "messages": [], "progress": [], "created": [], "panels": []}
     nuke = types.ModuleType("nuke")
+
+    class Panel:
+        def __init__(self, title: str) -> None:
+            self.title, self.fields = title, {}
+            log["panels"].append(self.fields)
+
+        def addSingleLineInput(self, label: str, value: str) -> None:
+            self.fields[label] = value
+
+        def show(self) -> int:
+            return int(ok)
+
+        def value(self, label: str) -> str:
+            return (answers or {}).get(label, self.fields[label])
 
     class Menu:
         def __init__(self, path: str) -> None:
@@ -242,6 +262,7 @@ def stand_in_nuke(selected: list[Node]) -> tuple[types.ModuleType, dict[str, lis
         return node
 
     nuke.menu = Menu
+    nuke.Panel = Panel
     nuke.selectedNodes = lambda cls="": [n for n in selected if not cls or n.Class() == cls]
     nuke.filename = lambda node: node["file"].value()
     nuke.message = log["messages"].append
@@ -251,9 +272,13 @@ def stand_in_nuke(selected: list[Node]) -> tuple[types.ModuleType, dict[str, lis
     return nuke, log
 
 
-def run_menu(monkeypatch, fhdr_nuke, selected: list[Node]) -> tuple[dict[str, Any], dict[str, list]]:
-    nuke, log = stand_in_nuke(selected)
+def run_menu(
+    monkeypatch, fhdr_nuke, selected: list[Node], answers: dict[str, str] | None = None, ok: bool = True
+) -> tuple[dict[str, Any], dict[str, list]]:
+    nuke, log = stand_in_nuke(selected, answers, ok)
     monkeypatch.setitem(sys.modules, "nuke", nuke)
+    if selected:  # the panel remembers its settings beside the plate
+        monkeypatch.setenv("FHDR_NUKE_SETTINGS", str(Path(selected[0]["file"].value()).parent / "panel.json"))
     return runpy.run_path(str(NUKE_HOOKS / "menu.py")), log
 
 
@@ -290,3 +315,90 @@ def test_fhdr_hooks_prints_the_nuke_setup():
     assert "nuke/menu.py" in run.stdout and "nuke/init.py" in run.stdout
     site_dir = Path(re.search(r"export FHDR_PYTHONPATH=(\S+)", run.stdout)[1])
     assert any(site_dir.glob("fhdr-*.dist-info"))
+
+
+def test_output_folder_or_pattern(fhdr_nuke):
+    assert fhdr_nuke.output_for("/s/plate.####.png", "hdr/v2") == "/s/hdr/v2/plate_hdr.####.exr"
+    assert fhdr_nuke.output_for("/s/plate.####.png", "/show/hdr/") == "/show/hdr/plate_hdr.####.exr"
+    assert fhdr_nuke.output_for("/s/plate.%04d.png", "/o/sh010_hdr.####.exr") == "/o/sh010_hdr.####.exr"
+    assert fhdr_nuke.output_for("/s/still.png", "/o/key.exr") == "/o/key.exr"
+    with pytest.raises(FhdrError, match="needs a frame number"):
+        fhdr_nuke.output_for("/s/plate.####.png", "/o/one.exr")
+    job = fhdr_nuke.plan("/s/plate.####.png", 1, 2, "/o/sh_hdr.%04d.exr")
+    assert (job.output, job.nuke_output) == ("/o/sh_hdr.%04d.exr", "/o/sh_hdr.%04d.exr")
+
+
+def test_panel_settings_are_checked_and_remembered(fhdr_nuke, tmp_path):
+    path = tmp_path / "prefs" / "panel.json"
+    assert fhdr_nuke.load_settings(path) == fhdr_nuke.Settings()
+    chosen = fhdr_nuke.settings_from({"output": " /o/hdr ", "output_colorspace": "ACEScg", "strength": "0.5"})
+    assert chosen == fhdr_nuke.Settings("/o/hdr", "ACEScg", 0.5)
+    fhdr_nuke.save_settings(chosen, path)
+    assert fhdr_nuke.load_settings(path) == chosen
+    for field, value, message in [
+        ("strength", "lots", "strength must be a number"),
+        ("strength", "9", "strength must be 0-4"),
+        ("output_colorspace", "bogus", "unknown colour space 'bogus'"),
+    ]:
+        with pytest.raises(FhdrError, match=message):
+            fhdr_nuke.settings_from({"output": "", "output_colorspace": "ACEScg", "strength": "1", field: value})
+    path.write_text('{"output": "x", "output_colorspace": "gone", "strength": 1}')
+    assert fhdr_nuke.load_settings(path) == fhdr_nuke.Settings()
+    path.write_text("{not json")
+    assert fhdr_nuke.load_settings(path) == fhdr_nuke.Settings()
+
+
+def test_read_colorspace_knob_names_the_input_space(fhdr_nuke):
+    from fhdr_plugin import color
+
+    assert fhdr_nuke.input_colorspace("linear") == color.resolve("lin_rec709")
+    assert fhdr_nuke.input_colorspace("sRGB") == color.resolve("srgb_tx")
+    assert fhdr_nuke.input_colorspace("Utility/Utility - sRGB - Texture") == color.resolve("srgb_tx")
+    assert fhdr_nuke.input_colorspace("ACES/ACES - ACEScg") == "ACEScg"
+    for unknown in ("default (sRGB)", "default", "Cineon", "rec709", ""):
+        assert fhdr_nuke.input_colorspace(unknown) == "", unknown
+
+
+def exr_attribute(path: Path, name: str) -> str:
+    return oiio.ImageBuf(str(path)).spec().get_string_attribute(name)
+
+
+def test_menu_panel_sets_output_space_strength_and_reads_the_input_space(monkeypatch, fhdr_nuke, plate, tmp_path):
+    source = Node("Read", "Read1", file=str(plate), first=1001, last=1001, colorspace="linear")
+    answers = {"output folder or pattern": str(tmp_path / "renders" / "sh_hdr.####.exr"), "strength": "0.5"}
+    answers["output colorspace"] = "ACEScg"
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [source], answers)
+    menu["ldr_to_hdr_selected"]().join(timeout=300)
+    assert log["panels"] == [{"output folder or pattern": "fhdr", "output colorspace": "lin_rec709", "strength": "1.0"}]
+    out = tmp_path / "renders" / "sh_hdr.1001.exr"
+    assert exr_attribute(out, "fhdr:input_colorspace") == "Linear Rec.709 (sRGB)"
+    assert exr_attribute(out, "fhdr:output_colorspace") == "ACEScg"
+    assert exr_attribute(out, "fhdr:strength") == "0.5"
+    [read] = log["created"]
+    assert read["file"].value() == str(tmp_path / "renders" / "sh_hdr.####.exr")
+    [message] = log["messages"]
+    assert message.startswith("LDR to HDR: Read2: set its colorspace by hand to scene-linear")
+    source.knobs["colorspace"] = Knob("default (sRGB)")
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [source])
+    menu["ldr_to_hdr_selected"]().join(timeout=300)
+    assert log["panels"] == [{f: answers[f] for f in ("output folder or pattern", "output colorspace", "strength")}]
+    assert exr_attribute(out, "fhdr:input_colorspace") == "sRGB Encoded Rec.709 (sRGB)"
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [source], ok=False)
+    assert menu["ldr_to_hdr_selected"]() is None and log["created"] == []
+
+
+def test_menu_reports_bad_frames_at_the_end(monkeypatch, fhdr_nuke, plate):
+    (plate.parent / "plate.1002.png").write_bytes(b"not a png")
+    source = Node("Read", "Read1", file=str(plate), first=1001, last=1003)
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [source])
+    menu["ldr_to_hdr_selected"]().join(timeout=300)
+    [message] = log["messages"]
+    assert "failed frames: 1002" in message and "frame 1002 failed: " in message and "plate.1002.png" in message
+    assert sorted(p.name for p in (plate.parent / "fhdr").iterdir()) == ["plate_hdr.1001.exr", "plate_hdr.1003.exr"]
+    assert len(log["created"]) == 1
+    for frame in (1001, 1003):
+        (plate.parent / f"plate.{frame}.png").write_bytes(b"not a png either")
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [source])
+    menu["ldr_to_hdr_selected"]().join(timeout=300)
+    [message] = log["messages"]
+    assert "failed frames: 1001-1003" in message and log["created"] == []

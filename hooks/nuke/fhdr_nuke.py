@@ -1,7 +1,9 @@
 """The Nuke side of fhdr without Nuke: Read-node knob values in, an EXR sequence and the new Read's knobs out.
 
-``menu.py`` reads the knobs of the selected Read node, calls ``plan`` and ``convert`` here, and creates a Read
-node from ``read_knobs`` and ``read_colorspaces``. Nothing here imports ``nuke``, so all of it runs in tests.
+``menu.py`` shows the panel's ``Settings`` (remembered by ``load_settings``/``save_settings``), reads the knobs of
+the selected Read node, calls ``plan`` and ``convert`` here, creates a Read node from ``read_knobs`` and
+``read_colorspaces``, and reports with ``report`` at the end. Nothing here imports ``nuke``, so all of it runs in
+tests.
 
 Nuke writes frame numbers as a run of ``#`` (one digit per ``#``: ``plate.####.png``) or printf style
 (``plate.%04d.png``); ``fhdr_plugin.sequence`` reads that notation, and the frames are converted by the batch's
@@ -10,6 +12,8 @@ local executor, so a bad frame is reported and the others carry on.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ from fhdr_plugin import color
 from fhdr_plugin.batch import LocalExecutor
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.frames import DONE, FrameResult, Job
+from fhdr_plugin.io import make_folder, write_bytes_atomic
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.sequence import NUKE, FramePattern, format_frames, frame_field, parse_pattern
 
@@ -29,6 +34,67 @@ from fhdr_plugin.sequence import NUKE, FramePattern, format_frames, frame_field,
 OUTPUT_FOLDER = "fhdr"
 #: Nuke-default's name for scene-linear Rec.709 (its configs with OCIO use the OCIO names).
 NUKE_DEFAULT_LINEAR = "linear"
+#: Where the panel's last settings are kept, unless ``$FHDR_NUKE_SETTINGS`` names another file.
+SETTINGS_FILE = Path("~/.nuke/fhdr_panel.json")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The panel's choices: the output folder (relative: beside the plate) or pattern, and node parameters."""
+
+    output: str = OUTPUT_FOLDER
+    output_colorspace: str = LdrToHdrParams().output_colorspace
+    strength: float = LdrToHdrParams().strength
+
+    def params(self) -> dict[str, Any]:
+        """The node parameters the panel sets."""
+        return {"output_colorspace": self.output_colorspace, "strength": self.strength}
+
+
+def settings_from(values: dict[str, str]) -> Settings:
+    """The panel's text fields as checked ``Settings``; an FhdrError naming a bad field."""
+    try:
+        strength = float(values["strength"])
+    except ValueError:
+        raise FhdrError(f"strength must be a number, got {values['strength']!r}") from None
+    settings = Settings(values["output"].strip() or OUTPUT_FOLDER, values["output_colorspace"].strip(), strength)
+    LdrToHdrParams.from_kwargs(**settings.params())
+    return settings
+
+
+def settings_path() -> Path:
+    """The file that remembers the panel's settings."""
+    return Path(os.environ.get("FHDR_NUKE_SETTINGS") or SETTINGS_FILE).expanduser()
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """The settings last saved at ``path`` (default: ``settings_path()``); the defaults when there are none
+    or they no longer check (a colour space the current config lacks)."""
+    try:
+        saved = json.loads((path or settings_path()).read_text())
+        return settings_from({f.name: str(saved[f.name]) for f in dataclasses.fields(Settings)})
+    except (OSError, ValueError, KeyError, TypeError, FhdrError):
+        return Settings()
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> None:
+    """Remember ``settings`` at ``path`` (default: ``settings_path()``), atomically."""
+    target = path or settings_path()
+    make_folder(target.parent)
+    write_bytes_atomic(target, (json.dumps(dataclasses.asdict(settings), indent=2) + "\n").encode())
+
+
+def input_colorspace(knob_value: str) -> str:
+    """The input space a Read's ``colorspace`` knob names, as fhdr's config knows it; empty (the file's own
+    space) for Nuke's ``default (…)`` and for names the config cannot resolve. ``linear`` is nuke-default's,
+    linear Rec.709; a menu path (``Utility/Utility - sRGB - Texture``) is taken by its last part."""
+    name = knob_value.rsplit("/", 1)[-1].strip()
+    if not name or name.startswith("default"):
+        return ""
+    try:
+        return color.resolve(color.LINEAR_SPACE if name == NUKE_DEFAULT_LINEAR else name)
+    except FhdrError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -74,9 +140,16 @@ def to_fhdr_pattern(path: str) -> str:
     return pattern.printf if isinstance(pattern, FramePattern) else path
 
 
-def output_for(path: str) -> str:
-    """The EXR path beside ``path``: ``<dir>/fhdr/<name>_hdr.<field>.exr``, in the same frame notation."""
+def output_for(path: str, output: str = OUTPUT_FOLDER) -> str:
+    """The EXR path of the plate ``path``: ``output`` itself when it is a pattern (it ends in ``.exr``), else
+    ``<output>/<name>_hdr.<field>.exr`` in the plate's frame notation, ``output`` relative to the plate's folder
+    (by default ``<plate folder>/fhdr/``)."""
+    if output.lower().endswith(".exr"):
+        if frame_field(path, NUKE) is not None and frame_field(output, NUKE) is None:
+            raise FhdrError(f"{output}: the output pattern of a sequence needs a frame number (####, %04d)")
+        return output
     folder, name = os.path.split(path)
+    target = output if os.path.isabs(output) or ":" in output[:2] else f"{folder}/{output}" if folder else output
     m = frame_field(path, NUKE)
     if m is None:
         head, field, tail = os.path.splitext(name)[0], "", ""
@@ -86,17 +159,18 @@ def output_for(path: str) -> str:
     base = f"{stem}_hdr" if stem else "hdr"
     if field:
         base = f"{base}{head[len(stem) :] or '.'}{field}{tail}"
-    return f"{folder}/{OUTPUT_FOLDER}/{base}.exr" if folder else f"{OUTPUT_FOLDER}/{base}.exr"
+    return f"{target.rstrip('/')}/{base}.exr"
 
 
-def plan(file: str, first: int, last: int) -> ReadJob:
-    """The conversion of a Read node whose ``file`` knob is ``file`` and whose frame range is ``first``-``last``."""
+def plan(file: str, first: int, last: int, output: str = OUTPUT_FOLDER) -> ReadJob:
+    """The conversion of a Read node whose ``file`` knob is ``file`` and whose frame range is ``first``-``last``,
+    into ``output`` (a folder or a pattern, as ``output_for`` takes it)."""
     if not file:
         raise FhdrError("the Read node has no file")
     still = frame_field(file, NUKE) is None
     if not still and first > last:
         raise FhdrError(f"{file}: the first frame ({first}) is after the last ({last})")
-    nuke_output = output_for(file)
+    nuke_output = output_for(file, output)
     frames = (first,) if still else tuple(range(first, last + 1))
     return ReadJob(to_fhdr_pattern(file), to_fhdr_pattern(nuke_output), nuke_output, frames, still)
 
@@ -118,7 +192,7 @@ def convert(
     missing = tuple(f for f in job.frames if not job.input_path(f).is_file())
     if not jobs:
         raise FhdrError(f"{job.input}: no input file for frames {job.frames[0]}-{job.frames[-1]}")
-    Path(job.output).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(Path(job.output).parent)
     finished: list[FrameResult] = []
 
     def on_result(result: FrameResult) -> None:
@@ -179,8 +253,17 @@ def summary(job: ReadJob, outcome: Outcome) -> str:
     notes = []
     if outcome.missing:
         notes.append(f"no input for frame(s) {format_frames(list(outcome.missing))}")
+    if outcome.failed:
+        notes.append(f"failed frames: {format_frames([frame for frame, _ in outcome.failed])}")
     for frame, error in outcome.failed:
         notes.append(f"frame {frame} failed: {error}")
     if outcome.cancelled:
         notes.append(f"cancelled after {len(outcome.written)} frame(s)")
     return f"{job.nuke_output}: {'; '.join(notes)}" if notes else ""
+
+
+def report(outcomes: list[tuple[ReadJob, Outcome]], notes: list[str] | None = None) -> str:
+    """The one message at the end of a run: each Read's ``summary`` that is not empty, then ``notes``; empty
+    when every frame of every Read was written."""
+    lines = [summary(job, outcome) for job, outcome in outcomes]
+    return "\n".join(line for line in [*lines, *(notes or [])] if line)

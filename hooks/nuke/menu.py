@@ -1,8 +1,10 @@
 """fhdr's Nuke menu.py: an "LDR to HDR" command under "fhdr" in the Nodes toolbar and the Nuke menu.
 
-Select one or more Read nodes of LDR plates and run it: the frames of each (the Read's first to last) become
-scene-linear EXRs in a ``fhdr`` folder beside the plate, converted in a background thread with a progress bar,
-and a new Read node on them appears beside the source with its colorspace set to the output's space.
+Select one or more Read nodes of LDR plates and run it: a panel asks for the output folder or pattern, the
+output colour space and the strength (remembered for next time); the frames of each Read (its first to last),
+read in the space its ``colorspace`` knob names when fhdr's config knows it, become scene-linear EXRs, converted
+in a background thread with a progress bar, and a new Read node on them appears beside the source with its
+colorspace set to the output's space. Frames that fail are reported in one message at the end.
 The work is done by ``fhdr_nuke``; this file only talks to Nuke.
 """
 
@@ -18,6 +20,12 @@ from fhdr_plugin.errors import FhdrError
 
 MENU = "fhdr"
 COMMAND = "LDR to HDR"
+#: The panel's fields: label, ``fhdr_nuke.Settings`` field.
+FIELDS = (
+    ("output folder or pattern", "output"),
+    ("output colorspace", "output_colorspace"),
+    ("strength", "strength"),
+)
 
 
 def ldr_to_hdr_selected() -> threading.Thread | None:
@@ -26,13 +34,20 @@ def ldr_to_hdr_selected() -> threading.Thread | None:
     if not reads:
         nuke.message(f"{COMMAND}: select a Read node of an LDR plate first.")
         return None
+    settings = _ask()
+    if settings is None:
+        return None
     jobs = []
     for read in reads:
         try:
             file = nuke.filename(read) or read["file"].value()
-            jobs.append((read, fhdr_nuke.plan(file, int(read["first"].value()), int(read["last"].value()))))
+            job = fhdr_nuke.plan(file, int(read["first"].value()), int(read["last"].value()), settings.output)
         except FhdrError as exc:
             nuke.message(f"{COMMAND}: {read.name()}: {exc}")
+            continue
+        knob = read.knob("colorspace")
+        space = fhdr_nuke.input_colorspace(str(knob.value())) if knob is not None else ""
+        jobs.append((read, job, {**settings.params(), "input_colorspace": space}))
     if not jobs:
         return None
     thread = threading.Thread(target=_convert, args=(jobs,), name="fhdr", daemon=True)
@@ -40,32 +55,60 @@ def ldr_to_hdr_selected() -> threading.Thread | None:
     return thread
 
 
-def _convert(jobs: list[tuple[Any, fhdr_nuke.ReadJob]]) -> None:
+def _ask() -> fhdr_nuke.Settings | None:
+    """The panel, filled with the remembered settings; the checked settings (saved), or None when cancelled."""
+    remembered = fhdr_nuke.load_settings()
+    while True:
+        panel = nuke.Panel(COMMAND)
+        for label, name in FIELDS:
+            panel.addSingleLineInput(label, str(getattr(remembered, name)))
+        if not panel.show():
+            return None
+        values = {name: str(panel.value(label)) for label, name in FIELDS}
+        try:
+            settings = fhdr_nuke.settings_from(values)
+        except FhdrError as exc:
+            nuke.message(f"{COMMAND}: {exc}")
+            continue
+        fhdr_nuke.save_settings(settings)
+        return settings
+
+
+def _convert(jobs: list[tuple[Any, fhdr_nuke.ReadJob, dict[str, Any]]]) -> None:
     task = nuke.ProgressTask(COMMAND)
-    for read, job in jobs:
+    outcomes: list[tuple[fhdr_nuke.ReadJob, fhdr_nuke.Outcome]] = []
+    notes: list[str] = []
+    for read, job, params in jobs:
         task.setMessage(job.nuke_output)
         try:
             outcome = fhdr_nuke.convert(
-                job, progress=lambda done, total: task.setProgress(100 * done // total), cancelled=task.isCancelled
+                job,
+                params,
+                progress=lambda done, total: task.setProgress(100 * done // total),
+                cancelled=task.isCancelled,
             )
         except Exception as exc:
-            nuke.executeInMainThread(nuke.message, (f"{COMMAND}: {exc}",))
+            notes.append(f"{read.name()}: {exc}")
             continue
+        outcomes.append((job, outcome))
         if outcome.written:
-            nuke.executeInMainThread(_add_read, (read, job, outcome))
+            nuke.executeInMainThread(_add_read, (read, job, outcome, notes))
         if outcome.cancelled:
             break
+    nuke.executeInMainThread(_report, (outcomes, notes))
 
 
-def _add_read(source: Any, job: fhdr_nuke.ReadJob, outcome: fhdr_nuke.Outcome) -> None:
+def _add_read(source: Any, job: fhdr_nuke.ReadJob, outcome: fhdr_nuke.Outcome, notes: list[str]) -> None:
     read = nuke.nodes.Read(**fhdr_nuke.read_knobs(job, outcome))
     read.setXYpos(source.xpos() + source.screenWidth() + 40, source.ypos())
     knob = read["colorspace"]
     candidates = fhdr_nuke.read_colorspaces(fhdr_nuke.written_colorspace(job, outcome))
-    notes = [fhdr_nuke.summary(job, outcome)]
     if not any(_try_set(knob, name) for name in fhdr_nuke.pick_colorspaces(candidates, list(knob.values()))):
         notes.append(f"{read.name()}: set its colorspace by hand to scene-linear ({candidates[0]})")
-    message = "\n".join(n for n in notes if n)
+
+
+def _report(outcomes: list[tuple[fhdr_nuke.ReadJob, fhdr_nuke.Outcome]], notes: list[str]) -> None:
+    message = fhdr_nuke.report(outcomes, notes)
     if message:
         nuke.message(f"{COMMAND}: {message}")
 
