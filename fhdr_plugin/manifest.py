@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class Manifest:
     default_model: str
     models: dict[str, ModelSpec]
     operations: dict[str, OperationSpec]
-    colorspaces: dict[str, str] = field(default_factory=dict)
 
     def model(self, name: str | None = None) -> ModelSpec:
         """The model called ``name`` (the default model if None)."""
@@ -126,7 +125,6 @@ def parse_manifest(data: dict[str, Any], where: str = "plugin.toml") -> Manifest
         default_model=default_model,
         models=models,
         operations=operations,
-        colorspaces=dict(data.get("colorspaces", {})),
     )
 
 

@@ -75,12 +75,11 @@ class FeedbackBlock(nn.Module):
 class FHDR(nn.Module):
     """FHDR with ``iterations`` feedback passes (1-4); 571,267 parameters for any count."""
 
-    def __init__(self, iterations: int = 1, detach_hidden: bool = True) -> None:
+    def __init__(self, iterations: int = 1) -> None:
         super().__init__()
         if not 1 <= iterations <= 4:
             raise ValueError(f"iterations must be 1-4, got {iterations}")
         self.iterations = iterations
-        self.detach_hidden = detach_hidden
         self.feb1 = nn.Sequential(nn.ReflectionPad2d(1), _conv(3, FEATURES, 3, pad=False))
         self.feb2 = _conv(FEATURES, FEATURES, 3)
         self.feedback = FeedbackBlock()
@@ -96,7 +95,7 @@ class FHDR(nn.Module):
         drdb_hidden: list[torch.Tensor | None] = [None] * DRDB_COUNT
         outputs = []
         for step in range(self.iterations):
-            if step and self.detach_hidden:
+            if step:  # no gradient through the recurrence, as the reference
                 hidden = hidden.detach()
                 drdb_hidden = [h.detach() for h in drdb_hidden if h is not None]
             hidden = self.feedback(f2, hidden, drdb_hidden)

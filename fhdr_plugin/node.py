@@ -71,8 +71,9 @@ def premultiply(rgb: np.ndarray, alpha: np.ndarray | None, straight: bool) -> np
 
 
 def note_hdr_input(rgb: np.ndarray, where: str, params: LdrToHdrParams) -> None:
-    """Warn, in one line naming ``where``, when the colour is already HDR (above 1.0), saying what is done."""
-    peak = float(rgb.max(initial=0.0))
+    """Warn, in one line naming ``where``, when the colour as stored is already HDR (above 1.0), saying what is
+    done."""
+    peak = float(_finite_nonnegative(rgb).max(initial=0.0))
     if peak <= 1.0:
         return
     done = (
@@ -183,7 +184,7 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
 
     straight = straight_alpha(params.alpha, spec)
     rgb, alpha = unpack(pixels, chans, straight)
-    note_hdr_input(rgb, buf.name or source, params)
+    note_hdr_input(pixels[..., list(chans.rgb)], buf.name or source, params)
     linear, display = to_model_space(rgb, src_space)
     engine, meta = engine_for(params)
     hdr = reconstruct(engine, meta, linear, display, params)

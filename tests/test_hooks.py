@@ -9,6 +9,9 @@ from conftest import ROOT
 
 from fhdr_plugin.errors import FhdrError
 
+#: Display 0.5 in sRGB, linearised.
+SRGB_HALF_LINEAR = ((0.5 + 0.055) / 1.055) ** 2.4
+
 
 def load_generic_host() -> dict:
     return runpy.run_path(str(ROOT / "hooks" / "generic_host.py"))
@@ -24,12 +27,15 @@ def test_generic_host_converts_a_file(sample_ldr, tmp_path):
 
 def test_generic_host_converts_an_array_with_alpha():
     host = load_generic_host()
-    rgba = np.ones((20, 30, 4), np.float32) * 0.5
-    rgba[5:10, 5:10, :3] = 1.0
+    rgba = np.full((20, 30, 4), 0.5, np.float32)  # premultiplied: display 0.5, alpha 0.5
+    rgba[..., :3] = 0.25
+    rgba[5:10, 5:10, :3] = 0.5  # display white, clipped
     out = host["ldr_to_hdr_array"](rgba, input_colorspace="srgb_tx")
     assert out.shape == (20, 30, 4)
     np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
-    assert out[5:10, 5:10, :3].min() >= out[0, 0, :3].max()
+    np.testing.assert_allclose(out[15:, 15:, :3], 0.5 * SRGB_HALF_LINEAR, rtol=1e-3)
+    patch = out[5:10, 5:10, :3]  # the linearised white is 0.5 once premultiplied: never darker, raised on average
+    assert patch.min() >= 0.5 - 1e-4 and patch.mean() > 0.5 * 1.05
 
 
 def test_generic_host_runs_an_operation_by_name():
@@ -39,6 +45,7 @@ def test_generic_host_runs_an_operation_by_name():
     gray[2:6, 2:6] = 1.0
     out = host["run_on_array"]("ldr_to_hdr", gray, input_colorspace="srgb_tx", tile=0)
     assert out.shape == (12, 16, 1) and out.dtype == np.float32
-    assert out[2:6, 2:6].min() >= out[8:, 8:].max()
+    np.testing.assert_allclose(out[8:, 8:], ((0.4 + 0.055) / 1.055) ** 2.4, rtol=1e-3)
+    assert out[2:6, 2:6].min() > 1.0  # the clipped patch rises above the linearised white
     with pytest.raises(FhdrError, match="unknown operation 'sharpen'"):
         host["run_on_array"]("sharpen", gray)
