@@ -19,6 +19,8 @@ from fhdr_plugin.errors import FhdrError
 MODEL_SPACE = "srgb_tx"
 #: The linear space of the network's output (Rec.709 primaries).
 LINEAR_SPACE = "lin_rec709"
+#: Rec.709 luminance weights (of linear R, G, B).
+REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 #: Linear spaces (colour interop IDs) by the primaries and white point (xy) that an EXR's ``chromaticities`` declare.
 CHROMATICITIES = {
     "lin_rec709_scene": (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290),
@@ -32,7 +34,7 @@ CHROMATICITIES = {
 XYZ_PRIMARIES = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 XYZ_SPACE = "lin_ciexyzd65_scene"
 #: The names the README uses, listed first when a name is unknown.
-COMMON_NAMES = ("lin_rec709", "srgb_tx", "ACEScg")
+COMMON_NAMES = (LINEAR_SPACE, MODEL_SPACE, "ACEScg")
 
 log = logging.getLogger("fhdr")
 

@@ -12,6 +12,7 @@ import OpenImageIO as oiio
 
 from fhdr_plugin import color, scale
 from fhdr_plugin.channels import Layout, layout
+from fhdr_plugin.color import REC709_LUMA
 from fhdr_plugin.encoding import decode
 from fhdr_plugin.engine import Engine, engine_for
 from fhdr_plugin.errors import FhdrError
@@ -26,7 +27,6 @@ log = logging.getLogger("fhdr")
 HALF_MAX = 65504.0
 #: The channel ``matte`` adds to the output.
 MATTE_CHANNEL = "fhdr.matte"
-REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 #: Attributes that describe the input file's encoding, not the image, and so are not carried to the output.
 DROPPED_ATTRIBUTES = (
     "oiio:BitsPerSample",

@@ -157,7 +157,7 @@ class LdrToHdrParams(Params):
         check=_check_colorspace,
     )
     output_colorspace: str = param(
-        "lin_rec709", "OCIO name of the output space (e.g. lin_rec709, ACEScg)", check=_check_colorspace
+        color.LINEAR_SPACE, "OCIO name of the output space (e.g. lin_rec709, ACEScg)", check=_check_colorspace
     )
     alpha: str = param(
         "auto",

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ("anchored", "raw")
-#: Rec.709 luminance weights: the expansion's strength is set on the luminance, its colour is kept.
-LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+from fhdr_plugin.color import REC709_LUMA
 
 
 def blend_weight(display: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -38,8 +36,8 @@ def strengthen(linear: np.ndarray, expanded: np.ndarray, strength: float) -> np.
     """
     if strength == 1.0:
         return expanded
-    lum_lin = linear @ LUMA
-    lum_exp = expanded @ LUMA
+    lum_lin = linear @ REC709_LUMA
+    lum_exp = expanded @ REC709_LUMA
     lifted = lum_exp > lum_lin
     base = np.where(lifted, np.maximum(lum_lin, 1e-6), 1.0)
     gain = np.where(lifted, (np.maximum(lum_exp, 1e-6) / base) ** strength, 1.0)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-REC709_LUMA = np.array([0.2126, 0.7152, 0.0722])
+from fhdr_plugin.color import REC709_LUMA
+
 #: Inverse Reinhard's white point: the luminance a clipped white expands to (the training headroom).
 REINHARD_WHITE = 16.0
 #: Masia's gamma is kept at least this large so that the expansion stays increasing (the fit goes negative for

@@ -24,8 +24,9 @@ import math
 import numpy as np
 import torch
 
+from fhdr_plugin.color import REC709_LUMA
+
 MU = 5000.0
-REC709_LUMA = np.array([0.2126, 0.7152, 0.0722])
 #: PU21 'banding_glare' parameters p1..p7 (Mantiuk and Azimi 2021).
 PU21_BANDING_GLARE = (
     0.353487901,
