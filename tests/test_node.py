@@ -7,6 +7,8 @@ from conftest import shared, write_image
 
 import fhdr_plugin
 from fhdr_plugin import color
+from fhdr_plugin.encoding import decode
+from fhdr_plugin.engine import engine_for
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import read_image
 from fhdr_plugin.node import LdrToHdrParams
@@ -32,10 +34,14 @@ def test_sample_expands_clipped_highlights_and_keeps_the_rest(sample_ldr):
     assert np.isfinite(hdr).all() and hdr.min() >= 0
 
 
-def test_raw_mode_returns_the_scaled_network_output(sample_ldr):
-    out = pixels(fhdr_plugin.ldr_to_hdr(read_image(sample_ldr), mode="raw", tile=128))
-    assert out.max() <= 16.0 + 1e-3 and out.min() >= 0.0
+def test_raw_mode_returns_the_decoded_network_output(sample_ldr):
+    buf = read_image(sample_ldr)
+    out = pixels(fhdr_plugin.ldr_to_hdr(buf, mode="raw", tile=128))
     assert out.shape == (256, 512, 3)
+    engine, meta = engine_for(LdrToHdrParams(mode="raw", tile=128))
+    display = pixels(buf)[..., :3]
+    assert np.allclose(out, decode(engine.run(display), meta), rtol=1e-3, atol=1e-3)
+    assert out.max() <= float(meta["fhdr:headroom"]) * (1 + 1e-3) and out.min() >= 0.0
 
 
 def test_provenance_attributes(sample_ldr):
