@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,17 @@ def write_image(path: Path, pixels: np.ndarray, fmt=oiio.UINT8, channelnames=Non
     buf.set_pixels(buf.roi, np.ascontiguousarray(pixels, dtype=np.float32))
     assert buf.write(str(path)), buf.geterror()
     return path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the test, its thread count restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

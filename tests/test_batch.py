@@ -19,37 +19,16 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-from conftest import ROOT, shared, write_image
-from typer.testing import CliRunner
+from conftest import ROOT, shared
+from helpers import batch, plate
 
 from fhdr_plugin.batch import LocalExecutor, plan
-from fhdr_plugin.cli import app
 from fhdr_plugin.color import config
 from fhdr_plugin.params import LdrToHdrParams
 
 FHDR = Path(sys.executable).with_name("fhdr")
 OIIOTOOL = Path(sys.executable).with_name("oiiotool")
 FAST = ["--tile", "64"]
-
-
-def plate(folder: Path, frames: range, name: str = "plate.{:04d}.png") -> list[Path]:
-    """A small 8-bit sRGB sequence, each frame different, each with a clipped highlight."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f in frames:
-        rng = np.random.default_rng(f)
-        img = rng.uniform(0.1, 0.7, (48, 64, 3)).astype(np.float32)
-        img[10:20, 5 + 3 * f : 25 + 3 * f] = 1.0
-        paths.append(write_image(folder / name.format(f), img))
-    return paths
-
-
-def batch(*args: str | Path) -> tuple[int, str]:
-    """Run ``fhdr batch`` in this process; (exit code, stderr)."""
-    result = CliRunner().invoke(app, ["batch", *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stderr
 
 
 def temp_files(folder: Path) -> list[str]:

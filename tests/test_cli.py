@@ -8,12 +8,7 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 from conftest import ROOT, shared
-
-FHDR = [sys.executable, "-m", "fhdr_plugin"]
-
-
-def fhdr(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*FHDR, *map(str, args)], capture_output=True, text=True, timeout=600)
+from helpers import fhdr
 
 
 def test_convert_writes_an_hdr_exr_with_provenance(sample_ldr, tmp_path):

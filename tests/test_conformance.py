@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import OpenImageIO as oiio
 import pytest
 from conftest import SHARED_DATA, exercised
 from forked_cli import run_forked
+from helpers import FHDR, pixels
 
 from fhdr_plugin import color, node
 from fhdr_plugin.channels import layout
@@ -25,7 +25,6 @@ from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.pipeline import convert_file
 
 SUITE = SHARED_DATA / "exr-suite"
-FHDR = [sys.executable, "-m", "fhdr_plugin"]
 DAMAGED_TIMEOUT_S = 60
 #: Files refused on purpose (OIIO cannot read subsampled chroma), with the words of the refusal.
 REFUSED = {"Chromaticities/Rec709_YC.exr": "subsampled chroma", "Chromaticities/XYZ_YC.exr": "subsampled chroma"}
@@ -46,11 +45,6 @@ def suite(damaged: bool) -> list[str]:
 
 
 ABSENT = [pytest.param(None, marks=pytest.mark.skip(reason=f"{SUITE} not available"))]
-
-
-def pixels(buf: oiio.ImageBuf) -> np.ndarray:
-    spec = buf.spec()
-    return np.asarray(buf.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(spec.height, spec.width, spec.nchannels)
 
 
 def attributes(spec: oiio.ImageSpec) -> dict:

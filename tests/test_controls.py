@@ -4,6 +4,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 from conftest import write_image
+from helpers import pixels
 from typer.testing import CliRunner
 
 import fhdr_plugin
@@ -20,11 +21,6 @@ def plate(sample_ldr) -> np.ndarray:
     rgb = np.asarray(oiio.ImageBuf(str(sample_ldr)).get_pixels(oiio.FLOAT))[40:136, 100:228, :3]
     assert (rgb.max(axis=-1) > 0.99).mean() > 0.05 and (rgb.max(axis=-1) < 0.9).mean() > 0.5
     return np.ascontiguousarray(rgb)
-
-
-def pixels(buf: oiio.ImageBuf) -> np.ndarray:
-    spec = buf.spec()
-    return np.asarray(buf.get_pixels(oiio.FLOAT)).reshape(spec.height, spec.width, spec.nchannels)
 
 
 def smoothstep_weight(display: np.ndarray, low: float = 0.9, high: float = 1.0) -> np.ndarray:

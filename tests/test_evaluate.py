@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-import torch
 from conftest import shared, write_image
 from typer.testing import CliRunner
 
@@ -17,6 +16,8 @@ from training import data
 from training.__main__ import app
 from training.baselines import BASELINES
 from training.evaluate import SHEET_CELL, SHEET_STOPS, synthetic_cases
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ["fhdr_anchored", "fhdr_raw", *BASELINES]
 
@@ -28,14 +29,6 @@ def hdr_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hdr")
     write_image(folder / "lobby.exr", image, oiio.HALF)
     return folder
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(*args: str) -> str:

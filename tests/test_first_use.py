@@ -9,35 +9,24 @@ import os
 import re
 import struct
 import subprocess
-import sys
 import termios
 from pathlib import Path
 
+import helpers
 import numpy as np
 import OpenImageIO as oiio
 import pytest
 import torch
 from conftest import ROOT, write_image
+from helpers import FHDR, fhdr, pixels
 
 import fhdr_plugin
 from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.params import LdrToHdrParams
 
-FHDR = [sys.executable, "-m", "fhdr_plugin"]
 FAST = ["--tile", "0", "--precision", "float32"]
 README = (ROOT / "README.md").read_text()
-
-
-def fhdr(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    run_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([*FHDR, *map(str, args)], capture_output=True, text=True, env=run_env, timeout=300)
-
-
-def pixels(path: Path) -> np.ndarray:
-    buf = oiio.ImageBuf(str(path))
-    spec = buf.spec()
-    return np.asarray(buf.get_pixels(oiio.FLOAT)).reshape(spec.height, spec.width, spec.nchannels)
 
 
 def one_error_line(run: subprocess.CompletedProcess) -> str:
@@ -48,9 +37,9 @@ def one_error_line(run: subprocess.CompletedProcess) -> str:
 
 
 def plate(tmp_path: Path, name: str = "plate.png") -> Path:
-    img = np.random.default_rng(3).integers(20, 220, (40, 56, 3)) / 255.0
-    img[8:20, 10:30] = 1.0
-    return write_image(tmp_path / name, img.astype(np.float32))
+    """One 56x40 frame of the plate, its values up to 0.86 (into the blend ramp)."""
+    [path] = helpers.plate(tmp_path, [3], name, shape=(40, 56), low=20 / 255, high=220 / 255)
+    return path
 
 
 # 1. iterations other than the trained count

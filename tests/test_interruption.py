@@ -17,34 +17,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import OpenImageIO as oiio
 import pytest
-from conftest import exercised, write_image
-from typer.testing import CliRunner
-
-from fhdr_plugin.cli import app
+from conftest import exercised
+from helpers import batch, pixels, plate
 
 FHDR = Path(sys.executable).with_name("fhdr")
 FRAMES = range(1, 7)
 FAST = ["--tile", "256"]
 
 
-def plate(folder: Path) -> Path:
-    """Six 96x64 8-bit frames, each with its own clipped highlight; returns the input pattern."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in FRAMES:
-        img = np.random.default_rng(f).uniform(0.1, 0.7, (64, 96, 3)).astype(np.float32)
-        img[8:24, 4 + 8 * f : 20 + 8 * f] = 1.0
-        write_image(folder / f"plate.{f:04d}.png", img)
+def sequence(folder: Path) -> Path:
+    """Six 96x64 frames of the plate; returns the input pattern."""
+    plate(folder, FRAMES, shape=(64, 96))
     return folder / "plate.####.png"
-
-
-def batch(*args: object) -> tuple[int, str]:
-    """``fhdr batch`` in this process: (exit code, stderr)."""
-    result = CliRunner().invoke(app, ["batch", *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stderr
 
 
 def finals(folder: Path) -> list[Path]:
@@ -55,17 +40,11 @@ def temporaries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
-def pixels(path: Path) -> np.ndarray:
-    buf = oiio.ImageBuf(str(path))
-    assert buf.read(force=True), f"{path}: {buf.geterror()}"
-    return np.asarray(buf.get_pixels(oiio.FLOAT))
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[int, np.ndarray]:
     """Every frame's pixels from an uninterrupted run."""
     folder = tmp_path_factory.mktemp("reference")
-    code, err = batch(plate(folder), folder / "h.####.exr", *FAST)
+    code, err = batch(sequence(folder), folder / "h.####.exr", *FAST)
     assert code == 0, err
     return {f: pixels(folder / f"h.{f:04d}.exr") for f in FRAMES}
 
@@ -105,7 +84,7 @@ def test_killed_batch_resumes_to_the_reference(
     rng = random.Random(seed)
     after = rng.randint(1, 4) if sig == signal.SIGINT else rng.randint(0, 4)
     delay = rng.uniform(0.0, 0.3)
-    pattern, out = plate(tmp_path / "in"), tmp_path / "out"
+    pattern, out = sequence(tmp_path / "in"), tmp_path / "out"
     out.mkdir()
     cmd = [str(FHDR), "batch", str(pattern), str(out / "h.####.exr"), *FAST]
     code, err = kill_at(cmd, out, sig, after, delay)
@@ -132,7 +111,7 @@ def test_killed_batch_resumes_to_the_reference(
 def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path, reference: dict[int, np.ndarray]) -> None:
     """Temporary files whose writer is gone are removed, for the frames written and the frames skipped alike;
     one whose writer still runs (here: this process) is left alone."""
-    pattern, out = plate(tmp_path / "in"), tmp_path / "out"
+    pattern, out = sequence(tmp_path / "in"), tmp_path / "out"
     out.mkdir()
     assert batch(pattern, out / "h.####.exr", "--frames", "2", *FAST)[0] == 0
     gone = _dead_pid()

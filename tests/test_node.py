@@ -4,6 +4,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 from conftest import shared, write_image
+from helpers import pixels
 
 import fhdr_plugin
 from fhdr_plugin import color
@@ -12,11 +13,6 @@ from fhdr_plugin.engine import engine_for
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import read_image
 from fhdr_plugin.node import LdrToHdrParams
-
-
-def pixels(buf: oiio.ImageBuf) -> np.ndarray:
-    spec = buf.spec()
-    return np.asarray(buf.get_pixels(oiio.FLOAT)).reshape(spec.height, spec.width, spec.nchannels)
 
 
 def test_sample_expands_clipped_highlights_and_keeps_the_rest(sample_ldr):

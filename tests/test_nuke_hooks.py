@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helpers
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-from conftest import ROOT, write_image
+from conftest import ROOT
 
 from fhdr_plugin.errors import FhdrError
 
@@ -37,12 +38,8 @@ def fhdr_nuke() -> Iterator[types.ModuleType]:
 
 @pytest.fixture
 def plate(tmp_path: Path) -> Path:
-    """Frames 1001-1003 of a 64x48 8-bit sRGB plate with a clipped patch, as ``plate.####.png``."""
-    rng = np.random.default_rng(7)
-    for frame in (1001, 1002, 1003):
-        img = rng.uniform(0.1, 0.7, (48, 64, 3)).astype(np.float32)
-        img[10:20, 10 + frame % 10 : 30 + frame % 10] = 1.0
-        write_image(tmp_path / f"plate.{frame}.png", img)
+    """Frames 1001-1003 of the 64x48 8-bit sRGB plate, as ``plate.####.png``."""
+    helpers.plate(tmp_path, (1001, 1002, 1003))
     return tmp_path / "plate.####.png"
 
 

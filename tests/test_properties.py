@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import OpenImageIO as oiio
 from conftest import exercised
+from helpers import pixels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,11 +52,6 @@ params = st.fixed_dictionaries(
         "tile": st.sampled_from((-1, 0, 32, 64)),
     }
 )
-
-
-def pixels(buf: oiio.ImageBuf) -> np.ndarray:
-    spec = buf.spec()
-    return np.asarray(buf.get_pixels(oiio.FLOAT)).reshape(spec.height, spec.width, spec.nchannels)
 
 
 @SETTINGS

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-from test_batch import batch, plate
+from helpers import batch, pixels, plate
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install -e '.[ray]')")
@@ -65,13 +65,13 @@ def run(pattern: Path, out: Path, *args: str) -> dict:
     return json.loads((out / "r.json").read_text())
 
 
-def pixels(path: Path) -> tuple[np.ndarray, dict[str, str]]:
+def written(path: Path) -> tuple[np.ndarray, dict[str, str]]:
     """The half pixels of ``path`` as raw bits, and the attributes fhdr writes."""
     buf = oiio.ImageBuf(str(path))
     assert buf.read(force=True), buf.geterror()
     spec = buf.spec()
     attrs = {a.name: str(a.value) for a in spec.extra_attribs if a.name.startswith(("fhdr:", "oiio:ColorSpace"))}
-    return np.asarray(buf.get_pixels(oiio.HALF)).view(np.uint16), attrs
+    return pixels(buf, oiio.HALF).view(np.uint16), attrs
 
 
 @needs_ray
@@ -88,7 +88,7 @@ def test_ray_executor_matches_the_local_one(tmp_path: Path, local_ray: None) -> 
     assert "plate.0005.png" in remote["frames"][4]["error"]
     assert remote["counts"] == local["counts"] and remote["failed_frames"] == local["failed_frames"] == "5"
     for f in range(1, 5):
-        ours, theirs = pixels(tmp_path / f"ray/h.{f:04d}.exr"), pixels(tmp_path / f"local/h.{f:04d}.exr")
+        ours, theirs = written(tmp_path / f"ray/h.{f:04d}.exr"), written(tmp_path / f"local/h.{f:04d}.exr")
         assert np.array_equal(ours[0], theirs[0]), f"frame {f}: the pixels differ"
         assert ours[1] == theirs[1] and ours[1]["fhdr:model"]
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == [f"h.{f:04d}.exr" for f in range(1, 5)] + ["r.json"]

@@ -43,14 +43,6 @@ def args(data: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.fixture
-def one_thread():
-    """Restores torch's thread count, which the in-process run's ``--threads 1`` sets."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_two_processes_give_the_weights_of_one(tmp_path: Path, one_thread):
     data = hdr_folder(tmp_path / "hdr")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

@@ -27,6 +27,8 @@ from training.metrics import pu21_psnr
 from training.train import Init, TrainConfig, better, train
 from training.validation import GUARD_DB, validate, validation_cases
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SYN = Synthesis()
 
 
@@ -55,14 +57,6 @@ def images() -> list[np.ndarray]:
     lobby = data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))
     workshop = data.read_rgb(shared("hdr-train/polyhaven512_workshop.exr"))
     return [lobby[80:176, 100:292].copy(), workshop[80:176, 200:392].copy()]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(steps: int, **kwargs) -> TrainConfig:

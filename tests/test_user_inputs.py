@@ -9,7 +9,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,13 @@ import OpenImageIO as oiio
 import pytest
 from conftest import ROOT, exercised, write_image
 from forked_cli import run_forked
+from helpers import FHDR, pixels
 
 from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.pipeline import convert_file
 
-FHDR = [sys.executable, "-m", "fhdr_plugin"]
 GOOD = b"a good output of an earlier run"
 FAST = {"tile": 256}
 
@@ -33,12 +32,6 @@ def picture(height: int, width: int, channels: int = 3, seed: int = 0) -> np.nda
     img = np.random.default_rng(seed).integers(20, 200, (height, width, channels)) / 255.0
     img[: max(1, height // 3), : max(1, width // 3)] = 1.0
     return img.astype(np.float32)
-
-
-def pixels(path: Path) -> np.ndarray:
-    buf = oiio.ImageBuf(str(path))
-    spec = buf.spec()
-    return np.asarray(buf.get_pixels(oiio.FLOAT)).reshape(spec.height, spec.width, spec.nchannels)
 
 
 def unchanged(folder: Path, out: Path, before: list[str]) -> None:
