@@ -144,7 +144,7 @@ def test_command_line_mistakes_are_one_line(tmp_path: Path) -> None:
     out.write_bytes(GOOD)
     (tmp_path / "link.png").symlink_to(src)
     cases = [
-        (["convert", src, out, "--loudness", "2"], 2, "No such option: --loudness (see 'fhdr convert --help')"),
+        (["convert", src, out, "--sparkle", "2"], 2, "No such option: --sparkle (see 'fhdr convert --help')"),
         (["blur", src, out], 2, "No such command 'blur'. (see 'fhdr --help')"),
         (["convert", src, out, "--mode", "loud"], 2, "Invalid value for '--mode'"),
         (["convert", src, out, "--tile", "big"], 2, "Invalid value for '--tile'"),
