@@ -150,15 +150,14 @@ def format_by_fraction(results: list[dict], key: str) -> str:
 def format_cases(results: list[dict]) -> str:
     """Per case: the truth's and the output's brightness over the clipped pixels (x the plate's there), and
     PU21-PSNR of ``REPORTED`` against the linearised input, clipped pixels and whole image."""
-    head = (
-        f"{'case':<34}{'clipped':>8}{'truth x':>9}{'out x':>8}{'PU21 clip':>11}{'linear':>8}{'gain':>7}{'all diff':>9}"
-    )
-    lines = [head]
-    for r in results:
+    names = [r["image"] if r["fraction"] is None else f"{r['image']}@{r['fraction']:.1%}" for r in results]
+    width = max(len(n) for n in [*names, "case"]) + 2
+    head = f"{'case':<{width}}{'clipped':>8}{'truth x':>9}{'out x':>8}{'PU21 clip':>11}{'linear':>8}{'gain':>7}"
+    lines = [head + f"{'all diff':>9}"]
+    for name, r in zip(names, results, strict=True):
         m, b = r["scores"][REPORTED], r["scores"][BASELINE]
-        name = r["image"] if r["fraction"] is None else f"{r['image']}@{r['fraction']:.1%}"
         lines.append(
-            f"{name:<34}{r['clipped']:>8.2%}{r['truth_ratio']:>9.2f}{r['ratio']:>8.2f}"
+            f"{name:<{width}}{r['clipped']:>8.2%}{r['truth_ratio']:>9.2f}{r['ratio']:>8.2f}"
             f"{m['pu21_psnr_clipped']:>11.2f}{b['pu21_psnr_clipped']:>8.2f}"
             f"{m['pu21_psnr_clipped'] - b['pu21_psnr_clipped']:>7.2f}{m['pu21_psnr_all'] - b['pu21_psnr_all']:>9.2f}"
         )
