@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import OpenImageIO as oiio
 
-REC709_LUMA = np.array([0.2126, 0.7152, 0.0722])
+from fhdr_plugin.color import REC709_LUMA
 
 
 def rgb(path: str) -> np.ndarray:

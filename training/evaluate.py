@@ -42,6 +42,7 @@ BASELINE = "linearised"
 #: What the report checks (issue 9's acceptance): mean clipped gain, share of cases won, whole-image guard, ratios.
 TARGET_GAIN_DB = 2.0
 TARGET_WIN_SHARE = 0.9
+#: How far (dB) the whole-image PU21-PSNR may fall below the linearised input's on any case (validation's guard too).
 GUARD_DB = 0.5
 
 

@@ -19,13 +19,10 @@ from fhdr_plugin import color
 from fhdr_plugin.engine import Engine
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.node import LdrToHdrParams, reconstruct
-from training.evaluate import INPUT_SPACE, Case
+from training.evaluate import GUARD_DB, INPUT_SPACE, Case
 from training.metrics import clipped_ratio, pu21_psnr
 
 log = logging.getLogger("fhdr.validation")
-
-#: How far (dB) the whole-image PU21-PSNR may fall below the linearised input's on any case.
-GUARD_DB = 0.5
 
 
 @dataclass(frozen=True)
