@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fhdr_plugin import color
+from fhdr_plugin import color, maths
 from fhdr_plugin.encoding import decoding
-from fhdr_plugin.export import METADATA_FILE, export_metadata, plain_copy
+from fhdr_plugin.export import METADATA_FILE, export_metadata, portable_copy
 from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.params import LdrToHdrParams
@@ -37,9 +37,12 @@ LIBTORCH_1_6_OPS = frozenset(
         "conv2d",
         "div",
         "eq",
+        "detach",
         "expm1",
         "gt",
         "le",
+        "len",
+        "log1p",
         "max",
         "mul",
         "ne",
@@ -73,15 +76,6 @@ def _mix(rgb: torch.Tensor, m: list[float]) -> torch.Tensor:
     )
 
 
-def _luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """Rec.709 luminance (N, 1, H, W), as ``scale.strengthen`` weighs it."""
-    return 0.2126 * rgb[:, 0:1] + 0.7152 * rgb[:, 1:2] + 0.0722 * rgb[:, 2:3]
-
-
-def _finite(x: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(torch.where(x == x, x, torch.zeros_like(x)), 0.0, 65504.0)
-
-
 class SceneLinearFhdr(nn.Module):
     """Working-space scene-linear RGB (N, 3, H, W) in, the same size out (N, 4 with ``matte``): the anchored node.
 
@@ -89,10 +83,8 @@ class SceneLinearFhdr(nn.Module):
     fixed at export, since the node's output channels are.
     """
 
-    iterations: int
     headroom: float
     mu: float
-    log1p_mu: float
     strength: float
     blend_low: float
     blend_high: float
@@ -102,19 +94,8 @@ class SceneLinearFhdr(nn.Module):
 
     def __init__(self, model: FHDR, meta: dict[str, str], working_space: str = "lin_rec709", matte: bool = False):
         super().__init__()
-        net = plain_copy(model)
-        self.feb1 = net.feb1[1]
-        self.feb2 = net.feb2
-        self.compress_in = net.feedback.compress_in
-        self.drdbs = net.feedback.drdbs
-        self.gff = net.feedback.gff
-        self.hrb1 = net.hrb1
-        self.hrb2 = net.hrb2[1]
-        self.iterations = net.iterations
-        headroom, mu = decoding(meta)
-        self.headroom = headroom
-        self.mu = mu
-        self.log1p_mu = float(np.log1p(mu))
+        self.net = portable_copy(model)
+        self.headroom, self.mu = decoding(meta)
         self.strength = _DEFAULTS.strength
         self.blend_low = _DEFAULTS.blend_low
         self.blend_high = _DEFAULTS.blend_high
@@ -123,60 +104,17 @@ class SceneLinearFhdr(nn.Module):
         self.from_rec709 = primaries_matrix(color.LINEAR_SPACE, working_space)
         self.eval()
 
-    def network(self, ldr: torch.Tensor) -> torch.Tensor:
-        """FHDR's last iteration, (N, 3, H, W) in [0, 1] as float32, from display-referred LDR in [0, 1]."""
-        x = ldr * 2.0 - 1.0
-        f1 = torch.relu(self.feb1(torch.ops.aten.reflection_pad2d(x, [1, 1, 1, 1])))
-        f2 = torch.relu(self.feb2(f1))
-        hidden = f2
-        states: list[torch.Tensor] = []
-        for step in range(self.iterations):
-            y = torch.relu(self.compress_in(torch.cat([f2, hidden], 1)))
-            for i, drdb in enumerate(self.drdbs):
-                y = drdb(y, y if step == 0 else states[i])
-                if step == 0:
-                    states.append(y)
-                else:
-                    states[i] = y
-            hidden = torch.relu(self.gff(y))
-        y = torch.relu(self.hrb1(hidden + f1))
-        return (torch.tanh(self.hrb2(torch.ops.aten.reflection_pad2d(y, [1, 1, 1, 1])).float()) + 1.0) * 0.5
-
-    def decode(self, y: torch.Tensor) -> torch.Tensor:
-        """Linear HDR relative to white from the network's output (``encoding.decode``)."""
-        if self.mu > 0:
-            return torch.expm1(torch.clamp(y, 0.0, 1.0) * self.log1p_mu) / self.mu * self.headroom
-        return y * self.headroom
-
-    def strengthen(self, linear: torch.Tensor, expanded: torch.Tensor) -> torch.Tensor:
-        """``scale.strengthen``: the luminance scaled in log space, the expansion's colour kept."""
-        lum_lin = _luminance(linear)
-        lum_exp = _luminance(expanded)
-        lifted = lum_exp > lum_lin
-        base = torch.where(lifted, torch.clamp(lum_lin, min=1e-6), torch.ones_like(lum_lin))
-        gain = torch.where(
-            lifted, torch.pow(torch.clamp(lum_exp, min=1e-6) / base, self.strength), torch.ones_like(base)
-        )
-        span = torch.where(lifted, lum_exp - lum_lin, torch.ones_like(lum_lin))
-        fraction = torch.where(lifted, (base * gain - lum_lin) / span, torch.zeros_like(lum_lin))
-        return linear + fraction * (expanded - linear)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Working-space RGB (N, 3, H, W) to the node's anchored HDR in the working space, in the input's dtype."""
-        linear = _mix(_finite(x.float()), self.to_rec709)
-        v = torch.clamp(linear, 0.0031308, 65504.0)
-        display = torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * torch.pow(v, 1.0 / 2.4) - 0.055)
-        display = torch.clamp(display, 0.0, 1.0)
-        predicted = self.decode(self.network(display.to(x.dtype)))
-        peak = torch.max(display, 1, keepdim=True)[0]
-        t = torch.clamp((peak - self.blend_low) / max(self.blend_high - self.blend_low, 1e-6), 0.0, 1.0)
-        w = t * t * (3.0 - 2.0 * t)
-        hdr = linear + w * torch.clamp(predicted - linear, min=0.0)
-        if self.strength != 1.0:
-            hdr = self.strengthen(linear, hdr)
-        out = _finite(_mix(_finite(hdr), self.from_rec709))
+        weight = self.net.feb1[1].weight
+        linear = _mix(maths.finite(x.float()), self.to_rec709)
+        display = maths.srgb_encode(linear)
+        predicted = maths.decode(self.net(display.to(weight.dtype)).float(), self.headroom, self.mu)
+        hdr = maths.anchored(linear, display, predicted, self.blend_low, self.blend_high)
+        hdr = maths.strengthen(linear, hdr, self.strength)
+        out = maths.finite(_mix(maths.finite(hdr), self.from_rec709))
         if self.matte:
-            out = torch.cat([out, w], 1)
+            out = torch.cat([out, maths.matte(display, self.blend_low, self.blend_high)], 1)
         return out.to(x.dtype)
 
 

@@ -12,7 +12,6 @@ import copy
 import io
 import json
 import logging
-import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fhdr_plugin import maths
 from fhdr_plugin.encoding import decoding
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import write_bytes_atomic
@@ -54,10 +54,7 @@ class LinearHdr(nn.Module):
     def forward(self, ldr: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) LDR in [0, 1] to (N, 3, H, W) linear HDR, in the input's dtype."""
         x = torch.clamp(torch.nan_to_num(ldr, nan=0.0), 0.0, 1.0)
-        y = self.model(x).float()
-        if self.mu > 0:
-            y = torch.expm1(y * math.log1p(self.mu)) / self.mu
-        return (y * self.headroom).type_as(ldr)
+        return maths.decode(self.model(x).float(), self.headroom, self.mu).type_as(ldr)
 
 
 class _ReflectionPad(nn.Module):
@@ -76,7 +73,7 @@ def plain_copy(model: FHDR) -> FHDR:
     return copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
 
 
-def _portable(model: FHDR) -> FHDR:
+def portable_copy(model: FHDR) -> FHDR:
     """A copy of ``model`` whose padding traces to ops that libtorch 1.12 has (``nn.ReflectionPad2d`` does not)."""
     model = plain_copy(model)
     for parent in list(model.modules()):
@@ -102,7 +99,7 @@ def export_metadata(model: FHDR, meta: dict[str, str]) -> dict[str, str]:
 
 def torchscript_bytes(model: FHDR, meta: dict[str, str]) -> bytes:
     """A traced TorchScript archive of ``LinearHdr``, with the export's metadata in ``fhdr.json``."""
-    wrapper = LinearHdr(_portable(model), *decoding(meta))
+    wrapper = LinearHdr(portable_copy(model), *decoding(meta))
     with torch.inference_mode(False), torch.no_grad():
         traced = torch.jit.trace(wrapper, torch.rand(EXAMPLE_SHAPE), check_trace=False)
     buffer = io.BytesIO()

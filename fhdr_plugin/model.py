@@ -4,6 +4,7 @@ The network maps a display-referred LDR image in [0, 1] to an HDR estimate in
 [0, 1] (scaled by the training headroom, see ``weights.py``). One feedback block
 is applied ``iterations`` times with shared weights; every hidden state is reset
 at the start of each ``forward`` call, so results never depend on earlier calls.
+The module is scriptable (``torch.jit.script``), as the Nuke drop-in needs.
 """
 
 from __future__ import annotations
@@ -62,14 +63,17 @@ class FeedbackBlock(nn.Module):
         self.drdbs = nn.ModuleList(DRDB() for _ in range(DRDB_COUNT))
         self.gff = _conv(FEATURES, FEATURES, 3)
 
-    def forward(self, x: torch.Tensor, hidden: torch.Tensor, drdb_hidden: list[torch.Tensor | None]) -> torch.Tensor:
-        """One pass; ``drdb_hidden`` is updated in place (``None`` means: start from the DRDB's input)."""
+    def forward(
+        self, x: torch.Tensor, hidden: torch.Tensor, states: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One pass: the block's output and the DRDBs' new states (``states`` empty: each starts from its input)."""
         y = torch.relu(self.compress_in(torch.cat((x, hidden), dim=1)))
+        first = len(states) == 0
+        new: list[torch.Tensor] = []
         for i, drdb in enumerate(self.drdbs):
-            state = drdb_hidden[i]
-            y = drdb(y, y if state is None else state)
-            drdb_hidden[i] = y
-        return torch.relu(self.gff(y))
+            y = drdb(y, y if first else states[i])
+            new.append(y)
+        return torch.relu(self.gff(y)), new
 
 
 class FHDR(nn.Module):
@@ -92,13 +96,13 @@ class FHDR(nn.Module):
         f1 = torch.relu(self.feb1(x))
         f2 = torch.relu(self.feb2(f1))
         hidden = f2
-        drdb_hidden: list[torch.Tensor | None] = [None] * DRDB_COUNT
-        outputs = []
+        states: list[torch.Tensor] = []
+        outputs: list[torch.Tensor] = []
         for step in range(self.iterations):
-            if step:  # no gradient through the recurrence, as the reference
+            if step > 0:  # no gradient through the recurrence, as the reference
                 hidden = hidden.detach()
-                drdb_hidden = [h.detach() for h in drdb_hidden if h is not None]
-            hidden = self.feedback(f2, hidden, drdb_hidden)
+                states = [h.detach() for h in states]
+            hidden, states = self.feedback(f2, hidden, states)
             y = torch.relu(self.hrb1(hidden + f1))
             # The head runs in float32 even under autocast: (tanh + 1) / 2 in bfloat16 loses the dark values.
             outputs.append((torch.tanh(self.hrb2(y).float()) + 1.0) * 0.5)

@@ -109,9 +109,10 @@ def reconstruct(
 
 
 def matte(display: np.ndarray, params: LdrToHdrParams) -> np.ndarray:
-    """How much of each pixel came from the network (H, W, 1), 0-1: the anchored blend's weight; 1 in raw mode."""
+    """How much of each pixel came from the network (H, W, 1), 0-1: the anchored blend's largest channel weight;
+    1 in raw mode."""
     if params.mode == "anchored":
-        return scale.blend_weight(display, params.blend_low, params.blend_high).astype(np.float32)
+        return scale.matte(display, params.blend_low, params.blend_high).astype(np.float32)
     return np.ones((*display.shape[:2], 1), dtype=np.float32)
 
 

@@ -182,7 +182,9 @@ class LdrToHdrParams(Params):
         choices=PRECISIONS,
     )
     tile: int = param(AUTO_TILE, "tile size in pixels; 0: no tiling; -1: chosen from free memory", check=_check_tile)
-    blend_low: float = param(0.95, "anchored mode: display value (max channel) where the network starts to blend in")
+    blend_low: float = param(
+        0.95, "anchored mode: display value of a channel where the network starts to blend into it"
+    )
     blend_high: float = param(
         1.0, "anchored mode: display value where the network fully takes over (never darker than the input)"
     )

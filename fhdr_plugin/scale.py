@@ -2,9 +2,11 @@
 
 ``anchored`` (the default) keeps the linearised input wherever it is well
 exposed, so a diffuse white stays at 1.0, and blends the network's expansion in
-only where the input nears saturation, never darker than the input. ``raw``
+only where the input nears saturation, channel by channel (a channel the plate
+did not clip is a measurement and stays as it is), never darker than the input. ``raw``
 returns the network's output as trained: linear, relative to the LDR's white,
 times the training headroom. ``strengthen`` dials the anchored expansion.
+``maths.py`` is the torch twin of these functions.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from fhdr_plugin.color import REC709_LUMA
 
 
 def blend_weight(display: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Per-pixel weight (H, W, 1): 0 below ``low`` of the max channel of the display-referred input, 1 at ``high``."""
-    peak = display.max(axis=-1, keepdims=True)
-    t = np.clip((peak - low) / max(high - low, 1e-6), 0.0, 1.0)
+    """Per-channel weight (H, W, 3) of the anchored blend: 0 below ``low`` of that channel of the display-referred
+    input, 1 at ``high``, so a channel the plate did not clip keeps its measured value."""
+    t = np.clip((display - low) / max(high - low, 1e-6), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
+def matte(display: np.ndarray, low: float, high: float) -> np.ndarray:
+    """How much of each pixel came from the network (H, W, 1): its largest channel weight."""
+    return blend_weight(display, low, high).max(axis=-1, keepdims=True)
+
+
 def anchored(linear: np.ndarray, display: np.ndarray, predicted: np.ndarray, low: float, high: float) -> np.ndarray:
-    """The linear input, raised towards the prediction where the input is near saturation."""
+    """The linear input, each channel raised towards the prediction as that channel nears saturation."""
     w = blend_weight(display, low, high)
     return linear + w * np.maximum(predicted - linear, 0.0)
 

@@ -22,7 +22,7 @@ from training.__main__ import app
 from training.data import HDRCrops, Synthesis
 from training.evaluate import Case
 from training.export import checkpoint_metadata
-from training.losses import FHDRLoss
+from training.losses import NODE_BLEND, FHDRLoss
 from training.metrics import pu21_psnr
 from training.train import Init, TrainConfig, better, train
 from training.validation import GUARD_DB, validate, validation_cases
@@ -140,6 +140,7 @@ def test_the_loss_weighs_the_pixels_the_node_takes_from_the_network():
 
 
 def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
+    assert (LdrToHdrParams().blend_low, LdrToHdrParams().blend_high) == NODE_BLEND
     ldr, tgt = (torch.from_numpy(a) for a in HDRCrops(
         [data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))], 32, SYN, seed=1
     ).batch(4))  # fmt: skip
@@ -149,8 +150,8 @@ def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
     for i in range(len(ldr)):
         display = ldr[i].permute(1, 2, 0).numpy()
         linear = data.srgb_decode(display)
-        node = scale.anchored(linear, display, decode(out[i].permute(1, 2, 0).numpy(), meta), 0.9, 1.0)
-        weight = scale.blend_weight(display, 0.9, 1.0)
+        node = scale.anchored(linear, display, decode(out[i].permute(1, 2, 0).numpy(), meta), *NODE_BLEND)
+        weight = scale.blend_weight(display, *NODE_BLEND)
         err = np.abs(encode(node, SYN.headroom, SYN.encoding) - tgt[i].permute(1, 2, 0).numpy())
         composite += float((weight * err).mean()) / len(ldr)
     raw = float((out - tgt).abs().mean())
