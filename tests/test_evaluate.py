@@ -49,7 +49,7 @@ def test_synthetic_cases_are_deterministic(hdr_folder: Path):
 
 def test_evaluate_synthesised_and_paired(hdr_folder: Path, tmp_path: Path):
     out = run(
-        "--data", str(hdr_folder), "--val", "lobby", "--fractions", "0.02,0.08", "--threads", "1",
+        "--data", str(hdr_folder), "--val", "lobby", "--fractions", "0.02,0.08", "--threads", "1", "--no-views",
         "--json", str(tmp_path / "scores.json"), "--sheet", str(tmp_path / "sheet.png"),
     )  # fmt: skip
     for method in METHODS:
@@ -83,7 +83,7 @@ def test_evaluate_synthesised_and_paired(hdr_folder: Path, tmp_path: Path):
     assert sheet.spec().height == 2 * round(96 * SHEET_CELL / 192)  # two rows of the image's aspect
 
     # the same two cases as a paired folder: the same scores for the methods that do not depend on the HDR's scale
-    for i, case in enumerate(synthetic_cases([hdr_folder / "lobby.exr"], (0.02, 0.08), seed=0)):
+    for i, case in enumerate(synthetic_cases([hdr_folder / "lobby.exr"], (0.02, 0.08), seed=0, views=False)):
         (tmp_path / "pairs" / "LDR").mkdir(parents=True, exist_ok=True)
         (tmp_path / "pairs" / "HDR").mkdir(parents=True, exist_ok=True)
         data.write_ldr(case.ldr, tmp_path / "pairs" / "LDR" / f"c{i}.png")

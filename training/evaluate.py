@@ -23,6 +23,7 @@ from fhdr_plugin.node import LdrToHdrParams, predict_linear
 from training.baselines import BASELINES
 from training.data import Synthesis, expose, load_pair, paired_files, read_rgb, srgb_encode, synthesise, well_exposed
 from training.metrics import METRICS, REGIONS, clipped_ratio, score
+from training.views import brightest_view, is_panorama
 
 log = logging.getLogger("fhdr.evaluate")
 
@@ -66,10 +67,21 @@ class Case:
         return self.ldr.max(axis=-1) >= 1.0
 
 
-def synthetic_cases(files: list[Path], fractions: tuple[float, ...] = FRACTIONS, seed: int = 0) -> Iterator[Case]:
-    """Cases made from HDR-only images: one per image and clipped fraction, deterministic for ``seed``."""
+def camera_view(hdr: np.ndarray) -> np.ndarray:
+    """What a camera would see of an HDR image: a panorama's rectilinear view of its brightest part near the
+    horizon (``views.brightest_view``), any other image whole."""
+    return brightest_view(hdr) if is_panorama(hdr) else hdr
+
+
+def synthetic_cases(
+    files: list[Path], fractions: tuple[float, ...] = FRACTIONS, seed: int = 0, views: bool = True
+) -> Iterator[Case]:
+    """Cases made from HDR-only images: one per image and clipped fraction, deterministic for ``seed``; with
+    ``views``, of each panorama's ``camera_view`` rather than the whole panorama."""
     for i, path in enumerate(files):
         hdr = np.maximum(read_rgb(path), 0.0)
+        if views:
+            hdr = camera_view(hdr)
         for j, fraction in enumerate(fractions):
             rel = expose(hdr, fraction)
             if rel is None:

@@ -261,7 +261,16 @@ def train_loop(
             }
             if result is not None:
                 summary = ", ".join(
-                    f"{k} {result[k]:.3f}" for k in ("pu21_clipped", "gain_clipped", "worst_all") if k in result
+                    f"{k} {result[k]:.3f}"
+                    for k in (
+                        "pu21_clipped",
+                        "gain_clipped",
+                        "worst_all",
+                        "log_lift_median",
+                        "log_lift_min",
+                        "flat_max",
+                    )
+                    if k in result
                 )
                 if better(result, best):
                     best = state["best"] = result["pu21_clipped"]

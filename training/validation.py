@@ -20,6 +20,7 @@ from fhdr_plugin.engine import Engine
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.node import LdrToHdrParams, reconstruct
 from training.evaluate import GUARD_DB, INPUT_SPACE, Case
+from training.highlights import depth_ratios, hollow, log_lift, unclipped_change
 from training.metrics import clipped_ratio, pu21_psnr
 
 log = logging.getLogger("fhdr.validation")
@@ -63,6 +64,22 @@ def validation_cases(cases: Iterable[Case]) -> list[ValCase]:
     return out
 
 
+def highlight_summary(rows: list[dict]) -> dict:
+    """The large-highlight figures over the cases: the largest unclipped-channel change, the median and lowest
+    log-lift ratio where the truth is at least twice the plate, the hollow cases, and the largest lift where the
+    truth is within 1.1x."""
+    bright = [r["log_lift"] for r in rows if r["truth_ratio"] >= 2.0]
+    flat = [r["ratio"] for r in rows if r["truth_ratio"] <= 1.1]
+    changes = [r["unclipped_change"] for r in rows if not np.isnan(r["unclipped_change"])]
+    return {
+        "unclipped_max": float(max(changes, default=float("nan"))),
+        "log_lift_median": float(np.median(bright)) if bright else float("nan"),
+        "log_lift_min": float(min(bright, default=float("nan"))),
+        "hollow": [r["case"] for r in rows if hollow(r)],
+        "flat_max": float(max(flat, default=float("nan"))),
+    }
+
+
 def validate(
     model: FHDR, meta: dict[str, str], cases: list[ValCase], device: str = "cpu", precision: str = "auto"
 ) -> dict:
@@ -70,13 +87,15 @@ def validate(
 
     Keys: ``pu21_clipped``, ``pu21_all`` (means), ``gain_clipped`` (mean over the linearised input),
     ``worst_all`` (the lowest whole-image difference to the linearised input), ``guard`` (``worst_all`` within
-    ``GUARD_DB``) and ``cases`` (per case, with the output's and the truth's clipped-area brightness ratios).
+    ``GUARD_DB``), those of ``highlight_summary`` and ``cases`` (per case, with the output's and the truth's
+    clipped-area brightness ratios, the log-lift ratio, the unclipped-channel change and the depth ratios).
     """
     engine = Engine(copy.deepcopy(model), device, precision)
     params = LdrToHdrParams()
     rows = []
     for case in cases:
         hdr = reconstruct(engine, meta, case.linear, case.display, params)
+        ratio = clipped_ratio(hdr, case.linear, case.clipped)
         rows.append(
             {
                 "case": case.name,
@@ -84,12 +103,16 @@ def validate(
                 "pu21_all": pu21_psnr(hdr, case.hdr),
                 "base_clipped": case.base_clipped,
                 "base_all": case.base_all,
-                "ratio": clipped_ratio(hdr, case.linear, case.clipped),
+                "ratio": ratio,
                 "truth_ratio": case.truth_ratio,
+                "log_lift": log_lift(ratio, case.truth_ratio),
+                "unclipped_change": unclipped_change(hdr, case.linear, case.display),
+                **depth_ratios(hdr, case.hdr, case.linear, case.clipped),
             }
         )
     worst = min(r["pu21_all"] - r["base_all"] for r in rows)
     return {
+        **highlight_summary(rows),
         "pu21_clipped": float(np.mean([r["pu21_clipped"] for r in rows])),
         "pu21_all": float(np.mean([r["pu21_all"] for r in rows])),
         "gain_clipped": float(np.mean([r["pu21_clipped"] - r["base_clipped"] for r in rows])),
