@@ -7,6 +7,7 @@ import contextlib
 import glob
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ from fhdr_plugin.params import Params, check_choice, param
 
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab", "htj2k")
 EXR_MAGIC = b"\x76\x2f\x31\x01"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: In a JPEG's entropy-coded data, the next marker: 0xFF then a byte that is not a stuffed zero, a restart
+#: marker (RST0-7) or another fill 0xFF.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+TRUNCATED = "the file is cut short (truncated, or still being written): {}"
 #: Every atomic write goes through ``.NAME.PID.tmp`` beside ``NAME``; ``remove_stale_temps`` knows that name.
 TEMP_SUFFIX = ".tmp"
 
@@ -54,13 +60,82 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
         read = buf.read(part, 0, force=True)
     if not read or buf.has_error:
         message = _error_text(buf.geterror) or _error_text(oiio.geterror)
+        check_complete(p, buf.file_format_name)
         raise FhdrError(f"{p}: cannot read: {_explain(p, message)}")
+    check_complete(p, buf.file_format_name)
     spec = buf.spec()
     if spec.deep:
         raise FhdrError(f"{p}: deep images are not supported; flatten it first (oiiotool IN --flatten -o OUT)")
     if spec.width < 1 or spec.height < 1 or spec.nchannels < 1:
         raise FhdrError(f"{p}: empty image ({spec.width}x{spec.height}, {spec.nchannels} channels)")
     return buf
+
+
+def check_complete(p: Path, format_name: str) -> None:
+    """Refuse a JPEG or PNG file that ends before its end marker: OIIO reads such files without an error (libjpeg
+    fills the missing rows with grey and only warns, which OIIO does not pass on; libpng never reaches the end
+    chunk), while its other readers (TIFF, DPX, EXR, HDR) fail on a short file themselves."""
+    check = {"jpeg": _jpeg_end, "png": _png_end}.get(format_name)
+    missing = check(p) if check else ""
+    if missing:
+        raise FhdrError(f"{p}: cannot read: {TRUNCATED.format(missing)}")
+
+
+def _jpeg_end(p: Path) -> str:
+    """What is missing from the JPEG ``p`` ("" if it is whole): walk its segments to the end-of-image marker
+    (EOI), skipping each segment by its length and the entropy-coded data after each start-of-scan to the next
+    marker. Bytes after EOI (camera trailers) are allowed."""
+    data = p.read_bytes()
+    if data[:2] != b"\xff\xd8":
+        return ""
+    at = 2
+    while True:
+        while data[at : at + 2] == b"\xff\xff":
+            at += 1
+        if at + 2 > len(data):
+            return "no end-of-image marker (EOI)"
+        if data[at] != 0xFF:  # stray bytes before a marker: libjpeg skips them with a warning, and so do we
+            at = data.find(b"\xff", at)
+            if at < 0:
+                return "no end-of-image marker (EOI)"
+            continue
+        marker = data[at + 1]
+        if marker == 0xD9:
+            return ""
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            at += 2
+            continue
+        if at + 4 > len(data):
+            return "no end-of-image marker (EOI)"
+        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        if end > len(data):
+            return f"its segment at byte {at} runs past the end of the file"
+        at = end
+        if marker == 0xDA:
+            found = _JPEG_MARKER.search(data, at)
+            if not found:
+                return "its image data stops before the end-of-image marker (EOI)"
+            at = found.start()
+
+
+def _png_end(p: Path) -> str:
+    """What is missing from the PNG ``p`` ("" if it is whole): walk its chunks to the end of the IEND chunk."""
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        if f.read(8) != PNG_MAGIC:
+            return ""
+        at = 8
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return "no IEND chunk"
+            end = at + 12 + int.from_bytes(head[:4], "big")
+            if end > size:
+                return f"its {head[4:].decode('latin-1')} chunk at byte {at} runs past the end of the file"
+            if head[4:] == b"IEND":
+                return ""
+            at = end
+            f.seek(at)
 
 
 def _check_compression(compression: str) -> None:
@@ -188,13 +263,16 @@ def _running(pid: int) -> bool:
 
 
 def check_buffer(buf: oiio.ImageBuf) -> None:
-    """Raise an FhdrError naming the file when ``buf``, made by a caller (``ImageBuf(path)``), cannot be read."""
+    """Raise an FhdrError naming the file when ``buf``, made by a caller (``ImageBuf(path)``), cannot be read or
+    comes from a file cut short (``check_complete``)."""
     with library_messages(buf.name):
         failed = buf.has_error
     if failed:
         p, message = Path(buf.name), _error_text(buf.geterror)
         reason = "no such file" if buf.name and not p.exists() else _explain(p, message)
         raise FhdrError(f"cannot read {buf.name or 'the image'}: {reason}")
+    if buf.name and os.path.isfile(buf.name):
+        check_complete(Path(buf.name), buf.file_format_name)
 
 
 def _colour_part(p: Path, parts: int) -> int:

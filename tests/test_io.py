@@ -7,9 +7,11 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 from conftest import shared, write_image
+from typer.testing import CliRunner
 
+from fhdr_plugin.cli import app
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import WriteOptions, read_image, write_exr
+from fhdr_plugin.io import WriteOptions, check_buffer, read_image, write_exr
 
 
 def small_buf(value=0.5) -> oiio.ImageBuf:
@@ -96,3 +98,57 @@ def test_full_disk_leaves_no_partial_file(tmp_path):
 def test_output_folder_must_exist(tmp_path):
     with pytest.raises(FhdrError, match="does not exist"):
         write_exr(small_buf(), tmp_path / "no" / "o.exr")
+
+
+#: Every format fhdr is asked to read on a farm, as OIIO writes it.
+CUT_FORMATS = [("jpg", oiio.UINT8), ("png", oiio.UINT8), ("tif", oiio.UINT16), ("dpx", oiio.UINT16)]
+CUT_FORMATS += [("exr", oiio.HALF), ("hdr", oiio.FLOAT)]
+
+
+def plate_image(height: int = 48, width: int = 64) -> np.ndarray:
+    img = np.random.default_rng(3).uniform(0.05, 0.8, (height, width, 3)).astype(np.float32)
+    img[8:20, 10:40] = 1.0
+    return img
+
+
+@pytest.mark.parametrize("cut", ["half", "all-but-the-last-byte"])
+@pytest.mark.parametrize("suffix,fmt", CUT_FORMATS, ids=[s for s, _ in CUT_FORMATS])
+def test_a_file_cut_short_is_refused_by_convert(tmp_path, suffix, fmt, cut):
+    """``fhdr convert`` of a file cut short: exit status 1, one line naming the file, no output (not even its
+    folder). OIIO reads a cut JPEG (grey rows) and a PNG without its end chunk without an error."""
+    whole = write_image(tmp_path / f"whole.{suffix}", plate_image(), fmt)
+    data = whole.read_bytes()
+    src = tmp_path / f"cut.{suffix}"
+    src.write_bytes(data[: len(data) // 2 if cut == "half" else len(data) - 1])
+    out = tmp_path / "out" / "o.exr"
+    result = CliRunner().invoke(app, ["convert", str(src), str(out), "--tile", "256"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"fhdr: error: {src}: cannot read: "), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name, whole.name]
+    assert read_image(whole).spec().width == 64
+
+
+def test_jpeg_and_png_cut_short_say_so(tmp_path):
+    for suffix in ("jpg", "png"):
+        whole = write_image(tmp_path / f"whole.{suffix}", plate_image(), oiio.UINT8)
+        cut = tmp_path / f"cut.{suffix}"
+        cut.write_bytes(whole.read_bytes()[:-1])
+        with pytest.raises(FhdrError, match=rf"cut\.{suffix}: cannot read: the file is cut short"):
+            read_image(cut)
+        with pytest.raises(FhdrError, match=rf"cut\.{suffix}: cannot read: the file is cut short"):
+            check_buffer(oiio.ImageBuf(str(cut)))
+
+
+def test_whole_jpegs_of_every_kind_are_read(tmp_path):
+    """The end-marker check passes what is whole: a progressive JPEG with Exif, bytes after the end marker (as
+    some cameras append), a PNG with text chunks, at every size from 1x1 up."""
+    for shape in ((1, 1), (7, 3), (48, 64), (300, 400)):
+        img = np.random.default_rng(0).uniform(0, 1, (*shape, 3)).astype(np.float32)
+        attrs = {"jpeg:progressive": 1, "Exif:ImageDescription": "plate " * 40, "ImageDescription": "a plate"}
+        for suffix in ("jpg", "png"):
+            path = write_image(tmp_path / f"p.{suffix}", img, oiio.UINT8, attrs=attrs)
+            assert read_image(path).spec().height == shape[0]
+            trailer = tmp_path / f"t.{suffix}"
+            trailer.write_bytes(path.read_bytes() + b"\x00" * 64 + b"camera trailer")
+            assert read_image(trailer).spec().width == shape[1]
