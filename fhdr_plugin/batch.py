@@ -15,12 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +44,7 @@ from fhdr_plugin.io import WriteOptions, make_folder, write_atomic
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.pipeline import check_paths
 from fhdr_plugin.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
-from fhdr_plugin.terminal import bar_fits
+from fhdr_plugin.terminal import bar_fits, sigterm_as_interrupt
 from fhdr_plugin.version import __version__
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "SKIPPED", "FrameResult", "Job", "LocalExecutor", "plan", "run_batch"]
@@ -170,23 +168,6 @@ class LocalExecutor:
                 on_result(result)
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (how farms cancel a task) like Ctrl-C while the block runs in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _preflight(jobs: list[Job]) -> None:
     """Fail before any work on output paths that would fail every frame (settings failed when made); create
     the output folders."""
@@ -195,6 +176,19 @@ def _preflight(jobs: list[Job]) -> None:
         check_paths(first.input, first.output)
     for folder in sorted({j.output.parent for j in jobs}):
         make_folder(folder)
+
+
+def engine_line(engine: dict[str, str], precision: str = "") -> str:
+    """An engine's description (``describe_engine``, an executor's ``describe``) as one log line: the model,
+    device, precision (and the ``precision`` asked for, when it differs), tile, executor and workers."""
+    asked = f" (--precision {precision})" if precision and precision != engine["dtype"] else ""
+    tile = engine["tile"] if engine["tile"] != "0" else "0 (whole frame)"
+    line = f"engine: model {engine['model']}, device {engine['device']}, precision {engine['dtype']}{asked}"
+    line += f", tile {tile}"
+    if "executor" in engine:
+        workers = engine["workers"]
+        line += f", executor {engine['executor']} with {workers} worker{'' if workers == '1' else 's'}"
+    return line
 
 
 def summary(results: list[FrameResult], elapsed_s: float) -> dict[str, Any]:
@@ -260,7 +254,9 @@ def run_batch(
     jobs = plan(in_pattern, out_pattern, frames, chunk_spec)
     if jobs:
         _preflight(jobs)
-        executor.describe()
+        engine = executor.describe()
+        if engine:
+            log.debug("%s", engine_line(engine, settings.get("precision", "")))
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=quiet or not bar_fits(sys.stderr))
     finished: list[FrameResult] = []

@@ -20,6 +20,7 @@ from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import WriteOptions
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest
 from fhdr_plugin.params import WORKING_SPACES, LdrToHdrParams, Params, check_choice
+from fhdr_plugin.terminal import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, sigterm_as_interrupt
 from fhdr_plugin.version import __version__
 
 app = typer.Typer(
@@ -94,17 +95,22 @@ class Settings:
 
 @contextmanager
 def reporting() -> Iterator[None]:
-    """Turn errors into one line on stderr and a non-zero exit (a traceback with --debug)."""
+    """Turn errors into one line on stderr and a non-zero exit (a traceback with --debug); SIGINT exits 130 and
+    SIGTERM 143, each after the write in progress."""
     try:
-        yield
+        with sigterm_as_interrupt():
+            yield
     except FhdrError as exc:
         if Settings.debug:
             raise
         typer.echo(f"fhdr: error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except Terminated:
+        typer.echo("fhdr: terminated", err=True)
+        raise typer.Exit(TERMINATED_EXIT) from None
     except KeyboardInterrupt:
         typer.echo("fhdr: interrupted", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     except Exception as exc:
         if Settings.debug:
             raise
@@ -143,6 +149,11 @@ def convert(
     from fhdr_plugin.pipeline import convert_file
 
     with reporting():
+        if log.isEnabledFor(logging.DEBUG):
+            from fhdr_plugin.batch import engine_line
+            from fhdr_plugin.engine import describe_engine
+
+            log.debug("%s", engine_line(describe_engine(params), params.precision))
         convert_file(input, output, params, options)
         log.info("wrote %s", output)
 

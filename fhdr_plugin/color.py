@@ -73,10 +73,13 @@ def resolve(name: str) -> str:
 
 
 def suggestions(name: str) -> str:
-    """Close matches of ``name``, then the common names, then every canonical name of the config."""
+    """Close matches of ``name`` (whatever its case: OCIO's names are case-insensitive), then the common names,
+    then every canonical name of the config."""
     cfg = config()
-    names = colorspace_names()
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    by_lower: dict[str, str] = {}
+    for n in colorspace_names():
+        by_lower.setdefault(n.lower(), n)
+    close = [by_lower[n] for n in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)]
     common = [n for n in COMMON_NAMES if cfg.resolve(n) in cfg.getColorSpaceNames()]
     rest = [n for n in cfg.getColorSpaceNames() if n not in common]
     text = f"did you mean {', '.join(close)}? " if close else ""

@@ -21,6 +21,7 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
+from fhdr_plugin.batch import engine_line
 from fhdr_plugin.engine import describe_engine
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.frames import FAILED, FrameResult, FrameWork, Job, OnResult, with_cancelled
@@ -172,7 +173,7 @@ class RayExecutor:
             message = f"{type(exc).__name__}: {_first_line(exc)}"
             raise FhdrError(f"the ray workers could not start (is fhdr installed on every node?): {message}") from None
         self.engine = {**engines[0], "executor": "ray", "workers": str(count)}
-        log.debug("ray workers: %d with %s each, engine %s", count, resources, engines[0])
+        log.debug("%s (%s each)", engine_line(self.engine, self.worker_args[0].precision), resources)
 
     def _distribute(self, jobs: list[Job], on_result: OnResult | None) -> None:
         """Give each free worker the next frame until all are done; a frame whose worker is lost fails."""
