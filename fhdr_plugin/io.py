@@ -8,6 +8,7 @@ import glob
 import logging
 import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: marker (RST0-7) or another fill 0xFF.
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 TRUNCATED = "the file is cut short (truncated, or still being written): {}"
-#: Every atomic write goes through ``.NAME.PID.tmp`` beside ``NAME``; ``remove_stale_temps`` knows that name.
+#: Every atomic write goes through ``.NAME.HOST.PID.tmp`` beside ``NAME``; ``remove_stale_temps`` knows that name.
 TEMP_SUFFIX = ".tmp"
 
 log = logging.getLogger("fhdr")
@@ -172,8 +173,10 @@ def make_folder(folder: Path) -> None:
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], what: str = "") -> None:
-    """Call ``write(tmp)`` on ``.NAME.PID.tmp`` beside ``path``, then rename it over ``path``; the temporary
-    never outlives a failure. ``what`` names the file in errors (``cannot write the report``)."""
+    """Call ``write(tmp)`` on ``.NAME.HOST.PID.tmp`` beside ``path``, then rename it over ``path``; the temporary
+    never outlives a failure. Writers of one file on several machines at once (overlapping farm tasks on shared
+    storage) each write their own temporary, and the last rename wins, so the file is always whole. ``what``
+    names the file in errors (``cannot write the report``)."""
     p = Path(path)
     try:
         check_folder(p.parent)
@@ -182,7 +185,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], what: s
     if p.is_dir():
         raise FhdrError(f"{p}: is a directory")
     remove_stale_temps(p)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}{TEMP_SUFFIX}")
+    tmp = p.with_name(f".{p.name}.{_host()}.{os.getpid()}{TEMP_SUFFIX}")
     try:
         write(tmp)
         os.replace(tmp, p)
@@ -239,17 +242,23 @@ def from_array(pixels: np.ndarray, spec: oiio.ImageSpec | None = None, where: st
 
 
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files (``.NAME.PID.tmp``) that writers of ``path`` killed on this machine left
-    behind, those whose PID no longer runs; returns the removed paths."""
+    """Remove the temporary files (``.NAME.HOST.PID.tmp``, or ``.NAME.PID.tmp`` of earlier versions) that writers
+    of ``path`` killed on this machine left behind, those whose PID no longer runs; another machine's are left to
+    it (its PIDs mean nothing here). Returns the removed paths."""
     p = Path(path)
     removed = []
     for tmp in p.parent.glob(f".{glob.escape(p.name)}.*{TEMP_SUFFIX}"):
-        pid = tmp.name[len(p.name) + 2 : -len(TEMP_SUFFIX)]
-        if pid.isdigit() and not _running(int(pid)):
+        host, _, pid = tmp.name[len(p.name) + 2 : -len(TEMP_SUFFIX)].rpartition(".")
+        if host in ("", _host()) and pid.isdigit() and not _running(int(pid)):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)
     return removed
+
+
+def _host() -> str:
+    """This machine's name as it appears in temporary file names (letters, digits, ``-``, ``.``, ``_``)."""
+    return re.sub(r"[^\w.-]", "_", socket.gethostname()) or "localhost"
 
 
 def _running(pid: int) -> bool:
