@@ -20,7 +20,7 @@ import torch
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.manifest import manifest
-from fhdr_plugin.model import FHDR, receptive_radius
+from fhdr_plugin.model import CONTEXT_FACTOR, FHDR, FHDRContext, receptive_radius
 from fhdr_plugin.params import AUTO_TILE, PRECISIONS, LdrToHdrParams, check_choice
 from fhdr_plugin.weights import load_model
 
@@ -173,7 +173,11 @@ class Engine:
             raise FhdrError(f"batch must be at least 1, got {batch}")
         self.tile = auto_tile(self.device, self.iterations) if tile == AUTO_TILE else tile
         window = ((self.tile or MAX_TILE) + 2 * self.halo) ** 2
-        self.batch = batch or auto_batch(self.device, self.iterations, window, self.dtype)
+        self.context = isinstance(model, FHDRContext)
+        if self.context and backend != "torch":
+            raise FhdrError(f"the {backend} backend runs the paper's FHDR only, not {model.architecture}")
+        # A context model's windows take windows of the frame's coarse pass, whose sizes differ: one at a time.
+        self.batch = 1 if self.context else batch or auto_batch(self.device, self.iterations, window, self.dtype)
         self.pinned = self.device.type == "cuda"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -186,10 +190,29 @@ class Engine:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
+    def _coarse(self, ldr: np.ndarray) -> torch.Tensor | None:
+        """The context pass of the whole frame (a context model only), computed once and cut per window."""
+        if not self.context:
+            return None
+        x = torch.from_numpy(np.ascontiguousarray(ldr.transpose(2, 0, 1)))[None].to(self.device)
+        with self._autocast():
+            return self.model.context.coarse(x)
+
+    @staticmethod
+    def _coarse_window(coarse: torch.Tensor, wy: slice, wx: slice) -> tuple[torch.Tensor, list[int]]:
+        """The part of the frame's coarse pass that window (wy, wx) needs (one coarse pixel more on each side, for
+        the bilinear upsampling), and the window's offset into it."""
+        f = CONTEXT_FACTOR
+        y0, x0 = max(0, wy.start // f - 1), max(0, wx.start // f - 1)
+        y1, x1 = min(coarse.shape[2], -(-wy.stop // f) + 1), min(coarse.shape[3], -(-wx.stop // f) + 1)
+        return coarse[:, :, y0:y1, x0:x1], [wy.start - f * y0, wx.start - f * x0]
+
+    @torch.inference_mode()
     def _launch(
-        self, ldr: np.ndarray, windows: list[tuple[slice, slice]]
+        self, ldr: np.ndarray, windows: list[tuple[slice, slice]], coarse: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.cuda.Event | None]:
-        """Queue one batch of windows (host NHWC in, host NHWC out); returns the output and an event to wait on."""
+        """Queue one batch of windows (host NHWC in, host NHWC out); returns the output and an event to wait on.
+        ``coarse``: a context model's pass over the whole frame."""
         sy, sx = windows[0]
         shape = (len(windows), sy.stop - sy.start, sx.stop - sx.start, 3)
         host = torch.empty(shape, dtype=torch.float32, pin_memory=self.pinned)
@@ -203,7 +226,11 @@ class Engine:
         x = host.to(self.device, non_blocking=self.pinned).permute(0, 3, 1, 2)
         x = x.contiguous(memory_format=self.memory_format)
         with self._autocast():
-            y = self.forward(x).float().permute(0, 2, 3, 1)
+            if coarse is None:
+                y = self.forward(x)
+            else:
+                y = self.model.forward_all(x, *self._coarse_window(coarse, *windows[0]))[-1]
+            y = y.float().permute(0, 2, 3, 1)
         if not self.pinned:
             return y, None
         out = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
@@ -230,10 +257,11 @@ class Engine:
             return self.run(padded)[:h, :w]
         jobs = list(tiles(h, w, self.tile or max(h, w), self.halo, uniform=self.batch > 1))
         out = np.empty((h, w, 3), dtype=np.float32)
+        coarse = self._coarse(ldr)
         pending = None
         for i in range(0, len(jobs), self.batch):
             chunk = jobs[i : i + self.batch]
-            launched = self._launch(ldr, [(sy, sx) for sy, sx, _, _ in chunk])
+            launched = self._launch(ldr, [(sy, sx) for sy, sx, _, _ in chunk], coarse)
             if pending is not None:
                 self._stitch(out, *pending)
             pending = (chunk, launched)

@@ -79,6 +79,9 @@ class FeedbackBlock(nn.Module):
 class FHDR(nn.Module):
     """FHDR with ``iterations`` feedback passes (1-4); 571,267 parameters for any count."""
 
+    #: The architecture's name, as the weights' metadata records it (``fhdr:architecture``).
+    architecture = "fhdr"
+
     def __init__(self, iterations: int = 1) -> None:
         super().__init__()
         if not 1 <= iterations <= 4:
@@ -90,11 +93,23 @@ class FHDR(nn.Module):
         self.hrb1 = _conv(FEATURES, FEATURES, 3)
         self.hrb2 = nn.Sequential(nn.ReflectionPad2d(1), _conv(FEATURES, 3, 3, pad=False))
 
-    def forward_all(self, ldr: torch.Tensor) -> list[torch.Tensor]:
-        """Every iteration's output, each (N, 3, H, W) in [0, 1], from LDR (N, 3, H, W) in [0, 1]."""
+    def head_input(self, ldr: torch.Tensor, coarse: torch.Tensor | None, offset: list[int]) -> torch.Tensor | None:
+        """What the reconstruction adds to its input besides the features (none in the paper's network)."""
+        return None
+
+    def forward_all(
+        self, ldr: torch.Tensor, coarse: torch.Tensor | None = None, offset: list[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Every iteration's output, each (N, 3, H, W) in [0, 1], from LDR (N, 3, H, W) in [0, 1].
+
+        ``coarse`` and ``offset`` serve tiled inference of a model with a context pass (``FHDRContext``).
+        """
         x = ldr * 2.0 - 1.0
         f1 = torch.relu(self.feb1(x))
         f2 = torch.relu(self.feb2(f1))
+        extra = self.head_input(ldr, coarse, [0, 0] if offset is None else offset)
+        if extra is not None:
+            f1 = f1 + extra
         hidden = f2
         states: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
@@ -111,3 +126,69 @@ class FHDR(nn.Module):
     def forward(self, ldr: torch.Tensor) -> torch.Tensor:
         """The last iteration's output, (N, 3, H, W) in [0, 1]."""
         return self.forward_all(ldr)[-1]
+
+
+CONTEXT_FACTOR = 4
+CONTEXT_FEATURES = 32
+CONTEXT_DILATIONS = (1, 2, 4, 8)
+
+
+class ContextPass(nn.Module):
+    """Features of the whole frame at 1/4 resolution, seen over a radius of about 70 full-resolution pixels.
+
+    ``coarse`` runs once per frame on the box-downscaled plate; ``upsample`` gives any window of it at full
+    resolution (bilinear), the same values whether the frame is processed whole or in tiles.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.factor = CONTEXT_FACTOR
+        self.stem = _conv(3, CONTEXT_FEATURES, 3)
+        self.body = nn.ModuleList(_conv(CONTEXT_FEATURES, CONTEXT_FEATURES, 3, dilation=d) for d in CONTEXT_DILATIONS)
+        self.out = _conv(CONTEXT_FEATURES, FEATURES, 1)
+        nn.init.zeros_(self.out.weight)  # starts as the paper's network: the context adds nothing until trained
+        nn.init.zeros_(self.out.bias)
+
+    def coarse(self, ldr: torch.Tensor) -> torch.Tensor:
+        """(N, 64, ceil(H/4), ceil(W/4)) features of LDR (N, 3, H, W) in [0, 1]."""
+        x = torch.nn.functional.avg_pool2d(ldr * 2.0 - 1.0, self.factor, ceil_mode=True)
+        x = torch.relu(self.stem(x))
+        for conv in self.body:
+            x = torch.relu(conv(x))
+        return self.out(x)
+
+    def upsample(self, coarse: torch.Tensor, offset: list[int], height: int, width: int) -> torch.Tensor:
+        """The (N, 64, height, width) full-resolution window starting ``offset`` (y, x) pixels into the area
+        that ``coarse`` covers."""
+        fine = torch.nn.functional.interpolate(
+            coarse, scale_factor=float(self.factor), mode="bilinear", align_corners=False
+        )
+        return fine[:, :, offset[0] : offset[0] + height, offset[1] : offset[1] + width]
+
+
+class FHDRContext(FHDR):
+    """FHDR with a coarse context pass (beyond the paper): features of the frame at 1/4 resolution, trained
+    jointly, added to the global skip so the reconstruction sees how large and how bright a highlight's
+    surroundings are (the multi-scale idea of HDRUNet and ExpandNet's global branch)."""
+
+    architecture = "fhdr-context"
+
+    def __init__(self, iterations: int = 1) -> None:
+        super().__init__(iterations)
+        self.context = ContextPass()
+
+    def head_input(self, ldr: torch.Tensor, coarse: torch.Tensor | None, offset: list[int]) -> torch.Tensor | None:
+        """The context at full resolution: of ``ldr`` itself, or the window ``offset`` into a frame's ``coarse``."""
+        if coarse is None:
+            coarse = self.context.coarse(ldr)
+        return self.context.upsample(coarse, offset, ldr.shape[2], ldr.shape[3])
+
+
+ARCHITECTURES = {FHDR.architecture: FHDR, FHDRContext.architecture: FHDRContext}
+
+
+def build(architecture: str, iterations: int) -> FHDR:
+    """The network named ``architecture`` (``fhdr``, ``fhdr-context``) with ``iterations`` feedback passes."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](iterations)

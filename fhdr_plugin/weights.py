@@ -12,7 +12,7 @@ import safetensors.torch
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.manifest import ModelSpec, manifest
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.model import ARCHITECTURES, FHDR, build
 
 REQUIRED_METADATA = ("fhdr:iterations", "fhdr:headroom", "fhdr:hdr_normalisation", "fhdr:perceptual_loss")
 
@@ -57,14 +57,20 @@ def model_metadata(spec: ModelSpec) -> dict[str, str]:
 
 
 def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, dict[str, str]]:
-    """The FHDR model of a shipped weights file and its metadata; ``iterations``, when given, must be the count
+    """The network of a shipped weights file (of its ``fhdr:architecture``, FHDR when absent) and its metadata;
+    ``iterations``, when given, must be the count
     the weights were trained with (FHDR's iterations share weights, but other counts switch the expansion off)."""
     data = read_checked(spec)
     meta = metadata_of(data, str(spec.path))
     trained = int(meta["fhdr:iterations"])
     if iterations and iterations != trained:
         raise FhdrError(_untrained(spec, trained, iterations))
-    model = FHDR(trained)
+    architecture = meta.get("fhdr:architecture", FHDR.architecture)
+    if architecture not in ARCHITECTURES:
+        raise FhdrError(
+            f"{spec.path}: unknown architecture {architecture!r}; this fhdr knows {', '.join(ARCHITECTURES)}"
+        )
+    model = build(architecture, trained)
     try:
         state = safetensors.torch.load(data)
         model.load_state_dict(state)
@@ -93,6 +99,6 @@ def save_weights(model: FHDR, path: Path, metadata: dict[str, str]) -> str:
     if missing:
         raise ValueError(f"metadata lacks {', '.join(missing)}")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    data = safetensors.torch.save(state, metadata=dict(metadata))
+    data = safetensors.torch.save(state, metadata={"fhdr:architecture": model.architecture, **metadata})
     write_bytes_atomic(path, data)
     return sha256_bytes(data)

@@ -10,6 +10,7 @@ import torch
 import typer
 
 from fhdr_plugin.encoding import ENCODINGS
+from fhdr_plugin.model import ARCHITECTURES
 from fhdr_plugin.node import LdrToHdrParams
 from training.data import (
     HDR_SUFFIXES,
@@ -73,6 +74,7 @@ def train_cmd(
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
     init: Path | None = typer.Option(None, help="Start from these safetensors weights (e.g. the shipped ones)."),
     iterations: int = 1,
+    arch: str = typer.Option("fhdr", help="fhdr (the paper's network) or fhdr-context (with a coarse context pass)."),
     crop: int = 64,
     batch: int = typer.Option(8, help="Global batch, split evenly over the processes of a torchrun launch."),
     lr: float = 2e-4,
@@ -109,8 +111,11 @@ def train_cmd(
         raise typer.BadParameter("--validate-every must be a multiple of --checkpoint-every")
     val_stems = {s for s in val.split(",") if s}
     syn = Synthesis(headroom=headroom, encoding=encoding, clip_min=clip_min, clip_max=clip_max)
+    if arch not in ARCHITECTURES:
+        raise typer.BadParameter(f"--arch must be one of {', '.join(ARCHITECTURES)}")
     cfg = TrainConfig(
         iterations=iterations,
+        arch=arch,
         crop=crop,
         batch=batch,
         lr=lr,

@@ -11,7 +11,7 @@ import torch
 from fhdr_plugin.encoding import MU
 from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest_path, read_manifest
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.model import build
 from fhdr_plugin.version import __version__
 from fhdr_plugin.weights import save_weights
 
@@ -82,7 +82,7 @@ def export(checkpoint: Path, model: str, extra: dict[str, str], manifest_file: P
     manifest_file = manifest_file or manifest_path()
     spec = read_manifest(manifest_file).model(model)
     ck = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    net = FHDR(ck["config"]["iterations"])
+    net = build(ck["config"].get("arch", "fhdr"), ck["config"]["iterations"])
     net.load_state_dict(ck["model"])
     spec.path.parent.mkdir(parents=True, exist_ok=True)
     sha = save_weights(net, spec.path, checkpoint_metadata(ck, extra))

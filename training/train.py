@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fhdr_plugin.encoding import MU
 from fhdr_plugin.io import write_atomic
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.model import FHDR, build
 from fhdr_plugin.weights import sha256_bytes
 from training.data import HDRCrops, Synthesis
 from training.losses import FHDRLoss
@@ -30,6 +30,7 @@ class TrainConfig:
     """Every hyper-parameter of a run; saved in each checkpoint."""
 
     iterations: int = 1
+    arch: str = "fhdr"  # or "fhdr-context" (fhdr_plugin.model.ARCHITECTURES)
     crop: int = 64
     batch: int = 8  # the global batch, split evenly over torchrun's processes
     lr: float = 2e-4
@@ -181,10 +182,13 @@ def train_loop(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = FHDR(cfg.iterations)
+    model = build(cfg.arch, cfg.iterations)
     prior = {"init": "", "steps": 0, "seconds": 0.0}
     if init is not None:
-        model.load_state_dict(init.state)
+        # A context model may start from the paper's network: its context pass starts at zero (it adds nothing).
+        missing, unexpected = model.load_state_dict(init.state, strict=False)
+        if unexpected or any(not k.startswith("context.") for k in missing):
+            raise ValueError(f"{init.name} does not fit {cfg.arch}: missing {missing}, unexpected {unexpected}")
         prior = {"init": f"{init.name} sha256 {init.sha256}", "steps": init.steps, "seconds": init.seconds}
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(dev, memory_format=layout)
