@@ -9,8 +9,12 @@ sub-pixel amounts, as on a real pan. A plain sRGB 8-bit camera (``training.data.
 ``Synthesis.plain()``) at one exposure for the whole shot makes the LDR frames. For each pair of frames, frame t
 is moved by the pan (1.5 px: the mean of its pixels 1 and 2 to the right) and compared with frame t+1 over the
 reconstructed pixels (blend weight > 0 in frame t+1): the mean absolute log2 ratio (stops), for fhdr's output,
-the linearised plate and the ground truth (whose error is that of the half-pixel move alone). Printed, never
-asserted. See benchmarks/README.md.
+the linearised plate and the ground truth (whose error is that of the half-pixel move alone). The flicker is the
+same measurement on log(output / truth): how much the error itself changes from frame to frame, which a steady
+reconstruction keeps as low as the linearised plate's; the lift is the mean output over the plate on the
+reconstructed pixels (a flicker bought by no lift at all is no gain). ``--shot interior`` pans over a bright
+interior (lamps and windows), ``--shot sunset`` over the sunset panorama. Printed, never asserted. See
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from fhdr_plugin.params import LdrToHdrParams
 from training.data import Synthesis, downscale, expose, synthesise
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_HDR = ROOT.parent / "shared" / "data" / "hdr-train" / "polyhaven1k_sunset.exr"
+DATA = ROOT.parent / "shared" / "data" / "hdr-train"
+#: The shots ``--shot`` names: a sunset sky, and an interior with lamps and windows.
+SHOTS = {"sunset": DATA / "polyhaven1k_sunset.exr", "interior": DATA / "polyhaven_thatch_chapel.exr"}
 #: Panorama pixels the window slides per frame; frames are the window downscaled by FACTOR.
 STEP, FACTOR = 3, 2
 #: Light (relative to white) below which log ratios are not told apart.
@@ -69,12 +75,30 @@ def temporal_error(frames: list[np.ndarray], masks: list[np.ndarray]) -> float:
     return float(np.concatenate(errors).mean())
 
 
+def flicker(outputs: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """Mean |change| (stops) of log2(output / truth) from frame t, moved by the pan, to frame t+1, over the masked
+    pixels of t+1."""
+    errors = [np.log2((out + FLOOR) / (tru + FLOOR)) for out, tru in zip(outputs, truth, strict=True)]
+    changes = []
+    for prev, cur, mask in zip(errors, errors[1:], masks[1:], strict=False):
+        moved = 0.5 * (prev[:, 1:-1] + prev[:, 2:])
+        changes.append(np.abs(moved - cur[:, :-2])[mask[:, :-2]].ravel())
+    return float(np.concatenate(changes).mean())
+
+
+def lift(outputs: list[np.ndarray], plates: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """Mean luminance of the outputs over the plates' on the masked pixels."""
+    out = np.concatenate([(o @ color.REC709_LUMA)[m] for o, m in zip(outputs, masks, strict=True)])
+    plate = np.concatenate([(p @ color.REC709_LUMA)[m] for p, m in zip(plates, masks, strict=True)])
+    return float(out.mean() / max(plate.mean(), 1e-12))
+
+
 def run(args: argparse.Namespace) -> dict[str, float]:
     """Make the shot, convert every frame in order, and measure the three temporal errors."""
-    truth = pan(panorama(args.hdr), args.frames, args.width, args.height, args.clipped)
+    truth = pan(panorama(args.hdr or SHOTS[args.shot]), args.frames, args.width, args.height, args.clipped)
     rng = np.random.default_rng(0)
     ldr = [synthesise(frame, rng, Synthesis.plain()) for frame in truth]
-    params = LdrToHdrParams(precision=args.precision, tile=args.tile, strength=args.strength)
+    params = LdrToHdrParams(precision=args.precision, tile=args.tile, strength=args.strength, model=args.model)
     start = time.perf_counter()
     fhdr = [node.predict_linear(frame, "srgb_tx", params)[0] for frame in ldr]
     seconds = (time.perf_counter() - start) / len(ldr)
@@ -87,15 +111,22 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "fhdr": temporal_error(fhdr, masks),
         "linearised_input": temporal_error(linear, masks),
         "ground_truth": temporal_error(truth, masks),
+        "flicker_fhdr": flicker(fhdr, truth, masks),
+        "flicker_linearised_input": flicker(linear, truth, masks),
+        "lift_fhdr": lift(fhdr, linear, masks),
+        "lift_truth": lift(truth, linear, masks),
         "seconds_per_frame": seconds,
     }
     result["fhdr_over_input"] = result["fhdr"] / result["linearised_input"]
+    result["flicker_over_input"] = result["flicker_fhdr"] / result["flicker_linearised_input"]
     return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hdr", type=Path, default=DEFAULT_HDR, help="panorama to pan over")
+    ap.add_argument("--shot", choices=sorted(SHOTS), default="interior", help="the panorama to pan over")
+    ap.add_argument("--hdr", type=Path, default=None, help="another panorama to pan over (instead of --shot)")
+    ap.add_argument("--model", default="", help="shipped model name [default: the default model]")
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--height", type=int, default=160)
@@ -114,6 +145,13 @@ def main() -> None:
     for key in ("fhdr", "linearised_input", "ground_truth"):
         print(f"  {key:17s} {result[key]:.4f} stops")
     print(f"fhdr / linearised input: {result['fhdr_over_input']:.2f} ({result['seconds_per_frame']:.2f} s/frame)")
+    print("flicker (mean |change| of log2(output / truth) from frame to frame over the reconstructed pixels):")
+    print(f"  fhdr {result['flicker_fhdr']:.4f}, linearised input {result['flicker_linearised_input']:.4f} stops")
+    print(f"  fhdr / linearised input: {result['flicker_over_input']:.2f}")
+    print(
+        f"lift over the plate on the reconstructed pixels: fhdr {result['lift_fhdr']:.2f}x, truth "
+        f"{result['lift_truth']:.2f}x"
+    )
 
 
 if __name__ == "__main__":
