@@ -126,6 +126,7 @@ def provenance(engine: Engine, meta: dict[str, str], params: LdrToHdrParams, src
     return {
         "fhdr:model": meta["fhdr:model"],
         "fhdr:iterations": str(engine.iterations),
+        "fhdr:precision": engine.describe()["dtype"],
         "fhdr:mode": params.mode,
         "fhdr:strength": f"{params.strength:g}",
         "fhdr:input_colorspace": src_space,

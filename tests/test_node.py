@@ -44,6 +44,9 @@ def test_provenance_attributes(sample_ldr):
     spec = fhdr_plugin.ldr_to_hdr(read_image(sample_ldr), tile=128).spec()
     assert spec.get_string_attribute("fhdr:model") == "fhdr-i1"
     assert spec.get_string_attribute("fhdr:iterations") == "1"
+    assert spec.get_string_attribute("fhdr:precision") in ("float32", "bfloat16")
+    f32 = fhdr_plugin.ldr_to_hdr(read_image(sample_ldr), tile=128, precision="float32").spec()
+    assert f32.get_string_attribute("fhdr:precision") == "float32"
     assert spec.get_string_attribute("fhdr:version") == fhdr_plugin.__version__
     assert spec.get_string_attribute("fhdr:input_colorspace") == color.resolve("srgb_tx")
     assert spec.get_string_attribute("fhdr:output_colorspace") == color.resolve("lin_rec709")
