@@ -74,7 +74,8 @@ def test_evaluate_synthesised_and_paired(hdr_folder: Path, tmp_path: Path):
         assert lin["mu_psnr_all"] > lin["mu_psnr_clipped"] + 10
 
     assert "truth x" in out and "lobby@2.0%" in out  # the per-case table
-    assert sum(line.startswith(("PASS", "FAIL")) for line in out.splitlines()) == 5  # the acceptance checks
+    assert sum(line.startswith(("PASS", "FAIL")) for line in out.splitlines()) == 8  # the acceptance checks
+    assert "lift" in out and "kept ch" in out and "inner out/truth" in out
     for case in doc["cases"]:
         assert case["truth_ratio"] > 1.0 and case["ratio"] >= 1.0  # anchored never darkens the clipped pixels
 
