@@ -38,6 +38,7 @@ from fhdr_plugin.frames import (
     FrameWork,
     Job,
     OnResult,
+    engine_line,
     with_cancelled,
 )
 from fhdr_plugin.io import WriteOptions, make_folder, write_atomic
@@ -176,19 +177,6 @@ def _preflight(jobs: list[Job]) -> None:
         check_paths(first.input, first.output)
     for folder in sorted({j.output.parent for j in jobs}):
         make_folder(folder)
-
-
-def engine_line(engine: dict[str, str], precision: str = "") -> str:
-    """An engine's description (``describe_engine``, an executor's ``describe``) as one log line: the model,
-    device, precision (and the ``precision`` asked for, when it differs), tile, executor and workers."""
-    asked = f" (--precision {precision})" if precision and precision != engine["dtype"] else ""
-    tile = engine["tile"] if engine["tile"] != "0" else "0 (whole frame)"
-    line = f"engine: model {engine['model']}, device {engine['device']}, precision {engine['dtype']}{asked}"
-    line += f", tile {tile}"
-    if "executor" in engine:
-        workers = engine["workers"]
-        line += f", executor {engine['executor']} with {workers} worker{'' if workers == '1' else 's'}"
-    return line
 
 
 def summary(results: list[FrameResult], elapsed_s: float) -> dict[str, Any]:

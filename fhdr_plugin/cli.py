@@ -150,8 +150,8 @@ def convert(
 
     with reporting():
         if log.isEnabledFor(logging.DEBUG):
-            from fhdr_plugin.batch import engine_line
             from fhdr_plugin.engine import describe_engine
+            from fhdr_plugin.frames import engine_line
 
             log.debug("%s", engine_line(describe_engine(params), params.precision))
         convert_file(input, output, params, options)

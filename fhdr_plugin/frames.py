@@ -82,6 +82,19 @@ def describe_error(exc: Exception) -> str:
     return str(exc) if isinstance(exc, FhdrError) else f"{type(exc).__name__}: {exc}"
 
 
+def engine_line(engine: dict[str, str], precision: str = "") -> str:
+    """An engine's description (``describe_engine``, an executor's ``describe``) as one log line: the model,
+    device, precision (and the ``precision`` asked for, when it differs), tile, executor and workers."""
+    asked = f" (--precision {precision})" if precision and precision != engine["dtype"] else ""
+    tile = engine["tile"] if engine["tile"] != "0" else "0 (whole frame)"
+    line = f"engine: model {engine['model']}, device {engine['device']}, precision {engine['dtype']}{asked}"
+    line += f", tile {tile}"
+    if "executor" in engine:
+        workers = engine["workers"]
+        line += f", executor {engine['executor']} with {workers} worker{'' if workers == '1' else 's'}"
+    return line
+
+
 def complete_exr(path: Path) -> bool:
     """True if ``path`` is an image whose header OIIO can read (a finished output, for --skip-existing)."""
     if not path.is_file():

@@ -21,10 +21,9 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from fhdr_plugin.batch import engine_line
 from fhdr_plugin.engine import describe_engine
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.frames import FAILED, FrameResult, FrameWork, Job, OnResult, with_cancelled
+from fhdr_plugin.frames import FAILED, FrameResult, FrameWork, Job, OnResult, engine_line, with_cancelled
 from fhdr_plugin.io import WriteOptions
 from fhdr_plugin.params import LdrToHdrParams
 
