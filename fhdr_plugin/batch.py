@@ -180,7 +180,8 @@ def _preflight(jobs: list[Job]) -> None:
 
 
 def summary(results: list[FrameResult], elapsed_s: float) -> dict[str, Any]:
-    """Counts by status, frames per second over the converted frames, and the failed frames as a range."""
+    """Counts by status, frames per second over the converted frames, the failed, cancelled and retried frames
+    (started again after their Ray worker died) as ranges."""
     counts = {s: sum(r.status == s for r in results) for s in (DONE, SKIPPED, FAILED, CANCELLED)}
     return {
         "counts": counts,
@@ -188,6 +189,8 @@ def summary(results: list[FrameResult], elapsed_s: float) -> dict[str, Any]:
         "frames_per_second": round(counts[DONE] / elapsed_s, 3) if elapsed_s > 0 else 0.0,
         "failed_frames": format_frames([r.frame for r in results if r.status == FAILED]),
         "cancelled_frames": format_frames([r.frame for r in results if r.status == CANCELLED]),
+        "retried_frames": format_frames([r.frame for r in results if r.retries]),
+        "retries": sum(r.retries for r in results),
     }
 
 
@@ -218,6 +221,9 @@ def _say(summary_: dict[str, Any], quiet: bool) -> None:
             f"({summary_['frames_per_second']:.2f} frames/s)",
             file=sys.stderr,
         )
+    if summary_["retries"] and not quiet:
+        retried = summary_["retried_frames"]
+        tqdm.write(f"fhdr: frames retried after their ray worker died: {retried}", file=sys.stderr)
     if counts[CANCELLED] and not quiet:
         cancelled = summary_["cancelled_frames"]
         tqdm.write(f"fhdr: not done: frames {cancelled} (resume with --skip-existing)", file=sys.stderr)

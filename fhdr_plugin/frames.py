@@ -30,7 +30,8 @@ class Job:
 @dataclass
 class FrameResult:
     """What became of one frame: seconds spent reading, converting and writing it, and when each began
-    (``*_at``: seconds from the start of the run); ``worker``: the Ray worker (host:pid) that ran it."""
+    (``*_at``: seconds from the start of the run); ``worker``: the Ray worker (host:pid) that ran it;
+    ``retries``: how many times it was started again because its Ray worker died under it."""
 
     frame: int
     input: str
@@ -44,6 +45,7 @@ class FrameResult:
     process_at: float = 0.0
     write_at: float = 0.0
     worker: str = ""
+    retries: int = 0
 
     @classmethod
     def of(cls, job: Job, status: str = "", error: str = "") -> FrameResult:

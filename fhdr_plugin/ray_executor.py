@@ -5,6 +5,11 @@ same code as the local pipeline, on files every node sees at the same paths (out
 The driver hands the next frame to whichever worker is free and gathers the results in frame order, so the
 summary, the report and the exit status are those of a local run. Ray is an optional dependency, imported only
 here and only when the executor runs.
+
+A worker that dies (a preempted node, the OOM killer, a crash) is Ray's to replace: the actors are restartable
+(``max_restarts``) and their frames retried once on the restarted worker (``max_task_retries``). A small
+``Attempts`` actor counts the starts of each frame, so the report records the retries, and a frame whose worker
+died on both of its attempts fails as a poison frame while the others carry on.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import replace
 from types import ModuleType
@@ -30,6 +36,10 @@ from fhdr_plugin.params import LdrToHdrParams
 log = logging.getLogger("fhdr")
 
 INSTALL_HINT = "the ray executor needs: pip install 'fhdr[ray]'"
+#: How many times Ray starts a frame again on the restarted worker when its worker dies under it.
+MAX_TASK_RETRIES = 1
+#: The named actor of a run that counts each frame's attempts (its name: this, the driver's PID, a random tag).
+ATTEMPTS_NAME = "fhdr-attempts"
 
 
 def import_ray() -> ModuleType:
@@ -41,22 +51,58 @@ def import_ray() -> ModuleType:
     return ray
 
 
-class FrameWorker:
-    """What one Ray actor holds: the per-frame work, whose engine it loads once, run one frame at a time."""
+class Attempts:
+    """A Ray actor (no CPU of its own) that counts the attempts at each frame and knows which worker runs the
+    latest: what survives a worker that dies under a frame."""
 
-    def __init__(self, params: LdrToHdrParams, options: WriteOptions, skip_existing: bool) -> None:
+    def __init__(self) -> None:
+        self.count: dict[int, int] = {}
+        self.worker: dict[int, str] = {}
+
+    def start(self, frame: int, worker: str) -> int:
+        """Record that ``worker`` starts ``frame``; the attempt's number, from 1."""
+        self.count[frame] = self.count.get(frame, 0) + 1
+        self.worker[frame] = worker
+        return self.count[frame]
+
+    def of(self, frame: int) -> int:
+        """How many attempts ``frame`` has had."""
+        return self.count.get(frame, 0)
+
+    def latest(self) -> dict[int, tuple[int, str]]:
+        """Each frame started so far: its number of attempts and the worker of the latest."""
+        return {f: (n, self.worker[f]) for f, n in self.count.items()}
+
+
+class FrameWorker:
+    """What one Ray actor holds: the per-frame work, whose engine it loads once, run one frame at a time.
+    ``attempts``: the name of the run's ``Attempts`` actor ("": attempts are not counted); a name rather than a
+    handle, so that Ray keeps no constructor argument in the object store for a restart."""
+
+    def __init__(self, params: LdrToHdrParams, options: WriteOptions, skip_existing: bool, attempts: str = ""):
         self.work = FrameWork(params, options, skip_existing)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.attempts = attempts
 
     def start(self) -> dict[str, str]:
         """Load the engine; describe it."""
         return describe_engine(self.work.params)
 
+    def ping(self) -> str:
+        """This worker's name, once it is up (again)."""
+        return self.name
+
     def convert(self, job: Job, started: float) -> FrameResult:
         """Read, convert and write one frame; ``started``: the driver's wall-clock time at the start of the run."""
+        attempt = 1
+        if self.attempts:
+            import ray
+
+            attempt = ray.get(ray.get_actor(self.attempts).start.remote(job.frame, self.name))
         self.work.t0 = time.perf_counter() - (time.time() - started)
         result = self.work.convert(job)
         result.worker = self.name
+        result.retries = attempt - 1
         return result
 
 
@@ -106,6 +152,7 @@ class RayExecutor:
         self.results: list[FrameResult] = []
         self.engine: dict[str, str] = {}
         self._workers: list[Any] = []
+        self._attempts: Any = None
 
     def describe(self) -> dict[str, str]:
         """The first worker's engine, the executor and the number of workers (empty before a run)."""
@@ -123,9 +170,9 @@ class RayExecutor:
                 self._start_workers(len(jobs))
                 self._distribute(jobs, on_result)
         finally:
-            for worker in self._workers:
-                self.ray.kill(worker)
-            self._workers = []
+            for actor in [*self._workers, *([self._attempts] if self._attempts is not None else [])]:
+                self.ray.kill(actor)
+            self._workers, self._attempts = [], None
             if connect:
                 self.ray.shutdown()
             self.results = with_cancelled(jobs, self.results)
@@ -156,11 +203,15 @@ class RayExecutor:
                 signal.signal(signal.SIGTERM, previous)
 
     def _start_workers(self, frames: int) -> None:
-        """Start the workers and load a model in each; settings that fail in a worker fail here, before any frame."""
+        """Start the workers and load a model in each; settings that fail in a worker fail here, before any frame.
+        Ray restarts a worker that dies (as often as every frame could need) and retries its frame once."""
         count, resources = worker_layout(self.ray, self.workers)
         count = min(count, frames)
-        actor = self.ray.remote(FrameWorker).options(**resources)
-        self._workers = [actor.remote(*self.worker_args) for _ in range(count)]
+        name = f"{ATTEMPTS_NAME}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._attempts = self.ray.remote(Attempts).options(name=name, num_cpus=0, max_restarts=0).remote()
+        restarts = {"max_restarts": (MAX_TASK_RETRIES + 1) * frames, "max_task_retries": MAX_TASK_RETRIES}
+        actor = self.ray.remote(FrameWorker).options(**resources, **restarts)
+        self._workers = [actor.remote(*self.worker_args, name) for _ in range(count)]
         try:
             engines = self.ray.get([w.start.remote() for w in self._workers])
         except self.ray.exceptions.RayTaskError as exc:
@@ -175,14 +226,16 @@ class RayExecutor:
         log.debug("%s (%s each)", engine_line(self.engine, self.worker_args[0].precision), resources)
 
     def _distribute(self, jobs: list[Job], on_result: OnResult | None) -> None:
-        """Give each free worker the next frame until all are done; a frame whose worker is lost fails."""
+        """Give each free worker the next frame until all are done. A worker whose frame was lost (Ray restarted
+        it and retried the frame, which lost it again) is given frames again once it answers a ping; one that
+        cannot be restarted is dropped."""
         ray = self.ray
         started = time.time()
         todo = deque(jobs)
         idle = list(self._workers)
-        running: dict[Any, tuple[Any, Job]] = {}
+        running: dict[Any, tuple[Any, Job | None]] = {}  # a frame, or (None) a ping of a worker that lost one
         try:
-            while todo or running:
+            while todo or any(job is not None for _, job in running.values()):
                 if not idle and not running:
                     raise FhdrError("every ray worker was lost; the frames not done are marked cancelled")
                 while idle and todo:
@@ -190,33 +243,68 @@ class RayExecutor:
                     running[worker.convert.remote(_absolute(job), started)] = (worker, job)
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
-                    worker, job = running[ref]
-                    if self._collect(ref, job, on_result):
+                    worker, job = running.pop(ref)
+                    if job is None:
+                        if self._answers(ref):
+                            idle.append(worker)
+                    elif self._collect(ref, job, on_result):
                         idle.append(worker)
-                    del running[ref]
+                    else:
+                        running[worker.ping.options(max_task_retries=0).remote()] = (worker, None)
         except KeyboardInterrupt:
             recorded = {r.frame for r in self.results}
             for ref, (_, job) in running.items():
-                if job.frame not in recorded:
+                if job is not None and job.frame not in recorded:
                     self._collect(ref, job, on_result)
             raise
 
+    def _answers(self, ping: Any) -> bool:
+        """True if the worker answered ``ping`` (it is up, restarted or not); False if it is gone for good."""
+        try:
+            name = self.ray.get(ping)
+        except self.ray.exceptions.RayError as exc:
+            log.warning("a ray worker is gone for good (%s); carrying on without it", type(exc).__name__)
+            return False
+        log.debug("ray worker %s is up", name)
+        return True
+
     def _collect(self, ref: Any, job: Job, on_result: OnResult | None) -> bool:
-        """Record the result of ``job``; False if its worker was lost."""
+        """Record the result of ``job``; False if its worker died under it on every attempt."""
         errors = self.ray.exceptions
         alive = True
         try:
             result = replace(self.ray.get(ref), input=str(job.input or ""), output=str(job.output))
+            if result.retries:
+                log.warning("frame %d: retried on a restarted ray worker (%s)", job.frame, result.worker)
         except errors.RayActorError as exc:
             alive = False
-            lost = f"frame {job.frame}: the ray worker running it was lost ({type(exc).__name__})"
-            result = FrameResult.of(job, FAILED, lost)
+            attempts = self._attempts_of(job.frame)
+            result = FrameResult.of(job, FAILED, _lost(job, exc, attempts))
+            result.retries = max(0, attempts - 1)
         except errors.RayError as exc:
             result = FrameResult.of(job, FAILED, f"frame {job.frame}: ray: {type(exc).__name__}: {_first_line(exc)}")
         self.results.append(result)
         if on_result:
             on_result(result)
         return alive
+
+    def _attempts_of(self, frame: int) -> int:
+        """How many attempts ``frame`` has had (0 if the attempts actor cannot say)."""
+        try:
+            return int(self.ray.get(self._attempts.of.remote(frame), timeout=60))
+        except Exception:  # the count is for the report; the frame has failed either way
+            return 0
+
+
+def _lost(job: Job, exc: Exception, attempts: int) -> str:
+    """Why ``job`` failed when its worker died under it: on each of its ``attempts`` (a poison frame), or once,
+    and Ray did not retry it (its worker could not be restarted)."""
+    if attempts > MAX_TASK_RETRIES:
+        return (
+            f"frame {job.frame}: a poison frame: its ray worker died on each of its {attempts} attempts "
+            f"({type(exc).__name__}); convert {job.input} alone to see why"
+        )
+    return f"frame {job.frame}: the ray worker running it was lost and Ray did not retry it ({type(exc).__name__})"
 
 
 def _absolute(job: Job) -> Job:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-from helpers import batch, pixels, plate
+from conftest import write_image
+from helpers import batch, pixels, plate, plate_frame
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install -e '.[ray]')")
@@ -167,3 +172,77 @@ def test_one_worker_per_gpu_or_a_share_of_each_node(
     from fhdr_plugin.ray_executor import worker_layout
 
     assert worker_layout(FakeCluster(node_cpus, gpus), wanted) == expected
+
+
+def long_shot(folder: Path, slow: int) -> Path:
+    """Frames 1-16 of a 48x32 plate, frame ``slow`` 384x256 (so that a worker can be killed while it converts
+    it); returns the input pattern."""
+    plate(folder, [f for f in range(1, 17) if f != slow], shape=(32, 48))
+    write_image(folder / f"plate.{slow:04d}.png", plate_frame(slow, shape=(256, 384)))
+    return folder / "plate.####.png"
+
+
+def kill_the_worker_on(frame: int, times: int, killed: list[int], stop: threading.Event) -> None:
+    """Each time ``frame`` starts (as the run's attempts actor says), kill the worker process converting it with
+    SIGKILL, ``times`` times in all; the PIDs killed go to ``killed``."""
+    import ray
+
+    from fhdr_plugin.ray_executor import ATTEMPTS_NAME
+
+    while len(killed) < times and not stop.is_set():
+        names = [n for n in ray.util.list_named_actors() if n.startswith(ATTEMPTS_NAME)]
+        latest = ray.get(ray.get_actor(names[0]).latest.remote()) if names else {}
+        if frame in latest and latest[frame][0] > len(killed):
+            pid = int(latest[frame][1].rsplit(":", 1)[1])
+            time.sleep(0.2)  # into the frame's conversion
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.02)
+
+
+def run_with_kills(tmp_path: Path, times: int) -> tuple[int, str, dict, list[int]]:
+    pattern = long_shot(tmp_path / "in", slow=5)
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_the_worker_on, args=(5, times, killed, stop), daemon=True)
+    killer.start()
+    try:
+        args = ["--executor", "ray", "--ray-workers", "2", "--tile", "64", "--report", tmp_path / "r.json"]
+        code, err = batch(pattern, tmp_path / "out/h.####.exr", *args)
+    finally:
+        stop.set()
+        killer.join()
+    return code, err, json.loads((tmp_path / "r.json").read_text()), killed
+
+
+@needs_ray
+def test_a_lost_worker_is_restarted_and_its_frame_retried(tmp_path: Path, local_ray: None) -> None:
+    """SIGKILL of the worker converting frame 5 of 16, on two workers: Ray restarts it and runs frame 5 again; every
+    frame is done, the exit status is 0 and the report says frame 5 was retried."""
+    code, err, report, killed = run_with_kills(tmp_path, times=1)
+    assert len(killed) == 1, err
+    assert code == 0, err
+    assert report["counts"] == {"done": 16, "skipped": 0, "failed": 0, "cancelled": 0}
+    assert (report["retried_frames"], report["retries"]) == ("5", 1)
+    frame5 = report["frames"][4]
+    assert frame5["retries"] == 1 and not frame5["worker"].endswith(f":{killed[0]}")
+    assert [f["retries"] for f in report["frames"] if f["frame"] != 5] == [0] * 15
+    assert "fhdr: frames retried after their ray worker died: 5" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"h.{f:04d}.exr" for f in range(1, 17)]
+    assert all(pixels(p).shape[2] == 3 for p in (tmp_path / "out").iterdir())
+
+
+@needs_ray
+def test_a_frame_that_kills_its_worker_twice_is_a_poison_frame(tmp_path: Path, local_ray: None) -> None:
+    """The worker converting frame 5 killed on each attempt: frame 5 fails as a poison frame after one retry, the
+    other 15 frames are done (the worker restarted again), the exit status is 1."""
+    code, err, report, killed = run_with_kills(tmp_path, times=2)
+    assert len(killed) == 2, err
+    assert code == 1, err
+    assert report["counts"] == {"done": 15, "skipped": 0, "failed": 1, "cancelled": 0}
+    frame5 = report["frames"][4]
+    assert frame5["status"] == "failed" and frame5["retries"] == 1
+    assert "frame 5: a poison frame: its ray worker died on each of its 2 attempts" in frame5["error"]
+    assert f"convert {tmp_path / 'in/plate.0005.png'} alone to see why" in frame5["error"]
+    assert "failed frames: 5 (rerun them with --frames 5)" in err
+    assert len({f["worker"] for f in report["frames"] if f["status"] == "done"}) >= 2
