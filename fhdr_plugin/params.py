@@ -172,7 +172,10 @@ class LdrToHdrParams(Params):
         choices=MODES,
     )
     iterations: int = param(
-        0, "feedback iterations, 1-4; 0: the count the model was trained with", check=_check_iterations
+        0,
+        "feedback iterations: 0 for the count the model was trained with, the only count it accepts (fhdr models "
+        "shows fhdr:iterations; fhdr-i1: 1)",
+        check=_check_iterations,
     )
     model: str = param("", "shipped model name; empty: the default model")
     device: str = param("", "torch device (cuda, cuda:1, mps, cpu); empty: CUDA, then MPS, then CPU")
