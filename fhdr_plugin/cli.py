@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import signal
 import sys
 import sysconfig
 from collections.abc import Callable, Iterator
@@ -325,4 +326,11 @@ def main() -> None:
     except typer.Abort:
         typer.echo("fhdr: aborted", err=True)
         code = 1
+    except Terminated:
+        code = TERMINATED_EXIT
+    except KeyboardInterrupt:
+        code = INTERRUPTED_EXIT
+    # The work is over (its outputs written or not): a signal arriving now must not turn the exit into a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.exit(code if isinstance(code, int) else 0)

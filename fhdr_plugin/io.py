@@ -72,12 +72,18 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
     return buf
 
 
-def check_complete(p: Path, format_name: str) -> None:
-    """Refuse a JPEG or PNG file that ends before its end marker: OIIO reads such files without an error (libjpeg
-    fills the missing rows with grey and only warns, which OIIO does not pass on; libpng never reaches the end
-    chunk), while its other readers (TIFF, DPX, EXR, HDR) fail on a short file themselves."""
+def incomplete(p: Path, format_name: str) -> str:
+    """What is missing from a JPEG or PNG file that ends before its end marker ("" when it is whole): OIIO reads
+    such files without an error (libjpeg fills the missing rows with grey and only warns, which OIIO does not pass
+    on; libpng never reaches the end chunk), while its other readers (TIFF, DPX, EXR, HDR) fail on a short file
+    themselves."""
     check = {"jpeg": _jpeg_end, "png": _png_end}.get(format_name)
-    missing = check(p) if check else ""
+    return check(p) if check else ""
+
+
+def check_complete(p: Path, format_name: str) -> None:
+    """Refuse a file cut short (``incomplete``)."""
+    missing = incomplete(p, format_name)
     if missing:
         raise FhdrError(f"{p}: cannot read: {TRUNCATED.format(missing)}")
 
@@ -280,8 +286,9 @@ def check_buffer(buf: oiio.ImageBuf) -> None:
         p, message = Path(buf.name), _error_text(buf.geterror)
         reason = "no such file" if buf.name and not p.exists() else _explain(p, message)
         raise FhdrError(f"cannot read {buf.name or 'the image'}: {reason}")
-    if buf.name and os.path.isfile(buf.name):
-        check_complete(Path(buf.name), buf.file_format_name)
+    missing = incomplete(Path(buf.name), buf.file_format_name) if buf.name and os.path.isfile(buf.name) else ""
+    if missing:
+        raise FhdrError(f"cannot read {buf.name}: {TRUNCATED.format(missing)}")
 
 
 def _colour_part(p: Path, parts: int) -> int:

@@ -136,7 +136,7 @@ def test_jpeg_and_png_cut_short_say_so(tmp_path):
         cut.write_bytes(whole.read_bytes()[:-1])
         with pytest.raises(FhdrError, match=rf"cut\.{suffix}: cannot read: the file is cut short"):
             read_image(cut)
-        with pytest.raises(FhdrError, match=rf"cut\.{suffix}: cannot read: the file is cut short"):
+        with pytest.raises(FhdrError, match=rf"cannot read \S*cut\.{suffix}: the file is cut short"):
             check_buffer(oiio.ImageBuf(str(cut)))
 
 
