@@ -53,6 +53,7 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
         "fhdr:total_steps": str(prior["steps"] + ck["step"]),
         "fhdr:total_seconds": f"{prior['seconds'] + ck.get('seconds', 0.0):.0f}",
         "fhdr:init": prior["init"],
+        "fhdr:architecture": cfg.get("arch", "fhdr"),
         "fhdr:crop": str(cfg["crop"]),
         "fhdr:batch": str(cfg["batch"]),
         "fhdr:lr": str(cfg["lr"]),
@@ -60,9 +61,13 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
         "fhdr:version": __version__,
         "fhdr:exported_on": platform.platform(),
     }
-    for key in ("pu21_clipped", "gain_clipped", "worst_all"):
+    for key in ("pu21_clipped", "gain_clipped", "worst_all", "unclipped_max", "log_lift_median", "log_lift_min"):
         if key in val:
             meta[f"fhdr:val_{key}"] = f"{val[key]:.3f}"
+    if "hollow" in val:
+        meta["fhdr:val_hollow"] = ",".join(val["hollow"])
+    if val.get("cases"):
+        meta["fhdr:val_cases"] = ",".join(sorted({c["case"].split("@")[0] for c in val["cases"]}))
     meta.update(extra)
     return meta
 
