@@ -2,8 +2,10 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
@@ -119,3 +121,56 @@ def test_nuke_host_is_torchscript_only_and_its_options_need_it(tmp_path):
     space = runner.invoke(app, ["export", "--host", "nuke", "--working-space", "XYZ", str(tmp_path / "m.pt")])
     assert space.exit_code == 1 and "unknown working space 'XYZ'" in space.output
     assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def libtorch_host(tmp_path_factory):
+    """hooks/nuke/libtorch_host.cpp built against the installed torch wheel's libtorch (its headers and libraries)."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++) to build the libtorch host")
+    root = Path(torch.__file__).parent
+    binary = tmp_path_factory.mktemp("host") / "libtorch_host"
+    source = Path(__file__).parent.parent / "hooks" / "nuke" / "libtorch_host.cpp"
+    build = subprocess.run(
+        [compiler, "-std=c++20", "-O1", "-w", str(source), "-o", str(binary),
+         f"-I{root / 'include'}", f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+         f"-L{root / 'lib'}", "-ltorch", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{root / 'lib'}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    return binary
+
+
+def test_a_libtorch_host_runs_the_dropin_as_nuke_does(tmp_path, plate, libtorch_host):
+    """The export, loaded by C++ through libtorch alone (as Nuke's Inference node loads it), gives fhdr convert's
+    pixels, with the strength set as a knob, in float32 and half."""
+    png, rgb = plate
+    module = tmp_path / "fhdr_nuke.pt"
+    result = CliRunner().invoke(app, ["export", "--host", "nuke", str(module)])
+    assert result.exit_code == 0, result.output
+    h, w = rgb.shape[:2]
+    frame = tmp_path / "in.f32"
+    scene_linear = color.convert(rgb, "srgb_tx", "lin_rec709").transpose(2, 0, 1)
+    np.ascontiguousarray(scene_linear, np.float32).tofile(frame)
+
+    def host(*extra: str) -> np.ndarray:
+        out = tmp_path / "out.f32"
+        run = subprocess.run(
+            [str(libtorch_host), str(module), str(frame), str(h), str(w), str(out), *extra],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert f"libtorch {torch.__version__.split('+')[0]}" in run.stdout
+        return np.fromfile(out, np.float32).reshape(3, h, w).transpose(1, 2, 0)
+
+    reference = convert(png, tmp_path / "ref.exr", "lin_rec709")
+    stronger = convert(png, tmp_path / "strong.exr", "lin_rec709", "--strength", "2")
+    assert (reference.max(axis=-1) > 1.05).sum() > 50, "the plate must exercise the network"
+    np.testing.assert_allclose(host(), reference, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(host("2.0"), stronger, rtol=1e-3, atol=1e-5)
+    extra = {"fhdr.json": ""}
+    torch.jit.load(str(module), _extra_files=extra)
+    half = host("1.0", "half")
+    np.testing.assert_allclose(half, reference, rtol=half_tolerance(json.loads(extra["fhdr.json"])), atol=1e-4)
+    assert np.abs(half - reference).max() > 0, "half precision really ran"
