@@ -174,3 +174,16 @@ def test_a_libtorch_host_runs_the_dropin_as_nuke_does(tmp_path, plate, libtorch_
     half = host("1.0", "half")
     np.testing.assert_allclose(half, reference, rtol=half_tolerance(json.loads(extra["fhdr.json"])), atol=1e-4)
     assert np.abs(half - reference).max() > 0, "half precision really ran"
+
+
+def test_a_half_frame_into_the_float_module_comes_back_half(tmp_path, plate):
+    """Nuke may hand a float module a half frame: it runs at the module's own precision, in the frame's dtype out."""
+    _, rgb = plate
+    module = tmp_path / "fhdr_nuke.pt"
+    assert CliRunner().invoke(app, ["export", "--host", "nuke", str(module)]).exit_code == 0
+    loaded = torch.jit.load(str(module))
+    x = torch.from_numpy(np.ascontiguousarray(color.convert(rgb, "srgb_tx", "lin_rec709").transpose(2, 0, 1)[None]))
+    with torch.inference_mode():
+        full, half = loaded(x), loaded(x.half())
+    assert half.dtype == torch.half and full.dtype == torch.float32
+    np.testing.assert_allclose(half.float().numpy(), full.numpy(), rtol=2**-10, atol=1e-4)
