@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/soak.py                         # 500 frames of 64x48 through the local executor
     .venv/bin/python benchmarks/soak.py --executor ray --frames 500
 
-After frame 50 and at the last frame (both while the run is going) it records the resident memory of the process that converts (for Ray: the
-driver and every worker, summed), its threads and its open file descriptors, and the frames/s of each block of 50
-frames. Printed as ratios (last / after 50), never asserted: memory within 10 % and threads and files unchanged
-mean nothing leaks. See benchmarks/README.md.
+After frame 50 and at the last frame (both while the run is going) it records the resident memory of the
+process that converts (for Ray: the driver and every worker, summed), its threads and its open file descriptors,
+and the frames/s of each block of 50 frames. Printed as ratios (last / after 50), never asserted: memory within
+10 % and threads and files unchanged mean nothing leaks. See benchmarks/README.md.
 """
 
 from __future__ import annotations
