@@ -58,8 +58,8 @@ def model_metadata(spec: ModelSpec) -> dict[str, str]:
 
 def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, dict[str, str]]:
     """The network of a shipped weights file (of its ``fhdr:architecture``, FHDR when absent) and its metadata;
-    ``iterations``, when given, must be the count
-    the weights were trained with (FHDR's iterations share weights, but other counts switch the expansion off)."""
+    ``iterations``, when given, must be the count the weights were trained with (FHDR's iterations share weights,
+    but other counts switch the expansion off)."""
     data = read_checked(spec)
     meta = metadata_of(data, str(spec.path))
     trained = int(meta["fhdr:iterations"])
