@@ -10,8 +10,10 @@ with non-blocking copies, the next batch queued before the last one is stitched)
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 
@@ -24,7 +26,11 @@ from fhdr_plugin.model import CONTEXT_FACTOR, FHDR, FHDRContext, receptive_radiu
 from fhdr_plugin.params import AUTO_TILE, PRECISIONS, LdrToHdrParams, check_choice
 from fhdr_plugin.weights import load_model
 
+log = logging.getLogger("fhdr")
+
 BACKENDS = ("torch", "onnxruntime")
+#: Seconds between progress lines while one frame's tiles run (a long single-image convert is not silent).
+PROGRESS_EVERY = 10.0
 #: Bytes of activation memory per pixel of a float32 tile, measured at 1 iteration (a 1080p frame takes ~6 GB).
 BYTES_PER_PIXEL = 3000
 MAX_TILE = 1024
@@ -259,12 +265,18 @@ class Engine:
         out = np.empty((h, w, 3), dtype=np.float32)
         coarse = self._coarse(ldr)
         pending = None
+        start = last = time.monotonic()
         for i in range(0, len(jobs), self.batch):
             chunk = jobs[i : i + self.batch]
             launched = self._launch(ldr, [(sy, sx) for sy, sx, _, _ in chunk], coarse)
             if pending is not None:
                 self._stitch(out, *pending)
             pending = (chunk, launched)
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY:
+                last = now
+                left = (now - start) / (i + len(chunk)) * (len(jobs) - i - len(chunk))
+                log.info("%dx%d: %d of %d tiles, about %.0f s left", w, h, i + len(chunk), len(jobs), left)
         self._stitch(out, *pending)
         return out
 

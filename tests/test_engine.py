@@ -1,9 +1,12 @@
 """The engine: tiled inference equals a full-frame pass, devices and precisions are validated."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 
+from fhdr_plugin import engine as engine_module
 from fhdr_plugin.engine import Engine, auto_tile, resolve_precision, select_device, tiles
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.model import FHDR
@@ -80,3 +83,12 @@ def test_bfloat16_on_cpu_stays_close_to_float32(model):
 def test_auto_tile_is_bounded():
     t = auto_tile(torch.device("cpu"), 1)
     assert 64 <= t <= 1024 and t % 64 == 0
+
+
+def test_a_long_frame_logs_its_progress_over_tiles(model, monkeypatch, caplog):
+    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", 0.0)  # every tile counts as long
+    frame = np.random.default_rng(2).uniform(0, 1, (150, 140, 3)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="fhdr"):
+        Engine(model, "cpu", "float32", tile=64).run(frame)
+    lines = [r.getMessage() for r in caplog.records if "tiles" in r.getMessage()]
+    assert lines[0].startswith("140x150: 1 of 9 tiles") and lines[-1].startswith("140x150: 9 of 9 tiles, about 0 s")
