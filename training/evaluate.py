@@ -22,7 +22,7 @@ from fhdr_plugin import color
 from fhdr_plugin.node import LdrToHdrParams, predict_linear
 from training.baselines import BASELINES
 from training.data import Synthesis, expose, load_pair, paired_files, read_rgb, srgb_encode, synthesise, well_exposed
-from training.highlights import depth_ratios, hollow, log_lift, unclipped_change
+from training.highlights import figures, hollow
 from training.metrics import METRICS, REGIONS, clipped_ratio, score
 from training.views import brightest_view, is_panorama
 
@@ -325,9 +325,7 @@ def evaluate(
                 "clipped": float(case.clipped.mean()),
                 "truth_ratio": truth_ratio,
                 "ratio": ratio,
-                "log_lift": log_lift(ratio, truth_ratio),
-                "unclipped_change": unclipped_change(preds[REPORTED], linear, case.ldr),
-                **depth_ratios(preds[REPORTED], case.hdr, linear, case.clipped),
+                **figures(preds[REPORTED], case.hdr, linear, case.ldr, case.clipped, ratio, truth_ratio),
                 "size": [case.ldr.shape[1], case.ldr.shape[0]],
                 "scores": scores,
             }

@@ -75,6 +75,23 @@ def depth_ratios(output: np.ndarray, truth: np.ndarray, linear: np.ndarray, clip
     }
 
 
+def figures(
+    output: np.ndarray,
+    truth: np.ndarray,
+    linear: np.ndarray,
+    display: np.ndarray,
+    clipped: np.ndarray,
+    ratio: float,
+    truth_ratio: float,
+) -> dict[str, float]:
+    """Every figure of this module for one case: ``log_lift``, ``unclipped_change`` and the ``depth_ratios``."""
+    return {
+        "log_lift": log_lift(ratio, truth_ratio),
+        "unclipped_change": unclipped_change(output, linear, display),
+        **depth_ratios(output, truth, linear, clipped),
+    }
+
+
 def hollow(row: dict[str, float], margin: float = 1.05) -> bool:
     """Whether a case came out dimmer inside its clipped areas than at their rim where the truth is brighter inside."""
     if any(math.isnan(row[k]) for k in ("out_edge", "out_inner", "truth_edge", "truth_inner")):

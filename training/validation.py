@@ -20,7 +20,7 @@ from fhdr_plugin.engine import Engine
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.node import LdrToHdrParams, reconstruct
 from training.evaluate import GUARD_DB, INPUT_SPACE, Case
-from training.highlights import depth_ratios, hollow, log_lift, unclipped_change
+from training.highlights import figures, hollow
 from training.metrics import clipped_ratio, pu21_psnr
 
 log = logging.getLogger("fhdr.validation")
@@ -105,9 +105,7 @@ def validate(
                 "base_all": case.base_all,
                 "ratio": ratio,
                 "truth_ratio": case.truth_ratio,
-                "log_lift": log_lift(ratio, case.truth_ratio),
-                "unclipped_change": unclipped_change(hdr, case.linear, case.display),
-                **depth_ratios(hdr, case.hdr, case.linear, case.clipped),
+                **figures(hdr, case.hdr, case.linear, case.display, case.clipped, ratio, case.truth_ratio),
             }
         )
     worst = min(r["pu21_all"] - r["base_all"] for r in rows)
