@@ -146,7 +146,7 @@ def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
     ).batch(4))  # fmt: skip
     out = torch.rand_like(tgt) * 0.6
     meta = {"fhdr:headroom": str(SYN.headroom), "fhdr:encoding": SYN.encoding}
-    composite = 0.0
+    composite = kept = 0.0
     for i in range(len(ldr)):
         display = ldr[i].permute(1, 2, 0).numpy()
         linear = data.srgb_decode(display)
@@ -154,9 +154,16 @@ def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
         weight = scale.blend_weight(display, *NODE_BLEND)
         err = np.abs(encode(node, SYN.headroom, SYN.encoding) - tgt[i].permute(1, 2, 0).numpy())
         composite += float((weight * err).mean()) / len(ldr)
+        truth = decode(tgt[i].permute(1, 2, 0).numpy(), meta)
+        measured = (display < 1.0 - 0.5 / 255) & (truth < 1.0) & (weight > 0)
+        change = np.abs(encode(node, SYN.headroom, SYN.encoding) - encode(linear, SYN.headroom, SYN.encoding))
+        kept += float((measured * change).mean()) / len(ldr)
+    assert kept > 0.0  # the crops have measured channels in the ramp, and a random prediction lifts some
     raw = float((out - tgt).abs().mean())
-    got = FHDRLoss(focus=0.9, headroom=SYN.headroom)([out], tgt, ldr).item()
+    got = FHDRLoss(focus=0.9, headroom=SYN.headroom, keep=0.0)([out], tgt, ldr).item()
     assert got == pytest.approx(composite + 0.1 * raw, rel=1e-3)
+    both = FHDRLoss(focus=0.9, headroom=SYN.headroom, keep=2.0)([out], tgt, ldr).item()
+    assert both == pytest.approx(composite + 0.1 * raw + 2.0 * kept, rel=1e-3)
     # a prediction below the input in the blended pixels changes nothing in the node's output: only the raw term sees it
     low = FHDRLoss(focus=1.0, headroom=SYN.headroom)([torch.zeros_like(tgt)], tgt, ldr).item()
     lin = torch.from_numpy(encode(data.srgb_decode(ldr.numpy()), SYN.headroom, SYN.encoding))

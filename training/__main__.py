@@ -86,6 +86,7 @@ def train_cmd(
     encoding: str = typer.Option("mu-law", help="Output encoding: mu-law or linear (see fhdr_plugin/encoding.py)."),
     focus: float = typer.Option(0.9, help="Loss weight of the pixels the anchored blend takes from the network."),
     loss: str = typer.Option("composite", help="composite (L1 of the node's anchored output) or weighted."),
+    keep: float = typer.Option(1.0, help="Loss weight of the measured channels the blend must keep as the plate."),
     clip_min: float = 0.002,
     clip_max: float = 0.12,
     precision: str = typer.Option("float32", help="float32, or bfloat16 autocast of the forward pass."),
@@ -127,6 +128,7 @@ def train_cmd(
         threads=threads,
         focus=focus,
         loss=loss,
+        keep=keep,
         precision=precision,
     )
     if paired is not None:

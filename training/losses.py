@@ -9,6 +9,10 @@ losses are offered, both L1 on μ-law values of HDR / headroom:
   keeps the raw mode well-behaved and gives a gradient where the composite has none (a prediction below the
   input). Raising a well-measured near-white pixel costs as much as it does in the node's output.
 - ``weighted``: L1 of the raw output with each pixel weighted 1 − focus + focus × w.
+
+Both add ``keep`` × L1 between the composite and the linearised plate over the channels the camera measured (below
+white in the plate and in the truth) that the blend ramp reaches: the node must return those as the plate, so the
+network learns to predict no lift there, and so learns a colour for the clipped channels that fits the kept ones.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class FHDRLoss(nn.Module):
         focus: float = 0.9,
         blend: tuple[float, float] = NODE_BLEND,
         kind: str = "composite",
+        keep: float = 1.0,
     ) -> None:
         super().__init__()
         if kind not in LOSSES:
@@ -53,6 +58,7 @@ class FHDRLoss(nn.Module):
         self.focus = focus
         self.blend = blend
         self.kind = kind
+        self.keep = keep
 
     def tone(self, x: torch.Tensor) -> torch.Tensor:
         """μ-law values of a network output or target."""
@@ -64,21 +70,35 @@ class FHDRLoss(nn.Module):
         node = maths.anchored(maths.srgb_decode(ldr), ldr, predicted, *self.blend)
         return maths.encode(node, self.headroom, MU)
 
-    def term(self, out: torch.Tensor, tgt: torch.Tensor, ldr: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def measured(self, gt: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
+        """1 for the channels the camera measured (below white in the plate and in the truth), 0 elsewhere."""
+        truth = maths.decode(gt, self.headroom, MU) if self.encoding == "mu-law" else gt * self.headroom
+        return ((ldr < 1.0 - 0.5 / 255.0) & (truth < 1.0)).to(gt.dtype)
+
+    def term(
+        self, out: torch.Tensor, tgt: torch.Tensor, ldr: torch.Tensor, weight: torch.Tensor, kept: torch.Tensor
+    ) -> torch.Tensor:
         """The L1 part for one output (plain means, so that slices of a batch under DDP average to it)."""
         raw = (self.tone(out) - tgt).abs()
+        node = self.composite(out, ldr) if self.kind == "composite" or self.keep else raw
         if self.kind == "weighted":
-            return (raw * (1.0 - self.focus + self.focus * weight)).mean()
-        return (weight * (self.composite(out, ldr) - tgt).abs()).mean() + (1.0 - self.focus) * raw.mean()
+            l1 = (raw * (1.0 - self.focus + self.focus * weight)).mean()
+        else:
+            l1 = (weight * (node - tgt).abs()).mean() + (1.0 - self.focus) * raw.mean()
+        if not self.keep:
+            return l1
+        plate = maths.encode(maths.srgb_decode(ldr), self.headroom, MU)
+        return l1 + self.keep * (kept * (node - plate).abs()).mean()
 
     def forward(self, outputs: list[torch.Tensor], gt: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
         """The loss of a list of iteration outputs against one target, for the LDR input they came from."""
         tgt = self.tone(gt)
         weight = maths.blend_weight(ldr, *self.blend)
+        kept = self.measured(gt, ldr) * (weight > 0).to(gt.dtype)
         total = gt.new_zeros(())
         for out in outputs:
             out = out.float()
-            total = total + self.term(out, tgt, ldr, weight)
+            total = total + self.term(out, tgt, ldr, weight, kept)
             if self.perceptual is not None:
                 total = total + self.vgg_weight * self.perceptual(self.tone(out), tgt)
         return total / len(outputs)

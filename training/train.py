@@ -44,6 +44,7 @@ class TrainConfig:
     threads: int = 0
     focus: float = 0.9  # weight of the anchored blend's pixels in the loss (see losses.py)
     loss: str = "composite"  # or "weighted" (see losses.py)
+    keep: float = 1.0  # weight of the measured channels kept as the plate (see losses.py)
     precision: str = "float32"  # or "bfloat16": autocast of the forward pass
     channels_last: bool = True
 
@@ -195,7 +196,9 @@ def train_loop(
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    loss_fn = FHDRLoss(perceptual, encoding=syn.encoding, headroom=syn.headroom, focus=cfg.focus, kind=cfg.loss)
+    loss_fn = FHDRLoss(
+        perceptual, encoding=syn.encoding, headroom=syn.headroom, focus=cfg.focus, kind=cfg.loss, keep=cfg.keep
+    )
     loss_fn = loss_fn.to(dev)
     step, best, seconds = 0, -float("inf"), 0.0
     last = out_dir / "last.pt"
