@@ -232,8 +232,38 @@ def test_camera_family_curves_noise_and_jpeg():
     assert jpeg.shape == plain.shape and jpeg.min() >= 0.0 and jpeg.max() <= 1.0
     assert 0 < np.abs(jpeg - plain).mean() < 0.02  # compressed, but the same picture
     curved = [data.synthesise(rel, np.random.default_rng(i), Synthesis(jpeg=0.0)) for i in range(8)]
-    assert len({round(float(c.mean()), 4) for c in curved}) == 8  # each camera renders the scene differently
+    assert len({round(float(c.mean()), 6) for c in curved}) == 8  # each camera renders the scene differently
     x = np.linspace(0.0, 4.0, 401)
     rolled = data.shoulder(x, 0.7)
     assert np.array_equal(rolled[x <= 0.7], x[x <= 0.7])
     assert np.all(np.diff(rolled) > 0) and rolled.max() < 1.0
+
+
+def test_a_shot_is_one_scene_through_one_camera_shifted_and_renoised():
+    hdr = data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))
+    crops = HDRCrops([hdr], 32, Synthesis(noise=0.01, jpeg=0.0, focus=1.0), seed=5)
+    (ldr_a, tgt_a), (ldr_b, tgt_b) = crops.shot(2)
+    assert ldr_a.shape == ldr_b.shape == tgt_a.shape == tgt_b.shape == (32, 32, 3)
+    assert not np.array_equal(tgt_a, tgt_b)  # shifted by a fraction of a pixel
+    assert np.corrcoef(tgt_a.ravel(), tgt_b.ravel())[0, 1] > 0.9  # but the same picture
+    assert not np.array_equal(ldr_a, ldr_b)
+    ldr, tgt = crops.batch(4, frames=2)
+    assert ldr.shape == tgt.shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="whole shots"):
+        crops.batch(3, frames=2)
+
+
+def test_a_shift_resamples_between_pixels():
+    img = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    assert np.array_equal(data.subpixel_shift(img, 0.0, 0.0), img[:2, :3])
+    assert np.allclose(data.subpixel_shift(img, 0.5, 0.5), (img[:2, :3] + img[1:, 1:] + img[:2, 1:] + img[1:, :3]) / 4)
+
+
+def test_one_camera_renders_the_same_curve_with_new_noise():
+    rel = data.expose(scene(), 0.05)
+    camera = data.Camera.draw(np.random.default_rng(2), Synthesis(noise=0.01, jpeg=0.0, shoulder=0.0))
+    a, b = (camera.render(rel, np.random.default_rng(s)) for s in (0, 1))
+    assert not np.array_equal(a, b)
+    assert np.abs(a - b).mean() < 0.01
+    clean = data.Camera(gamma=camera.gamma, contrast=camera.contrast).render(rel, np.random.default_rng(0))
+    assert np.abs(a - clean).mean() < 0.01  # the noise is the only difference

@@ -11,7 +11,7 @@ import torch
 from conftest import shared, write_image
 from typer.testing import CliRunner
 
-from fhdr_plugin import scale
+from fhdr_plugin import maths, scale
 from fhdr_plugin.encoding import decode, encode
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.model import FHDR
@@ -44,11 +44,11 @@ class CrashingCrops(HDRCrops):
         self.limit = limit
         self.calls = 0
 
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, size: int, frames: int = 1) -> tuple[np.ndarray, np.ndarray]:
         if self.calls == self.limit:
             raise Interrupted
         self.calls += 1
-        return super().batch(size)
+        return super().batch(size, frames)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,16 @@ def test_resume_after_a_crash_gives_the_weights_of_an_uninterrupted_run(images, 
         assert torch.equal(straight[name], resumed[name]), name
     # and the weights did move away from the checkpoint the resumed run started from
     assert not all(torch.equal(checkpoint["model"][n], resumed[n]) for n in resumed)
+
+
+def test_training_with_the_consistency_term_takes_shots_of_two_frames(images, tmp_path: Path):
+    train(tiny(2, consistency=1.0, checkpoint_every=2), HDRCrops(images, 32, SYN, seed=0), None, tmp_path, SYN)
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert checkpoint["step"] == 2 and checkpoint["config"]["consistency"] == 1.0
+    assert "steadiness over two frames" in checkpoint_metadata(checkpoint, {})["fhdr:loss"]
+    with pytest.raises(ValueError, match="whole shots of 2"):
+        odd = TrainConfig(crop=32, batch=3, steps=2, threads=1, consistency=1.0)
+        train(odd, HDRCrops(images, 32, SYN, seed=0), None, tmp_path / "odd", SYN)
 
 
 def test_train_command_on_the_paired_layout(images, tmp_path: Path):
@@ -209,3 +219,23 @@ def synthetic_cases_of(images: list[np.ndarray], fractions: tuple[float, ...]) -
             ldr = data.synthesise(rel, np.random.default_rng(0), data.Synthesis.plain())
             cases.append(Case("crop", f, ldr, rel))
     return cases
+
+
+def test_the_consistency_term_is_the_change_of_the_error_between_frames_of_a_shot():
+    crops = HDRCrops([data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))], 32, SYN, seed=2)
+    ldr, tgt = (torch.from_numpy(a) for a in crops.batch(4, frames=2))
+    out = torch.rand_like(tgt) * 0.6
+    plain = FHDRLoss(headroom=SYN.headroom, keep=0.0)
+    steady = FHDRLoss(headroom=SYN.headroom, keep=0.0, consistency=3.0, frames=2)
+    extra = steady([out], tgt, ldr).item() - plain([out], tgt, ldr).item()
+    node = plain.composite(out, ldr)
+    err = (node - tgt).reshape(2, 2, 3, 32, 32)
+    weight = maths.blend_weight(ldr, *NODE_BLEND).reshape(2, 2, 3, 32, 32).amax(dim=1)
+    expected = float((weight * (err[:, 1] - err[:, 0]).abs()).sum()) / tgt.numel()
+    assert expected > 0.0
+    assert extra == pytest.approx(3.0 * expected, rel=1e-3)
+    # a shot whose two frames are one picture has nothing to be unsteady about
+    same_ldr, same_tgt = ldr[0::2].repeat_interleave(2, 0), tgt[0::2].repeat_interleave(2, 0)
+    same_out = out[0::2].repeat_interleave(2, 0)
+    gap = steady([same_out], same_tgt, same_ldr).item() - plain([same_out], same_tgt, same_ldr).item()
+    assert gap == pytest.approx(0.0, abs=1e-7)

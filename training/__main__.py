@@ -87,6 +87,7 @@ def train_cmd(
     focus: float = typer.Option(0.9, help="Loss weight of the pixels the anchored blend takes from the network."),
     loss: str = typer.Option("composite", help="composite (L1 of the node's anchored output) or weighted."),
     keep: float = typer.Option(1.0, help="Loss weight of the measured channels the blend must keep as the plate."),
+    consistency: float = typer.Option(0.0, help="Loss weight of steadiness over two shifted, re-noised frames."),
     clip_min: float = 0.002,
     clip_max: float = 0.12,
     precision: str = typer.Option("float32", help="float32, or bfloat16 autocast of the forward pass."),
@@ -108,6 +109,8 @@ def train_cmd(
         raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
     if precision not in ("float32", "bfloat16"):
         raise typer.BadParameter("--precision must be float32 or bfloat16")
+    if consistency and paired is not None:
+        raise typer.BadParameter("--consistency needs HDR-only --data (a pair is one frame of its scene)")
     if validate_every % checkpoint_every:
         raise typer.BadParameter("--validate-every must be a multiple of --checkpoint-every")
     val_stems = {s for s in val.split(",") if s}
@@ -129,6 +132,7 @@ def train_cmd(
         focus=focus,
         loss=loss,
         keep=keep,
+        consistency=consistency,
         precision=precision,
     )
     if paired is not None:

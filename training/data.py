@@ -134,23 +134,58 @@ def jpeg_roundtrip(ldr: np.ndarray, quality: int) -> np.ndarray:
         return read_rgb(Path(path))
 
 
+@dataclass(frozen=True)
+class Camera:
+    """One camera drawn from a ``Synthesis``: its noise level, highlight shoulder, response curve and JPEG quality.
+
+    ``render`` takes a new noise draw each time, so one camera can photograph one scene twice, as a shot does.
+    """
+
+    noise: float = 0.0
+    knee: float | None = None
+    gamma: float = 1.0
+    contrast: float = 0.0
+    jpeg_quality: int | None = None
+    bits: int = 8
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, syn: Synthesis) -> Camera:
+        """A random camera of the family ``syn`` describes."""
+        noise = rng.uniform(0.0, syn.noise) if syn.noise else 0.0
+        knee = rng.uniform(0.6, 0.9) if syn.shoulder and rng.random() < syn.shoulder else None
+        gamma = math.exp(rng.uniform(-syn.gamma_jitter, syn.gamma_jitter))
+        contrast = rng.uniform(-0.5 * syn.contrast, syn.contrast) if syn.contrast else 0.0
+        jpeg = syn.jpeg and rng.random() < syn.jpeg
+        quality = int(rng.integers(syn.jpeg_quality[0], syn.jpeg_quality[1] + 1)) if jpeg else None
+        return cls(noise, knee, gamma, contrast, quality, syn.bits)
+
+    def render(self, hdr_rel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """An LDR image in [0, 1] of HDR whose white is 1: noise, shoulder, clip, curve, quantise, JPEG."""
+        x = np.maximum(hdr_rel, 0.0)
+        if self.noise:
+            x = x + rng.normal(0.0, self.noise, x.shape) * np.sqrt(np.clip(x, 0.0, 1.0))
+        if self.knee is not None:
+            x = shoulder(x, self.knee)
+        y = np.power(srgb_encode(np.clip(x, 0.0, 1.0)), self.gamma)
+        if self.contrast:
+            y = (1.0 - self.contrast) * y + self.contrast * y * y * (3.0 - 2.0 * y)
+        levels = 2**self.bits - 1
+        ldr = (np.round(y * levels) / levels).astype(np.float32)
+        if self.jpeg_quality is not None:
+            ldr = jpeg_roundtrip(ldr, self.jpeg_quality)
+        return ldr
+
+
 def synthesise(hdr_rel: np.ndarray, rng: np.random.Generator, syn: Synthesis) -> np.ndarray:
-    """A camera-like LDR image in [0, 1] from HDR whose white is 1: noise, shoulder, clip, curve, quantise, JPEG."""
-    x = np.maximum(hdr_rel, 0.0)
-    if syn.noise:
-        x = x + rng.normal(0.0, rng.uniform(0.0, syn.noise), x.shape) * np.sqrt(np.clip(x, 0.0, 1.0))
-    if syn.shoulder and rng.random() < syn.shoulder:
-        x = shoulder(x, rng.uniform(0.6, 0.9))
-    y = srgb_encode(np.clip(x, 0.0, 1.0))
-    y = np.power(y, math.exp(rng.uniform(-syn.gamma_jitter, syn.gamma_jitter)))
-    if syn.contrast:
-        c = rng.uniform(-0.5 * syn.contrast, syn.contrast)
-        y = (1.0 - c) * y + c * y * y * (3.0 - 2.0 * y)
-    levels = 2**syn.bits - 1
-    ldr = (np.round(y * levels) / levels).astype(np.float32)
-    if syn.jpeg and rng.random() < syn.jpeg:
-        ldr = jpeg_roundtrip(ldr, int(rng.integers(syn.jpeg_quality[0], syn.jpeg_quality[1] + 1)))
-    return ldr
+    """A camera-like LDR image in [0, 1] from HDR whose white is 1, through a camera drawn from ``syn``."""
+    return Camera.draw(rng, syn).render(hdr_rel, rng)
+
+
+def subpixel_shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """``img`` (H + 1, W + 1, C) resampled bilinearly at an offset of (``dy``, ``dx``) in [0, 1): (H, W, C)."""
+    a, b = img[:-1, :-1], img[:-1, 1:]
+    c, d = img[1:, :-1], img[1:, 1:]
+    return (1 - dy) * ((1 - dx) * a + dx * b) + dy * ((1 - dx) * c + dx * d)
 
 
 def white_balance(rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -233,6 +268,11 @@ class HDRCrops:
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One (LDR, target) pair, each (crop, crop, 3) float32."""
+        return self.shot(1)[0]
+
+    def shot(self, frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``frames`` (LDR, target) pairs of one crop through one camera: the first as ``sample`` draws it, each
+        other one shifted by a random sub-pixel offset and with its own noise and JPEG, as the frames of a shot."""
         while True:
             levels = self.levels[self.rng.choice(len(self.levels), p=self.weights)]
             level = levels[int(self.rng.integers(len(levels)))]
@@ -242,14 +282,26 @@ class HDRCrops:
             if not math.isfinite(white) or white <= 1e-6:
                 continue
             y, x = self._window(level, clipped)
-            rel = augment(level.image[y : y + self.crop, x : x + self.crop], self.rng) / white
+            c = self.crop + (frames > 1)  # a shifted frame resamples one more row and column
+            if frames > 1:
+                y, x = max(0, min(y, level.image.shape[0] - c)), max(0, min(x, level.image.shape[1] - c))
+            window = level.image[y : y + c, x : x + c]
+            if window.shape[:2] != (c, c):
+                continue
+            window = augment(window, self.rng) / white
             if self.syn.white_balance:
-                rel = rel * white_balance(self.rng, self.syn.white_balance)
-            return synthesise(rel, self.rng, self.syn), target(rel, self.syn)
+                window = window * white_balance(self.rng, self.syn.white_balance)
+            camera = Camera.draw(self.rng, self.syn)
+            rels = [window[: self.crop, : self.crop]]
+            rels += [subpixel_shift(window, *self.rng.uniform(0.0, 1.0, 2)) for _ in range(frames - 1)]
+            return [(camera.render(rel, self.rng), target(rel, self.syn)) for rel in rels]
 
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``size`` pairs stacked as (N, 3, crop, crop) arrays."""
-        pairs = [self.sample() for _ in range(size)]
+    def batch(self, size: int, frames: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` pairs stacked as (N, 3, crop, crop) arrays: ``size // frames`` shots of ``frames`` consecutive
+        pairs (``shot``), or ``size`` independent pairs for 1."""
+        if size % frames:
+            raise ValueError(f"a batch of {size} does not hold whole shots of {frames} frames")
+        pairs = [p for _ in range(size // frames) for p in (self.shot(frames) if frames > 1 else [self.sample()])]
         ldr = np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2)
         hdr = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(ldr), np.ascontiguousarray(hdr)

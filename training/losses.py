@@ -13,6 +13,11 @@ losses are offered, both L1 on μ-law values of HDR / headroom:
 Both add ``keep`` × L1 between the composite and the linearised plate over the channels the camera measured (below
 white in the plate and in the truth) that the blend ramp reaches: the node must return those as the plate, so the
 network learns to predict no lift there, and so learns a colour for the clipped channels that fits the kept ones.
+
+With ``frames`` > 1 the batch holds shots of that many consecutive crops (``training.data.HDRCrops.shot``: one
+scene, sub-pixel shifts, new noise and JPEG), and ``consistency`` × L1 of the change of the composite's error from
+each shot's first frame to its others, over the blended channels, asks for a reconstruction that stays put where
+the truth does (the flicker of ``benchmarks/temporal.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class FHDRLoss(nn.Module):
         blend: tuple[float, float] = NODE_BLEND,
         kind: str = "composite",
         keep: float = 1.0,
+        consistency: float = 0.0,
+        frames: int = 1,
     ) -> None:
         super().__init__()
         if kind not in LOSSES:
@@ -59,6 +66,8 @@ class FHDRLoss(nn.Module):
         self.blend = blend
         self.kind = kind
         self.keep = keep
+        self.consistency = consistency
+        self.frames = frames
 
     def tone(self, x: torch.Tensor) -> torch.Tensor:
         """μ-law values of a network output or target."""
@@ -75,20 +84,29 @@ class FHDRLoss(nn.Module):
         truth = maths.decode(gt, self.headroom, MU) if self.encoding == "mu-law" else gt * self.headroom
         return ((ldr < 1.0 - 0.5 / 255.0) & (truth < 1.0)).to(gt.dtype)
 
+    def steady(self, node: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """L1 of the change of the composite's error from each shot's first frame, over the blended channels."""
+        n, c, h, w = node.shape
+        err = (node - tgt).reshape(n // self.frames, self.frames, c, h, w)
+        blended = weight.reshape(err.shape).amax(dim=1, keepdim=True)
+        return (blended * (err[:, 1:] - err[:, :1]).abs()).sum() / (n * c * h * w)
+
     def term(
         self, out: torch.Tensor, tgt: torch.Tensor, ldr: torch.Tensor, weight: torch.Tensor, kept: torch.Tensor
     ) -> torch.Tensor:
         """The L1 part for one output (plain means, so that slices of a batch under DDP average to it)."""
         raw = (self.tone(out) - tgt).abs()
-        node = self.composite(out, ldr) if self.kind == "composite" or self.keep else raw
+        node = self.composite(out, ldr) if self.kind == "composite" or self.keep or self.consistency else raw
         if self.kind == "weighted":
             l1 = (raw * (1.0 - self.focus + self.focus * weight)).mean()
         else:
             l1 = (weight * (node - tgt).abs()).mean() + (1.0 - self.focus) * raw.mean()
-        if not self.keep:
-            return l1
-        plate = maths.encode(maths.srgb_decode(ldr), self.headroom, MU)
-        return l1 + self.keep * (kept * (node - plate).abs()).mean()
+        if self.keep:
+            plate = maths.encode(maths.srgb_decode(ldr), self.headroom, MU)
+            l1 = l1 + self.keep * (kept * (node - plate).abs()).mean()
+        if self.consistency and self.frames > 1:
+            l1 = l1 + self.consistency * self.steady(node, tgt, weight)
+        return l1
 
     def forward(self, outputs: list[torch.Tensor], gt: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
         """The loss of a list of iteration outputs against one target, for the LDR input they came from."""

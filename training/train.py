@@ -45,6 +45,7 @@ class TrainConfig:
     focus: float = 0.9  # weight of the anchored blend's pixels in the loss (see losses.py)
     loss: str = "composite"  # or "weighted" (see losses.py)
     keep: float = 1.0  # weight of the measured channels kept as the plate (see losses.py)
+    consistency: float = 0.0  # weight of the steadiness over two frames of each shot (see losses.py); 0: none
     precision: str = "float32"  # or "bfloat16": autocast of the forward pass
     channels_last: bool = True
 
@@ -196,6 +197,9 @@ def train_loop(
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    frames = 2 if cfg.consistency else 1
+    if (cfg.batch // world) % frames:
+        raise ValueError(f"each process's share of the batch ({cfg.batch // world}) must hold whole shots of {frames}")
     loss_fn = FHDRLoss(
         perceptual, encoding=syn.encoding, headroom=syn.headroom, focus=cfg.focus, kind=cfg.loss, keep=cfg.keep
     )
@@ -222,7 +226,7 @@ def train_loop(
     mine = slice(rank * share, (rank + 1) * share)  # this process's share of each global batch
     t0, seen = time.time(), 0
     while step < cfg.steps:
-        ldr, hdr = (torch.from_numpy(a[mine]).to(dev) for a in train_data.batch(cfg.batch))
+        ldr, hdr = (torch.from_numpy(a[mine]).to(dev) for a in train_data.batch(cfg.batch, frames))
         ldr = ldr.contiguous(memory_format=layout)
         with autocast:
             outputs = net(ldr)
