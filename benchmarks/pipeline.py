@@ -89,7 +89,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
     params = {"device": args.device, "precision": args.precision, "tile": args.tile}
     p = LdrToHdrParams.from_kwargs(**params)
-    engine, meta = engine_for(p)
+    engine, meta = engine_for(p.engine)
 
     with tempfile.TemporaryDirectory(prefix="fhdr-bench-") as tmp:
         folder = Path(tmp)

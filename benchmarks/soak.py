@@ -76,7 +76,7 @@ def executor_of(name: str, params: LdrToHdrParams, workers: int):
 
 def run(args: argparse.Namespace) -> dict:
     """Convert the frames, taking the snapshots and block timings as results arrive."""
-    params = LdrToHdrParams(tile=0)
+    params = LdrToHdrParams.from_kwargs(tile=0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         jobs = plan(make_frames(folder, args.frames, args.width, args.height), str(folder / "out.####.exr"))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin import color, node
+from fhdr_plugin import color, node, scale
 from fhdr_plugin.params import LdrToHdrParams
 from training.data import Synthesis, downscale, expose, synthesise
 
@@ -98,12 +98,14 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     truth = pan(panorama(args.hdr or SHOTS[args.shot]), args.frames, args.width, args.height, args.clipped)
     rng = np.random.default_rng(0)
     ldr = [synthesise(frame, rng, Synthesis.plain()) for frame in truth]
-    params = LdrToHdrParams(precision=args.precision, tile=args.tile, strength=args.strength, model=args.model)
+    params = LdrToHdrParams.from_kwargs(
+        precision=args.precision, tile=args.tile, strength=args.strength, model=args.model
+    )
     start = time.perf_counter()
     fhdr = [node.predict_linear(frame, "srgb_tx", params)[0] for frame in ldr]
     seconds = (time.perf_counter() - start) / len(ldr)
     linear = [color.convert(frame, "srgb_tx", color.LINEAR_SPACE) for frame in ldr]
-    masks = [node.matte(frame, params)[..., 0] > 0 for frame in ldr]
+    masks = [scale.matte_of(frame, params.blend)[..., 0] > 0 for frame in ldr]
     result = {
         "frames": args.frames,
         "size": f"{args.width}x{args.height}",

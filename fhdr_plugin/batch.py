@@ -5,9 +5,10 @@
 The reader decodes the next frames while the model runs, and the writer encodes the previous ones, so the
 device does not wait on disk. A frame that cannot be read, converted or written is recorded as failed and
 the others carry on. Ctrl-C (or SIGTERM from a farm) stops after the write in progress: outputs are written
-atomically, so no partial file is left, and the frames not done are recorded as cancelled. ``run_batch`` takes
-any executor (``frames.Executor``): this module's ``LocalExecutor``, or ``ray_executor.RayExecutor``, which runs
-the same per-frame work (``frames.FrameWork``) on a Ray cluster.
+atomically, so no partial file is left, and the frames not done are recorded as cancelled; a host's cancel
+(``run_batch``'s ``cancelled``) stops the run the same way. ``run_batch`` takes any executor
+(``frames.Executor``): this module's ``LocalExecutor``, or ``ray_executor.RayExecutor``, which runs the same
+per-frame work (``frames.FrameWork``) on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +28,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fhdr_plugin.engine import describe_engine
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.frames import (
     CANCELLED,
@@ -39,11 +40,13 @@ from fhdr_plugin.frames import (
     Job,
     OnResult,
     engine_line,
+    engine_of,
     with_cancelled,
 )
 from fhdr_plugin.io import WriteOptions, make_folder, write_atomic
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import Params
 from fhdr_plugin.pipeline import check_paths
+from fhdr_plugin.registry import DEFAULT_OPERATION
 from fhdr_plugin.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
 from fhdr_plugin.terminal import bar_fits, sigterm_as_interrupt
 from fhdr_plugin.version import __version__
@@ -54,6 +57,14 @@ log = logging.getLogger("fhdr")
 
 _END = object()
 _POLL_S = 0.1
+
+#: ``run_batch``'s ``on_progress``: called with each frame's result, the frames finished so far and the total.
+OnProgress = Callable[[FrameResult, int, int], None]
+
+
+class _Cancel(KeyboardInterrupt):
+    """A host's cancel, raised from ``on_result``: every executor stops on it as on Ctrl-C (after the frames in
+    progress, marking the rest cancelled), and ``run_batch`` returns the results."""
 
 
 def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = "") -> list[Job]:
@@ -101,22 +112,24 @@ class LocalExecutor:
 
     def __init__(
         self,
-        params: LdrToHdrParams,
+        params: Params,
         options: WriteOptions = WriteOptions(),
         *,
         skip_existing: bool = False,
         depth: int = 2,
+        operation: str = DEFAULT_OPERATION,
     ) -> None:
         if depth < 1:
             raise FhdrError(f"queue depth must be at least 1, got {depth}")
-        self.work = FrameWork(params, options, skip_existing)
+        self.work = FrameWork(params, options, skip_existing, operation)
         self.depth = depth
         self._results: list[FrameResult] = []
         self._error: BaseException | None = None
 
     def describe(self) -> dict[str, str]:
         """Load the engine (once per process) and describe it."""
-        return {**describe_engine(self.work.params), "executor": self.name, "workers": "1"}
+        engine = engine_of(self.work.params)
+        return {**engine, "executor": self.name, "workers": "1"} if engine else {}
 
     def run(self, jobs: list[Job], on_result: OnResult | None = None) -> list[FrameResult]:
         """Convert ``jobs``; on an interrupt, finish the write in progress, mark the rest cancelled, re-raise."""
@@ -133,7 +146,7 @@ class LocalExecutor:
         for thread in threads:
             thread.start()
         try:
-            while (item := _get(loaded, stop)) is not _END:
+            while not stop.is_set() and (item := _get(loaded, stop)) is not _END:
                 _put(converted, self.work.process(*item), stop)
             _put(converted, _END, stop)
         except BaseException:
@@ -240,12 +253,18 @@ def run_batch(
     *,
     frames: str = "",
     chunk_spec: str = "",
+    jobs: list[Job] | None = None,
     report: Path | None = None,
     quiet: bool = False,
+    on_progress: OnProgress | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[FrameResult]:
     """Convert a frame sequence on ``executor`` (a ``frames.Executor``) with a progress bar (on a terminal), a
-    summary and an optional JSON report that records ``settings``."""
-    jobs = plan(in_pattern, out_pattern, frames, chunk_spec)
+    summary and an optional JSON report that records ``settings``. ``jobs``: the frames when the caller planned
+    them (a still has no pattern; the patterns then only name them), else ``plan``'s. ``on_progress(result,
+    done, total)`` follows each frame; ``cancelled()`` is asked before the first frame and between frames: once it
+    is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned."""
+    jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
     if jobs:
         _preflight(jobs)
         engine = executor.describe()
@@ -254,15 +273,22 @@ def run_batch(
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=quiet or not bar_fits(sys.stderr))
     finished: list[FrameResult] = []
+    stopping = threading.Event()
 
     def on_result(result: FrameResult) -> None:
         finished.append(result)
         _show(result, bar)
+        if on_progress is not None:
+            on_progress(result, len(finished), len(jobs))
+        if cancelled is not None and len(finished) < len(jobs) and not stopping.is_set() and cancelled():
+            stopping.set()
+            raise _Cancel
 
     start = time.perf_counter()
     try:
-        with sigterm_as_interrupt():
-            executor.run(jobs, on_result)
+        with suppress(_Cancel), sigterm_as_interrupt():
+            if cancelled is None or not cancelled():
+                executor.run(jobs, on_result)
     finally:
         bar.close()
         results = with_cancelled(jobs, finished)

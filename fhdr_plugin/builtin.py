@@ -14,12 +14,23 @@ from fhdr_plugin.hookspecs import Operation, hookimpl
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.params import LdrToHdrParams
 
+#: The name the built-in operation is registered under.
+OPERATION = "ldr_to_hdr"
 
-def ldr_to_hdr(buf: oiio.ImageBuf, **params: Any) -> oiio.ImageBuf:
-    """Turn an LDR ImageBuf into a scene-linear HDR ImageBuf (see ``LdrToHdrParams`` for ``params``)."""
+
+def run(buf: oiio.ImageBuf, params: LdrToHdrParams) -> oiio.ImageBuf:
+    """The operation as the registry runs it, with checked parameters."""
     from fhdr_plugin import node
 
-    return node.apply(buf, LdrToHdrParams.from_kwargs(**params))
+    return node.apply(buf, params)
+
+
+def ldr_to_hdr(buf: oiio.ImageBuf, **params: Any) -> oiio.ImageBuf:
+    """Turn an LDR ImageBuf into a scene-linear HDR ImageBuf (see ``LdrToHdrParams`` for ``params``), through the
+    registry, so every plugin's hooks run around it."""
+    from fhdr_plugin.registry import run_operation
+
+    return run_operation(OPERATION, buf, **params)
 
 
 ldr_to_hdr.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -32,5 +43,5 @@ ldr_to_hdr.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
 @hookimpl
 def fhdr_register_operations() -> list[Operation]:
     """The built-in operations."""
-    spec = manifest().operations["ldr_to_hdr"]
-    return [Operation("ldr_to_hdr", spec.description, ldr_to_hdr, plugin="fhdr", params=LdrToHdrParams)]
+    spec = manifest().operations[OPERATION]
+    return [Operation(OPERATION, spec.description, run, plugin="fhdr", params=LdrToHdrParams)]

@@ -20,7 +20,8 @@ import typer
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import WriteOptions
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest
-from fhdr_plugin.params import WORKING_SPACES, LdrToHdrParams, Params, check_choice
+from fhdr_plugin.params import TYPES, WORKING_SPACES, LdrToHdrParams, Params, check_choice, type_name
+from fhdr_plugin.registry import DEFAULT_OPERATION, registry
 from fhdr_plugin.terminal import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, sigterm_as_interrupt
 from fhdr_plugin.version import __version__
 
@@ -44,7 +45,7 @@ def with_params(**classes: type[Params]) -> Callable[[Callable[..., None]], Call
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
         own = [p for name, p in inspect.signature(command).parameters.items() if name not in classes]
-        fields = {name: [f.name for f in dataclasses.fields(cls)] for name, cls in classes.items()}
+        fields = {name: [f.name for f in cls.fields()] for name, cls in classes.items()}
 
         @functools.wraps(command)
         def run(**values: Any) -> None:
@@ -55,7 +56,7 @@ def with_params(**classes: type[Params]) -> Callable[[Callable[..., None]], Call
                 }
             command(**values, **objects)
 
-        options = [_option(f) for cls in classes.values() for f in dataclasses.fields(cls)]
+        options = [_option(f) for cls in classes.values() for f in cls.fields()]
         run.__signature__ = inspect.Signature(own + options)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in own + options}
         return run
@@ -77,7 +78,7 @@ def _option(f: dataclasses.Field) -> inspect.Parameter:
         help=f"{info.help.rstrip('.')} (default: {shown}).",
         show_default=False,
     )
-    kind: type = {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)]
+    kind: type = TYPES[type_name(f)]
     default = f.default
     if info.choices:
         kind = Enum(f.name.title().replace("_", ""), {c: c for c in info.choices}, type=str)  # type: ignore[misc]
@@ -85,6 +86,20 @@ def _option(f: dataclasses.Field) -> inspect.Parameter:
     return inspect.Parameter(
         f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
     )
+
+
+def _command_params() -> type[Params]:
+    """The options of convert and batch: the parameters of every registered operation
+    (``Registry.command_params``); the built-in operation's alone when the plugins cannot be loaded, so that
+    the command runs far enough to report why in one line."""
+    try:
+        return registry().command_params()
+    except FhdrError:
+        return LdrToHdrParams
+
+
+COMMAND_PARAMS = _command_params()
+OPERATION_HELP = "Registered operation to run (fhdr ops lists them with their parameters)."
 
 
 class Settings:
@@ -138,29 +153,30 @@ def main_options(
 
 
 @app.command()
-@with_params(params=LdrToHdrParams, options=WriteOptions)
+@with_params(params=COMMAND_PARAMS, options=WriteOptions)
 def convert(
     input: Path = typer.Argument(..., help="Input image (anything OpenImageIO reads)."),
     output: Path = typer.Argument(..., help="Output EXR."),
+    op: str = typer.Option(DEFAULT_OPERATION, "--op", help=OPERATION_HELP),
     *,
-    params: LdrToHdrParams,
+    params: Params,
     options: WriteOptions,
 ) -> None:
-    """Convert one LDR image into a scene-linear HDR EXR."""
+    """Convert one LDR image into a scene-linear HDR EXR (or run another operation with --op)."""
+    from fhdr_plugin.frames import engine_line, engine_of
     from fhdr_plugin.pipeline import convert_file
 
     with reporting():
-        if log.isEnabledFor(logging.DEBUG):
-            from fhdr_plugin.engine import describe_engine
-            from fhdr_plugin.frames import engine_line
-
-            log.debug("%s", engine_line(describe_engine(params), params.precision))
-        convert_file(input, output, params, options)
+        params = registry().for_operation(op, params)
+        engine = engine_of(params) if log.isEnabledFor(logging.DEBUG) else {}
+        if engine:
+            log.debug("%s", engine_line(engine, params.to_dict().get("precision", "")))
+        convert_file(input, output, params, options, op)
         log.info("wrote %s", output)
 
 
 @app.command()
-@with_params(params=LdrToHdrParams, options=WriteOptions)
+@with_params(params=COMMAND_PARAMS, options=WriteOptions)
 def batch(
     in_pattern: str = typer.Argument(..., help="Input frames: shot.####.png, shot.%04d.png, shot.@@@@.png or a glob."),
     out_pattern: str = typer.Argument(..., help="Output EXR frames, e.g. hdr/shot.####.exr."),
@@ -172,14 +188,16 @@ def batch(
     address: str = typer.Option("", help="Ray cluster to join: ray://HOST:10001, HOST:6379, auto; none: start one."),
     ray_cpus: int = typer.Option(0, help="CPUs of the local Ray instance started without --address; 0: all."),
     ray_workers: int = typer.Option(0, help="Ray workers, one model each; 0: one per GPU, or one per node."),
+    op: str = typer.Option(DEFAULT_OPERATION, "--op", help=OPERATION_HELP),
     *,
-    params: LdrToHdrParams,
+    params: Params,
     options: WriteOptions,
 ) -> None:
     """Convert a frame sequence; exits 1 if any frame failed (listed in the summary and the report)."""
     from fhdr_plugin.batch import FAILED, LocalExecutor, run_batch
 
     with reporting():
+        params = registry().for_operation(op, params)
         if executor is Executor.ray:
             from fhdr_plugin.ray_executor import RayExecutor
 
@@ -187,6 +205,7 @@ def batch(
                 params,
                 options,
                 skip_existing=skip_existing,
+                operation=op,
                 address=address,
                 cpus=ray_cpus,
                 workers=ray_workers,
@@ -195,8 +214,8 @@ def batch(
         elif address or ray_cpus or ray_workers:
             raise FhdrError("--address, --ray-cpus and --ray-workers are options of --executor ray")
         else:
-            runner = LocalExecutor(params, options, skip_existing=skip_existing)
-        settings = {**params.to_dict(), **options.to_dict(), "skip_existing": skip_existing}
+            runner = LocalExecutor(params, options, skip_existing=skip_existing, operation=op)
+        settings = {"operation": op, **params.to_dict(), **options.to_dict(), "skip_existing": skip_existing}
         results = run_batch(
             runner,
             in_pattern,
@@ -214,13 +233,11 @@ def batch(
 @app.command()
 def ops() -> None:
     """List the registered operations and their parameters."""
-    from fhdr_plugin.registry import registry
-
     with reporting():
         reg = registry()
         for name, op in sorted(reg.operations.items()):
             typer.echo(f"{name}  ({op.plugin}) {op.description}")
-            for p in op.params.describe() if op.params else ():
+            for p in op.params.describe():
                 choices = f" [{'|'.join(p.choices)}]" if p.choices else ""
                 typer.echo(f"  {p.name}: {p.type} = {p.default!r}{choices}  {p.help}")
 

@@ -21,7 +21,7 @@ from fhdr_plugin.encoding import decoding
 from fhdr_plugin.export import METADATA_FILE, export_metadata, portable_copy
 from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.model import FHDR
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import BlendParams, type_name
 
 #: The aten operators the scripted module may call: all in libtorch 1.6 (Nuke 13), the oldest build it targets.
 LIBTORCH_1_6_OPS = frozenset(
@@ -60,7 +60,9 @@ LIBTORCH_1_6_OPS = frozenset(
     )
 )
 
-_DEFAULTS = LdrToHdrParams()
+#: The module's knobs: the number fields of the blend's parameters, at their defaults (its choices, such as
+#: ``mode``, are fixed at export: the drop-in returns the anchored result).
+KNOBS = {f.name: f.default for f in BlendParams.fields() if type_name(f) in ("float", "int")}
 
 
 def primaries_matrix(src: str, dst: str) -> list[float]:
@@ -79,15 +81,13 @@ def _mix(rgb: torch.Tensor, m: list[float]) -> torch.Tensor:
 class SceneLinearFhdr(nn.Module):
     """Working-space scene-linear RGB (N, 3, H, W) in, the same size out (N, 4 with ``matte``): the anchored node.
 
-    Knobs (plain attributes, shown by Nuke): ``strength``, ``blend_low``, ``blend_high``; ``matte`` (0/1) is
-    fixed at export, since the node's output channels are.
+    Knobs (plain attributes, shown by Nuke): ``KNOBS``, the blend's parameters; ``mode`` and ``matte`` (0/1)
+    are fixed at export, since the node's result and its output channels are.
     """
 
     headroom: float
     mu: float
-    strength: float
-    blend_low: float
-    blend_high: float
+    mode: str
     matte: int
     to_rec709: list[float]
     from_rec709: list[float]
@@ -96,9 +96,9 @@ class SceneLinearFhdr(nn.Module):
         super().__init__()
         self.net = portable_copy(model)
         self.headroom, self.mu = decoding(meta)
-        self.strength = _DEFAULTS.strength
-        self.blend_low = _DEFAULTS.blend_low
-        self.blend_high = _DEFAULTS.blend_high
+        for name, value in KNOBS.items():
+            setattr(self, name, value)
+        self.mode = "anchored"
         self.matte = int(matte)
         self.to_rec709 = primaries_matrix(working_space, color.LINEAR_SPACE)
         self.from_rec709 = primaries_matrix(color.LINEAR_SPACE, working_space)
@@ -110,11 +110,10 @@ class SceneLinearFhdr(nn.Module):
         linear = _mix(maths.finite(x.float()), self.to_rec709)
         display = maths.srgb_encode(linear)
         predicted = maths.decode(self.net(display.to(weight.dtype)).float(), self.headroom, self.mu)
-        hdr = maths.anchored(linear, display, predicted, self.blend_low, self.blend_high)
-        hdr = maths.strengthen(linear, hdr, self.strength)
+        hdr = maths.blend(linear, display, predicted, self.mode, self.blend_low, self.blend_high, self.strength)
         out = maths.finite(_mix(maths.finite(hdr), self.from_rec709))
         if self.matte:
-            out = torch.cat([out, maths.matte(display, self.blend_low, self.blend_high)], 1)
+            out = torch.cat([out, maths.matte_of(display, self.mode, self.blend_low, self.blend_high)], 1)
         return out.to(x.dtype)
 
 

@@ -23,7 +23,7 @@ import torch
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.model import CONTEXT_FACTOR, FHDR, FHDRContext, receptive_radius
-from fhdr_plugin.params import AUTO_TILE, PRECISIONS, LdrToHdrParams, check_choice
+from fhdr_plugin.params import AUTO_TILE, PRECISIONS, EngineParams, check_choice, check_tile
 from fhdr_plugin.weights import load_model
 
 log = logging.getLogger("fhdr")
@@ -173,8 +173,7 @@ class Engine:
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.iterations = model.iterations
         self.halo = receptive_radius(self.iterations)
-        if tile < 0 and tile != AUTO_TILE:
-            raise FhdrError(f"tile size must be 0 (no tiling), positive or {AUTO_TILE} (automatic), got {tile}")
+        check_tile(tile)
         if batch is not None and batch < 1:
             raise FhdrError(f"batch must be at least 1, got {batch}")
         self.tile = auto_tile(self.device, self.iterations) if tile == AUTO_TILE else tile
@@ -291,19 +290,13 @@ class Engine:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_engine(
-    model: str, iterations: int, device: str, precision: str, tile: int
-) -> tuple[Engine, dict[str, str]]:
-    net, meta = load_model(manifest().model(model or None), iterations or None)
-    return Engine(net, device or None, precision, tile), meta
-
-
-def engine_for(params: LdrToHdrParams) -> tuple[Engine, dict[str, str]]:
+def engine_for(params: EngineParams) -> tuple[Engine, dict[str, str]]:
     """The engine (and its weights' metadata) of ``params``, loaded once per process for each combination."""
-    return _cached_engine(params.model, params.iterations, params.device, params.precision, params.tile)
+    net, meta = load_model(manifest().model(params.model or None), params.iterations or None)
+    return Engine(net, params.device or None, params.precision, params.tile), meta
 
 
-def describe_engine(params: LdrToHdrParams) -> dict[str, str]:
+def describe_engine(params: EngineParams) -> dict[str, str]:
     """Load the engine of ``params`` (once per process) and say which model, device, dtype and tile it runs."""
     engine, meta = engine_for(params)
     return {"model": meta["fhdr:model"], **engine.describe()}

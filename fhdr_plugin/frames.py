@@ -11,9 +11,9 @@ import OpenImageIO as oiio
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import WriteOptions, read_image, remove_stale_temps, write_exr
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import EngineParams, Params
 from fhdr_plugin.pipeline import check_paths
-from fhdr_plugin.registry import run_operation
+from fhdr_plugin.registry import DEFAULT_OPERATION, run_operation
 
 DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped", "failed", "cancelled"
 
@@ -97,6 +97,17 @@ def engine_line(engine: dict[str, str], precision: str = "") -> str:
     return line
 
 
+def engine_of(params: Params) -> dict[str, str]:
+    """Load the engine an operation's ``params`` run on (once per process) and describe it
+    (``describe_engine``); empty for parameters that hold no ``EngineParams``."""
+    engine = getattr(params, "engine", None)
+    if not isinstance(engine, EngineParams):
+        return {}
+    from fhdr_plugin.engine import describe_engine
+
+    return describe_engine(engine)
+
+
 def complete_exr(path: Path) -> bool:
     """True if ``path`` is an image whose header OIIO can read (a finished output, for --skip-existing)."""
     if not path.is_file():
@@ -110,15 +121,19 @@ def complete_exr(path: Path) -> bool:
 
 
 class FrameWork:
-    """Reads, converts and writes frames with one set of parameters; each step records its times and errors.
+    """Reads, converts (the registered ``operation`` with ``params``, its parameter object) and writes frames;
+    each step records its times and errors.
 
     ``t0``: the ``time.perf_counter()`` that the ``*_at`` times count from.
     """
 
-    def __init__(self, params: LdrToHdrParams, options: WriteOptions, skip_existing: bool = False) -> None:
+    def __init__(
+        self, params: Params, options: WriteOptions, skip_existing: bool = False, operation: str = DEFAULT_OPERATION
+    ) -> None:
         self.params = params
         self.options = options
         self.skip_existing = skip_existing
+        self.operation = operation
         self.t0 = time.perf_counter()
 
     def convert(self, job: Job) -> FrameResult:
@@ -146,13 +161,13 @@ class FrameWork:
         return result, buf
 
     def process(self, result: FrameResult, buf: oiio.ImageBuf | None) -> tuple[FrameResult, oiio.ImageBuf | None]:
-        """Run ``ldr_to_hdr`` on a loaded frame (None when there is nothing to write)."""
+        """Run the operation on a loaded frame (None when there is nothing to write)."""
         if buf is None:
             return result, None
         start = time.perf_counter()
         result.process_at = start - self.t0
         try:
-            out = run_operation("ldr_to_hdr", buf, **self.params.to_dict())
+            out = run_operation(self.operation, buf, self.params)
         except Exception as exc:
             result.status, result.error = FAILED, f"{result.input}: {describe_error(exc)}"
             out = None

@@ -13,7 +13,7 @@ from typing import Any
 import OpenImageIO as oiio
 import pluggy
 
-from fhdr_plugin.params import Params
+from fhdr_plugin.params import NoParams, Params
 
 hookspec = pluggy.HookspecMarker("fhdr")
 hookimpl = pluggy.HookimplMarker("fhdr")
@@ -21,14 +21,14 @@ hookimpl = pluggy.HookimplMarker("fhdr")
 
 @dataclass(frozen=True)
 class Operation:
-    """A named image operation: ``run(buf, **params) -> ImageBuf``; ``params``: the class that declares and
-    checks its parameters, listed by ``fhdr ops`` (None: undeclared)."""
+    """A named image operation: ``run(buf, params) -> ImageBuf``, ``params`` an object of the operation's
+    ``params`` class, which declares and checks its parameters (``fhdr ops`` and the command line list them)."""
 
     name: str
     description: str
-    run: Callable[..., oiio.ImageBuf]
+    run: Callable[[oiio.ImageBuf, Any], oiio.ImageBuf]
     plugin: str = ""
-    params: type[Params] | None = None
+    params: type[Params] = NoParams
 
 
 @hookspec
@@ -37,10 +37,10 @@ def fhdr_register_operations() -> list[Operation]:
 
 
 @hookspec
-def fhdr_before_operation(name: str, buf: oiio.ImageBuf, params: dict[str, Any]) -> None:
-    """Called before operation ``name`` runs on ``buf`` with the keyword arguments ``params``."""
+def fhdr_before_operation(name: str, buf: oiio.ImageBuf, params: Params) -> None:
+    """Called before operation ``name`` runs on ``buf`` with the checked parameter object ``params``."""
 
 
 @hookspec
-def fhdr_after_operation(name: str, result: oiio.ImageBuf, params: dict[str, Any]) -> None:
-    """Called after operation ``name`` produced ``result``."""
+def fhdr_after_operation(name: str, result: oiio.ImageBuf, params: Params) -> None:
+    """Called after operation ``name`` produced ``result`` with ``params``."""

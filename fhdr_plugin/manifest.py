@@ -17,23 +17,11 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
-class ParamSpec:
-    """One parameter of an operation: its type, default and help."""
-
-    name: str
-    type: str
-    default: Any
-    help: str = ""
-    choices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class OperationSpec:
-    """An operation the plugin provides, with its parameters."""
+    """An operation the plugin provides; its parameters are declared in code (``params.py``), not here."""
 
     name: str
     description: str
-    params: tuple[ParamSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -109,12 +97,11 @@ def parse_manifest(data: dict[str, Any], where: str = "plugin.toml") -> Manifest
     operations = {}
     for name, op in _table(data, "operations", where).items():
         here = f"{where} [operations.{name}]"
-        params = []
-        for pname, p in op.get("params", {}).items():
-            if not isinstance(p, dict) or "default" not in p or "type" not in p:
-                raise FhdrError(f"{here}: parameter {pname!r} needs a type and a default")
-            params.append(ParamSpec(pname, p["type"], p["default"], p.get("help", ""), tuple(p.get("choices", ()))))
-        operations[name] = OperationSpec(name, _text(op, "description", here), tuple(params))
+        if not isinstance(op, dict):
+            raise FhdrError(f"{here}: must be a table")
+        if "params" in op:
+            raise FhdrError(f"{here}: parameters are declared in code (fhdr ops lists them), not in the manifest")
+        operations[name] = OperationSpec(name, _text(op, "description", here))
     default_model = _text(plugin, "default_model", where)
     if default_model not in models:
         raise FhdrError(f"{where}: default_model {default_model!r} is not among [models]")

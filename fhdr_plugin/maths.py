@@ -81,6 +81,29 @@ def strengthen(linear: torch.Tensor, expanded: torch.Tensor, strength: float) ->
     return linear + fraction * (expanded - linear)
 
 
+def blend(
+    linear: torch.Tensor,
+    display: torch.Tensor,
+    predicted: torch.Tensor,
+    mode: str,
+    blend_low: float,
+    blend_high: float,
+    strength: float,
+) -> torch.Tensor:
+    """The node's output for the plate and the network's decoded prediction (``scale.blend``), the fields of
+    ``params.BlendParams`` passed by name."""
+    if mode == "raw":
+        return predicted
+    return strengthen(linear, anchored(linear, display, predicted, blend_low, blend_high), strength)
+
+
+def matte_of(display: torch.Tensor, mode: str, blend_low: float, blend_high: float) -> torch.Tensor:
+    """How much of each pixel came from the network (N, 1, H, W) (``scale.matte_of``): 1 in raw mode."""
+    if mode == "raw":
+        return torch.ones_like(display[:, 0:1])
+    return matte(display, blend_low, blend_high)
+
+
 def finite(x: torch.Tensor) -> torch.Tensor:
     """``x`` with NaN as 0, clamped to [0, 65504] (the largest half float)."""
     return torch.clamp(torch.where(x == x, x, torch.zeros_like(x)), 0.0, 65504.0)

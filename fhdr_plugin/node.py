@@ -20,7 +20,7 @@ from fhdr_plugin.io import check_buffer, from_array, to_array
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.version import __version__
 
-__all__ = ["LdrToHdrParams", "apply", "matte", "predict_linear", "reconstruct"]
+__all__ = ["LdrToHdrParams", "apply", "predict_linear", "reconstruct"]
 
 log = logging.getLogger("fhdr")
 
@@ -78,7 +78,7 @@ def note_hdr_input(rgb: np.ndarray, where: str, params: LdrToHdrParams) -> None:
         return
     done = (
         "the output keeps every input value (never darker) and raises only the pixels near white"
-        if params.mode == "anchored"
+        if params.blend.mode == "anchored"
         else "raw mode replaces it with the network's output"
     )
     log.warning(
@@ -101,19 +101,7 @@ def reconstruct(
     engine: Engine, meta: dict[str, str], linear: np.ndarray, display: np.ndarray, params: LdrToHdrParams
 ) -> np.ndarray:
     """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network, decoded, then scaled."""
-    predicted = decode(engine.run(display), meta)
-    if params.mode == "anchored":
-        expanded = scale.anchored(linear, display, predicted, params.blend_low, params.blend_high)
-        return scale.strengthen(linear, expanded, params.strength)
-    return predicted
-
-
-def matte(display: np.ndarray, params: LdrToHdrParams) -> np.ndarray:
-    """How much of each pixel came from the network (H, W, 1), 0-1: the anchored blend's largest channel weight;
-    1 in raw mode."""
-    if params.mode == "anchored":
-        return scale.matte(display, params.blend_low, params.blend_high).astype(np.float32)
-    return np.ones((*display.shape[:2], 1), dtype=np.float32)
+    return scale.blend(linear, display, decode(engine.run(display), meta), params.blend)
 
 
 def to_output_space(hdr: np.ndarray, out_space: str) -> np.ndarray:
@@ -127,15 +115,15 @@ def provenance(engine: Engine, meta: dict[str, str], params: LdrToHdrParams, src
         "fhdr:model": meta["fhdr:model"],
         "fhdr:iterations": str(engine.iterations),
         "fhdr:precision": engine.describe()["dtype"],
-        "fhdr:mode": params.mode,
-        "fhdr:strength": f"{params.strength:g}",
+        "fhdr:mode": params.blend.mode,
+        "fhdr:strength": f"{params.blend.strength:g}",
         "fhdr:input_colorspace": src_space,
     }
 
 
 def predict_linear(rgb: np.ndarray, src_space: str, params: LdrToHdrParams) -> tuple[np.ndarray, dict[str, str]]:
     """Linear Rec.709 HDR (H, W, 3) for colour ``rgb`` in ``src_space``, and the provenance attributes."""
-    engine, meta = engine_for(params)
+    engine, meta = engine_for(params.engine)
     linear, display = to_model_space(rgb, src_space)
     return reconstruct(engine, meta, linear, display, params), provenance(engine, meta, params, src_space)
 
@@ -188,7 +176,7 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
     rgb, alpha = unpack(pixels, chans, straight)
     note_hdr_input(pixels[..., list(chans.rgb)], buf.name or source, params)
     linear, display = to_model_space(rgb, src_space)
-    engine, meta = engine_for(params)
+    engine, meta = engine_for(params.engine)
     hdr = reconstruct(engine, meta, linear, display, params)
     out_rgb = premultiply(to_output_space(hdr, out_space), alpha, straight)
     attributes = {
@@ -197,5 +185,5 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
         "fhdr:output_colorspace": out_space,
         **provenance(engine, meta, params, src_space),
     }
-    extra = matte(display, params) if params.matte else None
+    extra = scale.matte_of(display, params.blend) if params.matte else None
     return pack(buf, pixels, chans, out_rgb, attributes, source, extra)

@@ -1,8 +1,12 @@
 """The parameters of ``ldr_to_hdr``, declared once: each field carries its default, help and choices.
 
-The command line (``fhdr convert``, ``fhdr batch``), ``fhdr ops``, the Python API and the Nuke hook are built
-from these declarations, and the values are checked once, when the object is made. Adding a parameter is one
-``param(...)`` line here (and its reading in ``node.py``). No torch here: listing parameters stays cheap.
+They come in groups, each read by one part of the node: ``BlendParams`` (how the network's output meets the plate:
+``scale.py``, its torch twin ``maths.py``, the Nuke drop-in's knobs and the training loss) and ``EngineParams``
+(which network runs where, and how: the engine cache key). ``LdrToHdrParams`` holds both groups and the colour
+and output settings. The command line (``fhdr convert``, ``fhdr batch``), ``fhdr ops``, the manifest, the Python
+API and the Nuke hook list the fields of every group by name, flat, and the values are checked once, when the
+object is made. Adding a parameter is one ``param(...)`` line in its group (and its reading where it is used).
+No torch here: listing parameters stays cheap.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ ALPHAS = ("auto", "premultiplied", "straight")
 WORKING_SPACES = ("lin_rec709", "ACEScg")
 #: The largest expansion strength (the reconstruction's ratio to the plate, raised to this power).
 MAX_STRENGTH = 4.0
-_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+#: The types a parameter may have, by name.
+TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 P = TypeVar("P", bound="Params")
 
@@ -68,20 +73,34 @@ def param(
     return field(default=default, metadata={"fhdr": ParamInfo(help, choices, check, flag)})
 
 
+def group(cls: type[P]) -> Any:
+    """Declare a field that holds a group of parameters (a ``Params`` class), whose fields are listed, set and
+    shown by their own names, as if they were the holder's."""
+    return field(default_factory=cls, metadata={"fhdr_group": cls})
+
+
+def type_name(f: dataclasses.Field) -> str:
+    """A parameter field's type by name (``str``, ``int``, ``float``, ``bool``), whether its module postpones
+    annotations or not."""
+    return f.type if isinstance(f.type, str) else f.type.__name__
+
+
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     """Raise an FhdrError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise FhdrError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
 
 
-def _check_tile(tile: int) -> None:
+def check_tile(tile: int) -> None:
+    """Raise an FhdrError unless ``tile`` is a tile size: positive, ``NO_TILING`` or ``AUTO_TILE``."""
     if tile not in (AUTO_TILE, NO_TILING) and tile < 0:
         raise FhdrError(
             f"ldr_to_hdr: tile must be {AUTO_TILE} (from free memory), {NO_TILING} (no tiling) or positive, got {tile}"
         )
 
 
-def _check_iterations(iterations: int) -> None:
+def check_iterations(iterations: int) -> None:
+    """Raise an FhdrError unless ``iterations`` is a feedback count a model may run, or 0 (the model's own)."""
     if iterations and iterations not in ITERATIONS:
         raise FhdrError(f"ldr_to_hdr: iterations must be 1-4 (0 for the model's own), got {iterations}")
 
@@ -105,17 +124,27 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
     return value
 
 
+def _group(f: dataclasses.Field) -> type[Params] | None:
+    return f.metadata.get("fhdr_group")
+
+
 @dataclass(frozen=True)
 class Params:
-    """Base of a parameter object: fields declared with ``param``, checked when the object is made."""
+    """Base of a parameter object: fields declared with ``param`` or ``group``, checked when the object is made."""
 
     #: The prefix of error messages (the operation's or the writer's name).
     where = "parameters"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = _group(f)
+            if kind is not None:
+                if not isinstance(value, kind):
+                    raise FhdrError(f"{self.where}: {f.name} must be a {kind.__name__}, got {value!r}")
+                continue
             info: ParamInfo = f.metadata["fhdr"]
-            value = _coerce(f"{self.where}: {f.name}", _TYPES[str(f.type)], getattr(self, f.name))
+            value = _coerce(f"{self.where}: {f.name}", TYPES[type_name(f)], value)
             object.__setattr__(self, f.name, value)
             if info.choices and value not in info.choices:
                 raise FhdrError(f"{self.where}: {f.name} must be one of {', '.join(info.choices)}, got {value!r}")
@@ -123,30 +152,112 @@ class Params:
                 info.check(value)
 
     @classmethod
+    def fields(cls) -> list[dataclasses.Field]:
+        """Every parameter field, the fields of each group in its place, in declaration order."""
+        out: list[dataclasses.Field] = []
+        for f in dataclasses.fields(cls):
+            kind = _group(f)
+            out += kind.fields() if kind is not None else [f]
+        return out
+
+    @classmethod
     def from_kwargs(cls: type[P], **values: Any) -> P:
-        """The object of keyword arguments, rejecting unknown names and bad values."""
-        known = [f.name for f in dataclasses.fields(cls)]
+        """The object of keyword arguments named as ``fields`` lists them, rejecting unknown names and bad values."""
+        known = [f.name for f in cls.fields()]
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise FhdrError(f"{cls.where}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        return cls(**values)
+        own: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            kind = _group(f)
+            if kind is None:
+                if f.name in values:
+                    own[f.name] = values[f.name]
+            else:
+                own[f.name] = kind.from_kwargs(**{g.name: values[g.name] for g in kind.fields() if g.name in values})
+        return cls(**own)
+
+    def replace(self: P, **changes: Any) -> P:
+        """A copy with ``changes`` (named as ``fields`` lists them), checked like a new object."""
+        return self.from_kwargs(**{**self.to_dict(), **changes})
 
     @classmethod
     def describe(cls) -> list[Described]:
         """The parameters in declaration order, as ``fhdr ops`` and the manifest list them."""
         return [
-            Described(f.name, str(f.type), f.default, f.metadata["fhdr"].choices, f.metadata["fhdr"].help)
-            for f in dataclasses.fields(cls)
+            Described(f.name, type_name(f), f.default, f.metadata["fhdr"].choices, f.metadata["fhdr"].help)
+            for f in cls.fields()
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        """The values by name (for reports, hooks and keyword calls)."""
-        return dataclasses.asdict(self)
+        """The values by name, flat (for reports, hooks and keyword calls)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out.update(value.to_dict() if _group(f) is not None else {f.name: value})
+        return out
+
+
+@dataclass(frozen=True)
+class NoParams(Params):
+    """The parameters of an operation that takes none."""
+
+
+@dataclass(frozen=True)
+class BlendParams(Params):
+    """How the network's output meets the plate (``scale.blend`` and its torch twin ``maths.blend``)."""
+
+    where = "ldr_to_hdr"
+
+    mode: str = param(
+        "anchored",
+        "anchored: keep the linearised input where well exposed, expand near saturation; raw: the network's "
+        "output as trained",
+        choices=MODES,
+    )
+    blend_low: float = param(
+        0.95, "anchored mode: display value of a channel where the network starts to blend into it"
+    )
+    blend_high: float = param(
+        1.0, "anchored mode: display value where the network fully takes over (never darker than the input)"
+    )
+    strength: float = param(
+        1.0,
+        "anchored mode: expansion strength in log space; 1: as trained, 0: the linearised input, >1: exaggerated",
+        check=_check_strength,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.blend_low < self.blend_high <= 1.0:
+            raise FhdrError(f"{self.where}: need 0 <= blend_low < blend_high <= 1")
+
+
+@dataclass(frozen=True)
+class EngineParams(Params):
+    """Which network runs, where and how: the key of the engine cache (``engine.engine_for``)."""
+
+    where = "ldr_to_hdr"
+
+    model: str = param("", "shipped model name; empty: the default model")
+    iterations: int = param(
+        0,
+        "feedback iterations: 0 for the count the model was trained with, the only count it accepts (fhdr models "
+        "shows fhdr:iterations; fhdr-i1: 1)",
+        check=check_iterations,
+    )
+    device: str = param("", "torch device (cuda, cuda:1, mps, cpu); empty: CUDA, then MPS, then CPU")
+    precision: str = param(
+        "auto",
+        "compute precision; auto: bfloat16 on CUDA and on CPUs with native bfloat16, float32 elsewhere",
+        choices=PRECISIONS,
+    )
+    tile: int = param(AUTO_TILE, "tile size in pixels; 0: no tiling; -1: chosen from free memory", check=check_tile)
 
 
 @dataclass(frozen=True)
 class LdrToHdrParams(Params):
-    """Parameters of ``ldr_to_hdr``."""
+    """Parameters of ``ldr_to_hdr``: the colour spaces and alpha, the blend, the engine, and the matte."""
 
     where = "ldr_to_hdr"
 
@@ -165,44 +276,10 @@ class LdrToHdrParams(Params):
         "EXR); premultiplied: for renders saved premultiplied as PNG",
         choices=ALPHAS,
     )
-    mode: str = param(
-        "anchored",
-        "anchored: keep the linearised input where well exposed, expand near saturation; raw: the network's "
-        "output as trained",
-        choices=MODES,
-    )
-    iterations: int = param(
-        0,
-        "feedback iterations: 0 for the count the model was trained with, the only count it accepts (fhdr models "
-        "shows fhdr:iterations; fhdr-i1: 1)",
-        check=_check_iterations,
-    )
-    model: str = param("", "shipped model name; empty: the default model")
-    device: str = param("", "torch device (cuda, cuda:1, mps, cpu); empty: CUDA, then MPS, then CPU")
-    precision: str = param(
-        "auto",
-        "compute precision; auto: bfloat16 on CUDA and on CPUs with native bfloat16, float32 elsewhere",
-        choices=PRECISIONS,
-    )
-    tile: int = param(AUTO_TILE, "tile size in pixels; 0: no tiling; -1: chosen from free memory", check=_check_tile)
-    blend_low: float = param(
-        0.95, "anchored mode: display value of a channel where the network starts to blend into it"
-    )
-    blend_high: float = param(
-        1.0, "anchored mode: display value where the network fully takes over (never darker than the input)"
-    )
-    strength: float = param(
-        1.0,
-        "anchored mode: expansion strength in log space; 1: as trained, 0: the linearised input, >1: exaggerated",
-        check=_check_strength,
-    )
+    blend: BlendParams = group(BlendParams)
+    engine: EngineParams = group(EngineParams)
     matte: bool = param(
         False,
         "add a channel fhdr.matte (0-1): how much of each pixel came from the network (the blend weight)",
         flag="--matte/--no-matte",
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.blend_low < self.blend_high <= 1.0:
-            raise FhdrError(f"{self.where}: need 0 <= blend_low < blend_high <= 1")

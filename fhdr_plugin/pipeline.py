@@ -1,4 +1,5 @@
-"""File to file: read an image, run ``ldr_to_hdr`` through the registry, write the EXR atomically."""
+"""File to file: read an image, run an operation (``ldr_to_hdr`` by default) through the registry, write the EXR
+atomically."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import WriteOptions, make_folder, read_image, write_exr
-from fhdr_plugin.params import LdrToHdrParams
-from fhdr_plugin.registry import run_operation
+from fhdr_plugin.params import Params
+from fhdr_plugin.registry import DEFAULT_OPERATION, run_operation
 
 
 def check_paths(input: Path, output: Path) -> None:
@@ -20,14 +21,18 @@ def check_paths(input: Path, output: Path) -> None:
 
 
 def convert_file(
-    input: Path, output: Path, params: LdrToHdrParams | None = None, options: WriteOptions = WriteOptions()
+    input: Path,
+    output: Path,
+    params: Params | None = None,
+    options: WriteOptions = WriteOptions(),
+    operation: str = DEFAULT_OPERATION,
 ) -> None:
-    """Convert ``input`` into the scene-linear EXR ``output`` (``params``: the defaults when None), creating
-    the output's folder."""
+    """Convert ``input`` into the EXR ``output`` with ``operation`` and its parameter object ``params`` (the
+    defaults when None), creating the output's folder."""
     check_paths(input, output)
     buf = read_image(input)
     try:
-        result = run_operation("ldr_to_hdr", buf, **(params or LdrToHdrParams()).to_dict())
+        result = run_operation(operation, buf, params)
     except FhdrError as exc:
         raise FhdrError(f"{input}: {exc}") from exc
     make_folder(output.parent)

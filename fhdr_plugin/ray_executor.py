@@ -27,11 +27,11 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from fhdr_plugin.engine import describe_engine
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.frames import FAILED, FrameResult, FrameWork, Job, OnResult, engine_line, with_cancelled
+from fhdr_plugin.frames import FAILED, FrameResult, FrameWork, Job, OnResult, engine_line, engine_of, with_cancelled
 from fhdr_plugin.io import WriteOptions
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import Params
+from fhdr_plugin.registry import DEFAULT_OPERATION
 
 log = logging.getLogger("fhdr")
 
@@ -79,14 +79,16 @@ class FrameWorker:
     ``attempts``: the name of the run's ``Attempts`` actor ("": attempts are not counted); a name rather than a
     handle, so that Ray keeps no constructor argument in the object store for a restart."""
 
-    def __init__(self, params: LdrToHdrParams, options: WriteOptions, skip_existing: bool, attempts: str = ""):
-        self.work = FrameWork(params, options, skip_existing)
+    def __init__(
+        self, params: Params, options: WriteOptions, skip_existing: bool, operation: str, attempts: str = ""
+    ) -> None:
+        self.work = FrameWork(params, options, skip_existing, operation)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.attempts = attempts
 
     def start(self) -> dict[str, str]:
         """Load the engine; describe it."""
-        return describe_engine(self.work.params)
+        return engine_of(self.work.params)
 
     def ping(self) -> str:
         """This worker's name, once it is up (again)."""
@@ -130,10 +132,11 @@ class RayExecutor:
 
     def __init__(
         self,
-        params: LdrToHdrParams,
+        params: Params,
         options: WriteOptions = WriteOptions(),
         *,
         skip_existing: bool = False,
+        operation: str = DEFAULT_OPERATION,
         address: str = "",
         cpus: int = 0,
         workers: int = 0,
@@ -144,7 +147,7 @@ class RayExecutor:
         if cpus and address:
             raise FhdrError("--ray-cpus is for a local Ray instance; a cluster at --address has its own CPUs")
         self.ray = import_ray()
-        self.worker_args = (params, options, skip_existing)
+        self.worker_args = (params, options, skip_existing, operation)
         self.address = address
         self.cpus = cpus
         self.workers = workers
@@ -222,8 +225,10 @@ class RayExecutor:
         except self.ray.exceptions.RayError as exc:
             message = f"{type(exc).__name__}: {_first_line(exc)}"
             raise FhdrError(f"the ray workers could not start (is fhdr installed on every node?): {message}") from None
-        self.engine = {**engines[0], "executor": "ray", "workers": str(count)}
-        log.debug("%s (%s each)", engine_line(self.engine, self.worker_args[0].precision), resources)
+        if engines[0]:
+            self.engine = {**engines[0], "executor": "ray", "workers": str(count)}
+            asked = self.worker_args[0].to_dict().get("precision", "")
+            log.debug("%s (%s each)", engine_line(self.engine, asked), resources)
 
     def _distribute(self, jobs: list[Job], on_result: OnResult | None) -> None:
         """Give each free worker the next frame until all are done. A worker whose frame was lost (Ray restarted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -12,8 +13,21 @@ from fhdr_plugin import builtin, hookspecs
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.hookspecs import Operation
 from fhdr_plugin.manifest import manifest
+from fhdr_plugin.params import Params
 
-__all__ = ["Operation", "Registry", "plugin_manager", "registry", "run_operation"]
+__all__ = ["DEFAULT_OPERATION", "Operation", "Registry", "plugin_manager", "registry", "run_operation"]
+
+#: The operation ``fhdr convert`` and ``fhdr batch`` run unless ``--op`` names another.
+DEFAULT_OPERATION = builtin.OPERATION
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options(Params):
+    """Option values as the command line gives them: checked once, when ``for_operation`` makes the operation's
+    own object from them."""
+
+    def __post_init__(self) -> None:
+        """Nothing to check yet."""
 
 
 class Registry:
@@ -34,12 +48,47 @@ class Registry:
             raise FhdrError(f"unknown operation {name!r}; known: {', '.join(sorted(self.operations))}")
         return self.operations[name]
 
-    def run(self, name: str, buf: oiio.ImageBuf, **params: Any) -> oiio.ImageBuf:
-        """Run operation ``name`` on ``buf``, calling the before and after hooks of every plugin."""
+    def params(self, name: str, params: Params | None = None, **values: Any) -> Params:
+        """The checked parameter object of operation ``name``: ``params`` itself (an object of the operation's
+        class), or one made from keyword ``values`` (the defaults when there are none)."""
         op = self.get(name)
-        self.pm.hook.fhdr_before_operation(name=name, buf=buf, params=params)
-        result = op.run(buf, **params)
-        self.pm.hook.fhdr_after_operation(name=name, result=result, params=params)
+        if params is None:
+            return op.params.from_kwargs(**values)
+        if values or not isinstance(params, op.params):
+            raise FhdrError(f"{name}: takes one {op.params.__name__} or keyword values, not {type(params).__name__}")
+        return params
+
+    def command_params(self) -> type[Params]:
+        """One parameter class with the fields of every operation, by name (the default operation's first, then
+        each other's new ones): the options of ``fhdr convert`` and ``fhdr batch``, whose values ``for_operation``
+        turns into the chosen operation's own object."""
+        ops = [self.get(DEFAULT_OPERATION), *(op for name, op in self.operations.items() if name != DEFAULT_OPERATION)]
+        fields: dict[str, dataclasses.Field] = {}
+        for op in ops:
+            for f in op.params.fields():
+                fields.setdefault(f.name, f)
+        spec = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)) for f in fields.values()]
+        return dataclasses.make_dataclass("CommandParams", spec, bases=(_Options,), frozen=True)
+
+    def for_operation(self, name: str, values: Params) -> Params:
+        """The parameter object of operation ``name`` from the command line's ``values`` (a ``command_params``
+        object); an FhdrError when an option that is not the operation's was given."""
+        own = {f.name for f in self.get(name).params.fields()}
+        given = values.to_dict()
+        defaults = {f.name: f.default for f in type(values).fields()}
+        foreign = sorted(k for k, v in given.items() if k not in own and v != defaults[k])
+        if foreign:
+            options = ", ".join("--" + k.replace("_", "-") for k in foreign)
+            raise FhdrError(f"{options}: not a parameter of {name} (fhdr ops lists them)")
+        return self.params(name, **{k: v for k, v in given.items() if k in own})
+
+    def run(self, name: str, buf: oiio.ImageBuf, params: Params | None = None, **values: Any) -> oiio.ImageBuf:
+        """Run operation ``name`` on ``buf`` with ``params`` (see ``params``), checked once here, calling the
+        before and after hooks of every plugin with the same object."""
+        checked = self.params(name, params, **values)
+        self.pm.hook.fhdr_before_operation(name=name, buf=buf, params=checked)
+        result = self.get(name).run(buf, checked)
+        self.pm.hook.fhdr_after_operation(name=name, result=result, params=checked)
         return result
 
 
@@ -59,6 +108,6 @@ def registry() -> Registry:
     return Registry(plugin_manager())
 
 
-def run_operation(name: str, buf: oiio.ImageBuf, **params: Any) -> oiio.ImageBuf:
-    """Run the registered operation ``name`` on ``buf``."""
-    return registry().run(name, buf, **params)
+def run_operation(name: str, buf: oiio.ImageBuf, params: Params | None = None, **values: Any) -> oiio.ImageBuf:
+    """Run the registered operation ``name`` on ``buf`` with a parameter object or keyword values."""
+    return registry().run(name, buf, params, **values)

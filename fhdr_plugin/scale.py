@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from fhdr_plugin.color import REC709_LUMA
+from fhdr_plugin.params import BlendParams
 
 
 def blend_weight(display: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -50,3 +51,18 @@ def strengthen(linear: np.ndarray, expanded: np.ndarray, strength: float) -> np.
     gain = np.where(lifted, (np.maximum(lum_exp, 1e-6) / base) ** strength, 1.0)
     fraction = np.where(lifted, (base * gain - lum_lin) / np.where(lifted, lum_exp - lum_lin, 1.0), 0.0)
     return (linear + fraction[..., None] * (expanded - linear)).astype(np.float32)
+
+
+def blend(linear: np.ndarray, display: np.ndarray, predicted: np.ndarray, params: BlendParams) -> np.ndarray:
+    """The node's output for the plate (linearised and display-referred) and the network's decoded prediction."""
+    if params.mode == "raw":
+        return predicted
+    expanded = anchored(linear, display, predicted, params.blend_low, params.blend_high)
+    return strengthen(linear, expanded, params.strength)
+
+
+def matte_of(display: np.ndarray, params: BlendParams) -> np.ndarray:
+    """How much of each pixel came from the network (H, W, 1), 0-1: ``matte`` in anchored mode, 1 in raw mode."""
+    if params.mode == "raw":
+        return np.ones((*display.shape[:2], 1), dtype=np.float32)
+    return matte(display, params.blend_low, params.blend_high).astype(np.float32)

@@ -16,15 +16,18 @@ from conftest import ROOT
 from typer.testing import CliRunner
 
 import fhdr_plugin
+from fhdr_plugin import maths, scale
 from fhdr_plugin.cli import app, with_params
+from fhdr_plugin.dropin import KNOBS, SceneLinearFhdr
 from fhdr_plugin.engine import select_device
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import WriteOptions
-from fhdr_plugin.manifest import manifest
-from fhdr_plugin.params import LdrToHdrParams, param
+from fhdr_plugin.model import FHDR
+from fhdr_plugin.params import BlendParams, EngineParams, LdrToHdrParams, param, type_name
+from training.losses import FHDRLoss
 
 PACKAGE = ROOT / "fhdr_plugin"
-FIELDS = [f.name for f in dataclasses.fields(LdrToHdrParams)]
+FIELDS = [f.name for f in LdrToHdrParams.fields()]
 
 
 def module_imports(path: Path) -> set[str]:
@@ -118,16 +121,37 @@ def test_one_declaration_adds_a_parameter_everywhere():
     assert "--grain" in runner.invoke(cli, ["--help"], env={"COLUMNS": "200"}).output
     result = runner.invoke(cli, ["in.png", "--grain", "0.5", "--float", "--tile", "0"])
     assert result.exit_code == 0, result.output
-    assert seen == [(WithGrain(grain=0.5, tile=0), WriteOptions(half=False))]
+    assert seen == [(WithGrain.from_kwargs(grain=0.5, tile=0), WriteOptions(half=False))]
     assert [d.name for d in WithGrain.describe()][-1] == "grain"
     assert WithGrain.from_kwargs(grain=2).grain == 2.0
     bad = runner.invoke(cli, ["in.png", "--tile", "-5"])
     assert bad.exit_code == 1 and "tile must be" in bad.output
 
 
-def test_the_manifest_documents_the_parameter_object():
-    declared = [(p.name, p.type, p.default, p.choices, p.help) for p in manifest().operations["ldr_to_hdr"].params]
-    assert declared == [(d.name, d.type, d.default, d.choices, d.help) for d in LdrToHdrParams.describe()]
+def test_the_blend_s_fields_reach_every_host_and_the_loss():
+    """A field added to BlendParams shows in the CLI, fhdr ops, the Python API, the drop-in's knobs and the loss:
+    every one of these lists the group's fields, and the maths that applies them takes them by name."""
+    blend = [f.name for f in BlendParams.fields()]
+    assert [f.name for f in LdrToHdrParams.fields() if f.name in blend] == blend
+    assert set(blend) <= set(FIELDS)  # hence in convert/batch --help, fhdr ops and ldr_to_hdr's signature
+    assert list(inspect.signature(maths.blend).parameters)[3:] == blend
+    assert [p for p in inspect.signature(scale.blend).parameters][3:] == ["params"]
+    numbers = {f.name: f.default for f in BlendParams.fields() if type_name(f) in ("float", "int")}
+    module = SceneLinearFhdr(FHDR(1), {"fhdr:headroom": "256", "fhdr:encoding": "mu-law"})
+    assert {name: getattr(module, name) for name in KNOBS} == numbers
+    assert module.mode == "anchored"  # a choice is fixed at export
+    assert FHDRLoss().blend == LdrToHdrParams().blend
+    assert vars(FHDRLoss(blend=BlendParams(strength=2.0)).blend)["strength"] == 2.0
+
+
+def test_groups_read_and_write_by_flat_names():
+    params = LdrToHdrParams.from_kwargs(strength=2, tile=64, matte=True)
+    assert params.blend == BlendParams(strength=2.0) and params.engine == EngineParams(tile=64) and params.matte
+    assert params.to_dict() == {**LdrToHdrParams().to_dict(), "strength": 2.0, "tile": 64, "matte": True}
+    assert params.replace(tile=0).engine.tile == 0 and params.replace(tile=0).blend.strength == 2.0
+    assert [d.name for d in LdrToHdrParams.describe()] == FIELDS
+    with pytest.raises(FhdrError, match="blend must be a BlendParams"):
+        LdrToHdrParams(blend={"strength": 2.0})
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT, shared
 from helpers import batch, plate
 
-from fhdr_plugin.batch import LocalExecutor, plan
+from fhdr_plugin.batch import LocalExecutor, plan, run_batch
 from fhdr_plugin.color import config
 from fhdr_plugin.params import LdrToHdrParams
 
@@ -73,7 +73,7 @@ def test_sequence_in_frame_order(tmp_path: Path) -> None:
 def test_disk_io_overlaps_the_model_within_bounded_queues(tmp_path: Path) -> None:
     plate(tmp_path, range(1, 9))
     jobs = plan(str(tmp_path / "plate.#.png"), str(tmp_path / "h.#.exr"))
-    executor = LocalExecutor(LdrToHdrParams(tile=64), depth=2)
+    executor = LocalExecutor(LdrToHdrParams.from_kwargs(tile=64), depth=2)
     results = {r.frame: r for r in executor.run(jobs)}
     assert [r.status for r in results.values()] == ["done"] * 8
 
@@ -85,6 +85,48 @@ def test_disk_io_overlaps_the_model_within_bounded_queues(tmp_path: Path) -> Non
         assert results[f].write_at < model_end(f + 1), "a frame is written while the model runs the next"
     for f in range(1, 5):
         assert results[f + 4].read_at >= model_end(f), "the reader runs at most depth + 1 frames ahead"
+
+
+def test_progress_follows_each_frame_and_its_failures(tmp_path: Path) -> None:
+    plate(tmp_path, (1, 3))
+    seen = []
+    results = run_batch(
+        LocalExecutor(LdrToHdrParams.from_kwargs(tile=64)),
+        str(tmp_path / "plate.#.png"),
+        str(tmp_path / "h.#.exr"),
+        {},
+        frames="1-3",
+        quiet=True,
+        on_progress=lambda result, done, total: seen.append((result.frame, result.status, done, total)),
+    )
+    assert seen == [(1, "done", 1, 3), (2, "failed", 2, 3), (3, "done", 3, 3)]
+    assert [r.status for r in results] == ["done", "failed", "done"]
+
+
+def test_cancel_between_frames_stops_as_an_interrupt_does(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plate(tmp_path, range(1, 5))
+    executor = LocalExecutor(LdrToHdrParams.from_kwargs(tile=64))
+    report_path, finished = tmp_path / "r.json", []
+    results = run_batch(
+        executor,
+        str(tmp_path / "plate.#.png"),
+        str(tmp_path / "h.#.exr"),
+        {"tile": 64},
+        report=report_path,
+        on_progress=lambda result, done, total: finished.append(done),
+        cancelled=lambda: bool(finished),
+    )
+    assert [r.status for r in results] == ["done", "cancelled", "cancelled", "cancelled"]
+    assert finished == [1]
+    assert sorted(p.name for p in tmp_path.glob("h.*")) == ["h.0001.exr"] and temp_files(tmp_path) == []
+    report = read_report(report_path)
+    assert report["counts"] == {"done": 1, "skipped": 0, "failed": 0, "cancelled": 3}
+    assert report["cancelled_frames"] == "2-4" and report["settings"]["tile"] == 64
+    assert "1 done, 3 cancelled" in capsys.readouterr().err
+    before = run_batch(
+        executor, str(tmp_path / "plate.#.png"), str(tmp_path / "b.#.exr"), {}, quiet=True, cancelled=lambda: True
+    )
+    assert [r.status for r in before] == ["cancelled"] * 4 and list(tmp_path.glob("b.*")) == []
 
 
 def test_frames_found_on_disk_and_other_wildcards(tmp_path: Path) -> None:

@@ -103,12 +103,12 @@ def test_suite_file_converts(relative: str, tmp_path: Path, caplog) -> None:
     exercised("exr-suite files converted in-process")
     if relative in REFUSED:
         with pytest.raises(FhdrError, match=REFUSED[relative]) as refusal:
-            convert_file(SUITE / relative, out, LdrToHdrParams(tile=256))
+            convert_file(SUITE / relative, out, LdrToHdrParams.from_kwargs(tile=256))
         assert str(SUITE / relative) in str(refusal.value) and "convert it to RGB" in str(refusal.value)
         assert list(tmp_path.iterdir()) == []
         return
     with caplog.at_level(logging.WARNING, logger="fhdr"):
-        convert_file(SUITE / relative, out, LdrToHdrParams(tile=256))
+        convert_file(SUITE / relative, out, LdrToHdrParams.from_kwargs(tile=256))
     parts = oiio.ImageBuf(str(SUITE / relative)).nsubimages
     if parts > 1:
         assert f"{parts} parts; converting only part 0 (" in caplog.text
@@ -124,7 +124,7 @@ def test_xyz_primaries_are_converted_to_rec709(tmp_path: Path) -> None:
         src = SUITE / f"Chromaticities/{name}.exr"
         if not src.exists():
             pytest.skip(f"{src} not available")
-        convert_file(src, tmp_path / f"{name}.exr", LdrToHdrParams(tile=256))
+        convert_file(src, tmp_path / f"{name}.exr", LdrToHdrParams.from_kwargs(tile=256))
         outputs.append(oiio.ImageBuf(str(tmp_path / f"{name}.exr")))
     rec709, xyz = (pixels(b) for b in outputs)
     assert np.median(np.abs(xyz - rec709)) < 0.01 * np.median(rec709)

@@ -11,7 +11,7 @@ import fhdr_plugin
 from fhdr_plugin import color
 from fhdr_plugin.cli import app
 from fhdr_plugin.node import MATTE_CHANNEL
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import BlendParams
 
 FAST = {"precision": "float32", "tile": 0}
 
@@ -25,7 +25,7 @@ def plate(sample_ldr) -> np.ndarray:
 
 
 def smoothstep_weight(
-    display: np.ndarray, low: float = LdrToHdrParams().blend_low, high: float = LdrToHdrParams().blend_high
+    display: np.ndarray, low: float = BlendParams().blend_low, high: float = BlendParams().blend_high
 ) -> np.ndarray:
     t = np.clip((display.max(axis=-1) - low) / (high - low), 0.0, 1.0)
     return t * t * (3 - 2 * t)

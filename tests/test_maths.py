@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fhdr_plugin import color, encoding, maths, scale
+from fhdr_plugin.params import BlendParams
 
 RNG = np.random.default_rng(7)
 #: Display-referred plates (H, W, 3) with every region: blacks, mid-tones, the blend ramp, clipped channels.
@@ -83,6 +84,18 @@ def test_strengthen_matches_the_numpy_twin(strength):
         np.testing.assert_allclose(want, linear, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "params", [BlendParams(), BlendParams(mode="raw"), BlendParams(blend_low=0.8, strength=1.7)], ids=str
+)
+def test_the_blend_and_its_matte_match_the_numpy_twins(params):
+    linear = linear_of(DISPLAY)
+    predicted = (linear * RNG.uniform(0.5, 8.0, linear.shape)).astype(np.float32)
+    got = maths.blend(nchw(linear), nchw(DISPLAY), nchw(predicted), **vars(params))
+    np.testing.assert_allclose(hwc(got), scale.blend(linear, DISPLAY, predicted, params), rtol=1e-5, atol=1e-6)
+    matte = maths.matte_of(nchw(DISPLAY), params.mode, params.blend_low, params.blend_high)
+    np.testing.assert_allclose(hwc(matte), scale.matte_of(DISPLAY, params), atol=1e-6)
+
+
 def test_finite_clears_nan_and_clamps_to_half_range():
     x = torch.tensor([float("nan"), -1.0, 2.0, 1e6])
     assert maths.finite(x).tolist() == [0.0, 0.0, 2.0, 65504.0]
@@ -91,4 +104,6 @@ def test_finite_clears_nan_and_clamps_to_half_range():
 def test_every_function_scripts():
     for fn in (maths.decode, maths.encode, maths.srgb_encode, maths.anchored, maths.strengthen, maths.matte):
         torch.jit.script(fn)
+    torch.jit.script(maths.blend)
+    torch.jit.script(maths.matte_of)
     torch.jit.script(maths.finite)

@@ -21,6 +21,7 @@ import pytest
 from conftest import ROOT
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.frames import Job
 
 NUKE_HOOKS = ROOT / "hooks" / "nuke"
 NUKE_DEFAULT_MENU = ["default (linear)", "linear", "sRGB", "rec709", "Cineon"]
@@ -51,7 +52,7 @@ def test_patterns_in_nuke_notation(fhdr_nuke):
     assert fhdr_nuke.output_for("/s/plate.%04d.png") == "/s/fhdr/plate_hdr.%04d.exr"
     assert fhdr_nuke.output_for("C:/s/plate_v2_%d_left.jpg") == "C:/s/fhdr/plate_v2_hdr_%d_left.exr"
     assert fhdr_nuke.output_for("/s/still.png") == "/s/fhdr/still_hdr.exr"
-    job = fhdr_nuke.plan("/s/plate.####.png", 1001, 1003)
+    job = fhdr_nuke.ReadJob.of("/s/plate.####.png", 1001, 1003)
     assert (job.input, job.output, job.nuke_output) == (
         "/s/plate.%04d.png",
         "/s/fhdr/plate_hdr.%04d.exr",
@@ -59,8 +60,9 @@ def test_patterns_in_nuke_notation(fhdr_nuke):
     )
     assert job.frames == (1001, 1002, 1003) and not job.still
     assert job.input_path(1002) == Path("/s/plate.1002.png")
-    still = fhdr_nuke.plan("/s/still.png", 1, 1)
-    assert still.still and still.output_path(1) == Path("/s/fhdr/still_hdr.exr")
+    assert job.jobs()[1] == Job(1002, Path("/s/plate.1002.png"), Path("/s/fhdr/plate_hdr.1002.exr"))
+    still = fhdr_nuke.ReadJob.of("/s/still.png", 1, 1)
+    assert still.still and still.jobs() == [Job(1, Path("/s/still.png"), Path("/s/fhdr/still_hdr.exr"))]
 
 
 @pytest.mark.parametrize(
@@ -75,21 +77,23 @@ def test_patterns_in_nuke_notation(fhdr_nuke):
 )
 def test_plan_refuses_what_it_cannot_do(fhdr_nuke, file, first, last, message):
     with pytest.raises(FhdrError, match=message):
-        fhdr_nuke.plan(file, first, last)
+        fhdr_nuke.ReadJob.of(file, first, last)
 
 
 def test_read_node_sequence_becomes_an_exr_sequence(fhdr_nuke, plate):
-    job = fhdr_nuke.plan(str(plate), 1001, 1003)
+    job = fhdr_nuke.ReadJob.of(str(plate), 1001, 1003)
     steps = []
-    outcome = fhdr_nuke.convert(job, {"tile": 0}, progress=lambda done, total: steps.append((done, total)))
-    assert outcome == fhdr_nuke.Outcome((1001, 1002, 1003), (), False)
-    assert steps == [(1, 3), (2, 3), (3, 3)]
+    results = fhdr_nuke.convert(
+        job, {"tile": 64}, on_progress=lambda result, done, total: steps.append((result.frame, done, total))
+    )
+    assert [r.status for r in results] == ["done"] * 3
+    assert steps == [(1001, 1, 3), (1002, 2, 3), (1003, 3, 3)]
     for frame in job.frames:
         out = plate.parent / "fhdr" / f"plate_hdr.{frame}.exr"
         buf = oiio.ImageBuf(str(out))
         assert buf.spec().get_string_attribute("fhdr:output_colorspace") == "Linear Rec.709 (sRGB)"
         assert np.asarray(buf.get_pixels(oiio.FLOAT)).max() > 1.0
-    knobs = fhdr_nuke.read_knobs(job, outcome)
+    knobs = fhdr_nuke.read_knobs(job, results)
     assert knobs == {
         "file": str(plate.parent / "fhdr" / "plate_hdr.####.exr"),
         "first": 1001,
@@ -97,19 +101,29 @@ def test_read_node_sequence_becomes_an_exr_sequence(fhdr_nuke, plate):
         "origfirst": 1001,
         "origlast": 1003,
     }
-    assert fhdr_nuke.summary(job, outcome) == ""
+    assert fhdr_nuke.message(job, results) == ""
 
 
-def test_missing_frames_and_cancel(fhdr_nuke, plate):
-    job = fhdr_nuke.plan(str(plate).replace("####", "%04d"), 1000, 1004)
-    done = []
-    outcome = fhdr_nuke.convert(job, progress=lambda n, total: done.append(n), cancelled=lambda: len(done) == 1)
-    assert outcome == fhdr_nuke.Outcome((1001,), (1000, 1004), True)
+def test_missing_frames_fail_and_cancel_stops_after_the_frame_in_progress(fhdr_nuke, plate):
+    job = fhdr_nuke.ReadJob.of(str(plate).replace("####", "%04d"), 1000, 1004)
+    seen = []
+    results = fhdr_nuke.convert(
+        job,
+        {"tile": 64},
+        on_progress=lambda result, done, total: seen.append(result.status),
+        cancelled=lambda: "done" in seen,
+    )
+    assert [r.status for r in results] == ["failed", "done", "cancelled", "cancelled", "cancelled"]
+    assert "plate.1000.png" in results[0].error and "no such file" in results[0].error
     assert sorted(p.name for p in (plate.parent / "fhdr").iterdir()) == ["plate_hdr.1001.exr"]
-    assert fhdr_nuke.read_knobs(job, outcome)["last"] == 1001
-    assert fhdr_nuke.summary(job, outcome).endswith("no input for frame(s) 1000,1004; cancelled after 1 frame(s)")
-    with pytest.raises(FhdrError, match="no input file"):
-        fhdr_nuke.convert(fhdr_nuke.plan(str(plate), 1, 3))
+    assert fhdr_nuke.read_knobs(job, results)["last"] == 1001
+    message = fhdr_nuke.message(job, results)
+    assert message.startswith(f"{job.nuke_output}: failed frames: 1000; frame 1000 failed: ")
+    assert message.endswith("; cancelled: frames 1002-1004")
+    gone = fhdr_nuke.ReadJob.of(str(plate.parent / "gone.####.png"), 1, 5)
+    message = fhdr_nuke.message(gone, fhdr_nuke.convert(gone))
+    assert "failed frames: 1-5; frame 1 failed: " in message and "frame 3 failed: " in message
+    assert "frame 4 failed" not in message and message.endswith("; 2 more errors on stderr")
     with pytest.raises(FhdrError, match="unknown parameter"):
         fhdr_nuke.convert(job, {"gain": 2})
 
@@ -208,10 +222,11 @@ class Node:
 
 
 def stand_in_nuke(
-    selected: list[Node], answers: dict[str, str] | None = None, ok: bool = True
+    selected: list[Node], answers: dict[str, str] | None = None, ok: bool = True, cancel_after: int = 0
 ) -> tuple[types.ModuleType, dict[str, list]]:
     """A ``nuke`` module with the calls menu.py makes, recording them. It checks our use of the API, not Nuke.
-    Its panel is answered with ``answers`` (by label; the rest as filled) and OK, or cancelled."""
+    Its panel is answered with ``answers`` (by label; the rest as filled) and OK, or cancelled; its progress task
+    is cancelled once it has shown ``cancel_after`` steps (never with 0)."""
     log: dict[str, list] = {"menus": [], "messages": [], "progress": [], "created": [], "panels": []}
     nuke = types.ModuleType("nuke")
 
@@ -250,7 +265,7 @@ def stand_in_nuke(
             log["progress"].append(percent)
 
         def isCancelled(self) -> bool:
-            return False
+            return 0 < cancel_after <= len(log["progress"])
 
     def new_read(**knobs: Any) -> Node:
         node = Node("Read", f"Read{len(log['created']) + 2}", **knobs)
@@ -270,9 +285,14 @@ def stand_in_nuke(
 
 
 def run_menu(
-    monkeypatch, fhdr_nuke, selected: list[Node], answers: dict[str, str] | None = None, ok: bool = True
+    monkeypatch,
+    fhdr_nuke,
+    selected: list[Node],
+    answers: dict[str, str] | None = None,
+    ok: bool = True,
+    cancel_after: int = 0,
 ) -> tuple[dict[str, Any], dict[str, list]]:
-    nuke, log = stand_in_nuke(selected, answers, ok)
+    nuke, log = stand_in_nuke(selected, answers, ok, cancel_after)
     monkeypatch.setitem(sys.modules, "nuke", nuke)
     if selected:  # the panel remembers its settings beside the plate
         monkeypatch.setenv("FHDR_NUKE_SETTINGS", str(Path(selected[0]["file"].value()).parent / "panel.json"))
@@ -301,8 +321,24 @@ def test_menu_command_explains_a_missing_selection_or_input(monkeypatch, fhdr_nu
     gone = Node("Read", "Read1", file=str(tmp_path / "gone.%04d.png"), first=1, last=2)
     menu, log = run_menu(monkeypatch, fhdr_nuke, [gone])
     menu["ldr_to_hdr_selected"]().join(timeout=60)
-    assert len(log["messages"]) == 1 and "no input file for frames 1-2" in log["messages"][0]
+    [message] = log["messages"]
+    assert "failed frames: 1-2" in message and "gone.0001.png" in message and "no such file" in message
     assert log["created"] == []
+
+
+def test_menu_cancel_stops_after_the_frame_in_progress(monkeypatch, fhdr_nuke, plate, tmp_path):
+    helpers.plate(tmp_path / "b", (1001,))
+    first = Node("Read", "Read1", file=str(plate), first=1001, last=1003)
+    second = Node("Read", "Read9", file=str(tmp_path / "b" / "plate.####.png"), first=1001, last=1001)
+    menu, log = run_menu(monkeypatch, fhdr_nuke, [first, second], cancel_after=1)
+    menu["ldr_to_hdr_selected"]().join(timeout=300)
+    assert log["progress"] == [33]
+    assert sorted(p.name for p in (plate.parent / "fhdr").iterdir()) == ["plate_hdr.1001.exr"]
+    assert not (tmp_path / "b" / "fhdr").exists()
+    [read] = log["created"]
+    assert (read["first"].value(), read["last"].value()) == (1001, 1001)
+    [message] = log["messages"]
+    assert message == f"LDR to HDR: {plate.parent / 'fhdr' / 'plate_hdr.####.exr'}: cancelled: frames 1002-1003"
 
 
 def test_fhdr_hooks_prints_the_nuke_setup():
@@ -321,7 +357,7 @@ def test_output_folder_or_pattern(fhdr_nuke):
     assert fhdr_nuke.output_for("/s/still.png", "/o/key.exr") == "/o/key.exr"
     with pytest.raises(FhdrError, match="needs a frame number"):
         fhdr_nuke.output_for("/s/plate.####.png", "/o/one.exr")
-    job = fhdr_nuke.plan("/s/plate.####.png", 1, 2, "/o/sh_hdr.%04d.exr")
+    job = fhdr_nuke.ReadJob.of("/s/plate.####.png", 1, 2, "/o/sh_hdr.%04d.exr")
     assert (job.output, job.nuke_output) == ("/o/sh_hdr.%04d.exr", "/o/sh_hdr.%04d.exr")
 
 

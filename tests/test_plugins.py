@@ -23,20 +23,30 @@ from conftest import ROOT
 
 from fhdr_plugin.io import read_image
 from fhdr_plugin.manifest import manifest
+from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.registry import Registry, plugin_manager, registry
 
 PLUGIN = "fhdr_trace_plugin"
 
 PLUGIN_SOURCE = '''\
-"""A third-party fhdr plugin: an ``invert`` operation, and a JSON-lines trace of every operation run."""
+"""A third-party fhdr plugin: ``invert`` and ``gain`` operations, and a JSON-lines trace of every operation run."""
 
 import json
 import os
+from dataclasses import dataclass
 
 import OpenImageIO as oiio
 
 from fhdr_plugin import hookimpl
+from fhdr_plugin.params import Params, param
 from fhdr_plugin.registry import Operation
+
+
+@dataclass(frozen=True)
+class GainParams(Params):
+    where = "gain"
+
+    gain: float = param(1.0, "factor of every channel")
 
 
 def _trace(**entry):
@@ -44,18 +54,25 @@ def _trace(**entry):
         f.write(json.dumps(entry) + "\\n")
 
 
-def invert(buf, **params):
+def invert(buf, params):
     return oiio.ImageBufAlgo.invert(buf)
+
+
+def gain(buf, params):
+    return oiio.ImageBufAlgo.mul(buf, params.gain)
 
 
 @hookimpl
 def fhdr_register_operations():
-    return [Operation("invert", "1 - x on every channel", invert, plugin="trace")]
+    return [
+        Operation("invert", "1 - x on every channel", invert, plugin="trace"),
+        Operation("gain", "x times a gain", gain, plugin="trace", params=GainParams),
+    ]
 
 
 @hookimpl
 def fhdr_before_operation(name, buf, params):
-    _trace(hook="before", name=name, size=[buf.spec().width, buf.spec().height], params=params)
+    _trace(hook="before", name=name, size=[buf.spec().width, buf.spec().height], params=params.to_dict())
 
 
 @hookimpl
@@ -105,10 +122,11 @@ def test_plugin_is_loaded_through_its_entry_point(site, ldr_png, tmp_path):
     inverted = reg.run("invert", src)
     np.testing.assert_allclose(inverted.get_pixels(oiio.FLOAT), 1.0 - src.get_pixels(oiio.FLOAT), atol=1e-6)
     reg.run("ldr_to_hdr", src, tile=0)
+    full = LdrToHdrParams.from_kwargs(tile=0).to_dict()
     assert read_trace(tmp_path / "trace.jsonl") == [
         {"hook": "before", "name": "invert", "size": [64, 48], "params": {}},
         {"hook": "after", "name": "invert", "model": ""},
-        {"hook": "before", "name": "ldr_to_hdr", "size": [64, 48], "params": {"tile": 0}},
+        {"hook": "before", "name": "ldr_to_hdr", "size": [64, 48], "params": full},
         {"hook": "after", "name": "ldr_to_hdr", "model": manifest().default_model},
     ]
 
@@ -143,3 +161,33 @@ def test_plugin_hooks_run_around_fhdr_convert(site, ldr_png, tmp_path):
     assert before["params"]["tile"] == 0
     assert after == {"hook": "after", "name": "ldr_to_hdr", "model": manifest().default_model}
     assert oiio.ImageBuf(str(out)).spec().get_string_attribute("fhdr:model") == manifest().default_model
+
+
+def test_a_plugin_operation_runs_by_name_with_its_own_options(site, ldr_png, tmp_path):
+    script = Path(sys.executable).parent / "fhdr"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fhdr_plugin"]
+    env = {**os.environ, "PYTHONPATH": str(site), "FHDR_TRACE": str(tmp_path / "trace.jsonl")}
+
+    def fhdr(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+
+    assert "  gain: float = 1.0  factor of every channel" in fhdr("ops").stdout
+    out = tmp_path / "half.exr"
+    run = fhdr("convert", "--op", "gain", str(ldr_png), str(out), "--gain", "0.5")
+    assert run.returncode == 0, run.stderr
+    src = read_image(ldr_png).get_pixels(oiio.FLOAT)
+    np.testing.assert_allclose(oiio.ImageBuf(str(out)).get_pixels(oiio.FLOAT), 0.5 * src, atol=4e-3)
+    assert read_trace(tmp_path / "trace.jsonl")[0]["params"] == {"gain": 0.5}
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (1, 2):
+        (frames / f"in.{i:04d}.png").write_bytes(ldr_png.read_bytes())
+    run = fhdr("batch", "--op", "gain", "--gain", "2", str(frames / "in.####.png"), str(frames / "out.####.exr"))
+    assert run.returncode == 0, run.stderr
+    doubled = oiio.ImageBuf(str(frames / "out.0002.exr")).get_pixels(oiio.FLOAT)
+    np.testing.assert_allclose(doubled, np.minimum(2.0 * src, 1.0), atol=4e-3)  # the plugin keeps 8-bit's range
+    wrong = fhdr("convert", "--op", "gain", str(ldr_png), str(tmp_path / "x.exr"), "--strength", "2")
+    assert wrong.returncode == 1 and "--strength: not a parameter of gain" in wrong.stderr
+    wrong = fhdr("convert", str(ldr_png), str(tmp_path / "x.exr"), "--gain", "2")
+    assert wrong.returncode == 1 and "--gain: not a parameter of ldr_to_hdr" in wrong.stderr
+    assert not (tmp_path / "x.exr").exists()

@@ -12,6 +12,7 @@ from fhdr_plugin import hookimpl
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import read_image
 from fhdr_plugin.manifest import manifest
+from fhdr_plugin.params import LdrToHdrParams, NoParams
 from fhdr_plugin.registry import Operation, Registry, plugin_manager, registry
 
 
@@ -33,12 +34,12 @@ class Recorder:
     def fhdr_register_operations(self):
         return [Operation("halve", "x / 2", self.halve, plugin="recorder")]
 
-    def halve(self, buf, **params):
+    def halve(self, buf, params):
         return oiio.ImageBufAlgo.mul(buf, 0.5)
 
     @hookimpl
     def fhdr_before_operation(self, name, buf, params):
-        self.calls.append(("before", name, dict(params)))
+        self.calls.append(("before", name, params))
 
     @hookimpl
     def fhdr_after_operation(self, name, result, params):
@@ -55,18 +56,32 @@ def test_third_party_operation_and_hooks(ldr_png):
     assert np.asarray(out.get_pixels(oiio.FLOAT)).max() <= 0.51
     reg.run("ldr_to_hdr", read_image(ldr_png), mode="raw")
     assert rec.calls == [
-        ("before", "halve", {}),
+        ("before", "halve", NoParams()),
         ("after", "halve", 64),
-        ("before", "ldr_to_hdr", {"mode": "raw"}),
+        ("before", "ldr_to_hdr", LdrToHdrParams.from_kwargs(mode="raw")),  # the checked object, not a dict
         ("after", "ldr_to_hdr", 64),
     ]
+
+
+def test_the_registry_checks_once_and_takes_a_parameter_object(ldr_png):
+    reg = Registry(plugin_manager())
+    params = LdrToHdrParams.from_kwargs(mode="raw", tile=0)
+    assert reg.params("ldr_to_hdr", params) is params
+    assert reg.params("ldr_to_hdr", mode="raw", tile=0) == params
+    with pytest.raises(FhdrError, match="takes one LdrToHdrParams or keyword values"):
+        reg.params("ldr_to_hdr", params, tile=64)
+    with pytest.raises(FhdrError, match="unknown parameter"):
+        reg.params("ldr_to_hdr", tiles=64)
+    by_object = reg.run("ldr_to_hdr", read_image(ldr_png), params)
+    by_values = reg.run("ldr_to_hdr", read_image(ldr_png), mode="raw", tile=0)
+    np.testing.assert_array_equal(by_object.get_pixels(oiio.FLOAT), by_values.get_pixels(oiio.FLOAT))
 
 
 def test_duplicate_operation_names_are_refused():
     class Twin:
         @hookimpl
         def fhdr_register_operations(self):
-            return [Operation("ldr_to_hdr", "impostor", lambda buf: buf)]
+            return [Operation("ldr_to_hdr", "impostor", lambda buf, params: buf)]
 
     pm = plugin_manager()
     pm.register(Twin())

@@ -16,13 +16,14 @@ from fhdr_plugin.encoding import decode, encode
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.model import FHDR
 from fhdr_plugin.node import LdrToHdrParams, predict_linear
+from fhdr_plugin.params import BlendParams
 from fhdr_plugin.weights import load_model
 from training import data
 from training.__main__ import app
 from training.data import HDRCrops, Synthesis
 from training.evaluate import Case
 from training.export import checkpoint_metadata
-from training.losses import NODE_BLEND, FHDRLoss
+from training.losses import FHDRLoss
 from training.metrics import pu21_psnr
 from training.train import Init, TrainConfig, better, train
 from training.validation import GUARD_DB, validate, validation_cases
@@ -149,8 +150,11 @@ def test_the_loss_weighs_the_pixels_the_node_takes_from_the_network():
     assert loss([gt], gt, ldr).item() == 0.0
 
 
+RAMP = (BlendParams().blend_low, BlendParams().blend_high)
+
+
 def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
-    assert (LdrToHdrParams().blend_low, LdrToHdrParams().blend_high) == NODE_BLEND
+    assert FHDRLoss().blend == LdrToHdrParams().blend  # the loss blends as the node does by default
     ldr, tgt = (torch.from_numpy(a) for a in HDRCrops(
         [data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))], 32, SYN, seed=1
     ).batch(4))  # fmt: skip
@@ -160,8 +164,8 @@ def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
     for i in range(len(ldr)):
         display = ldr[i].permute(1, 2, 0).numpy()
         linear = data.srgb_decode(display)
-        node = scale.anchored(linear, display, decode(out[i].permute(1, 2, 0).numpy(), meta), *NODE_BLEND)
-        weight = scale.blend_weight(display, *NODE_BLEND)
+        node = scale.anchored(linear, display, decode(out[i].permute(1, 2, 0).numpy(), meta), *RAMP)
+        weight = scale.blend_weight(display, *RAMP)
         err = np.abs(encode(node, SYN.headroom, SYN.encoding) - tgt[i].permute(1, 2, 0).numpy())
         composite += float((weight * err).mean()) / len(ldr)
         truth = decode(tgt[i].permute(1, 2, 0).numpy(), meta)
@@ -230,7 +234,7 @@ def test_the_consistency_term_is_the_change_of_the_error_between_frames_of_a_sho
     extra = steady([out], tgt, ldr).item() - plain([out], tgt, ldr).item()
     node = plain.composite(out, ldr)
     err = (node - tgt).reshape(2, 2, 3, 32, 32)
-    weight = maths.blend_weight(ldr, *NODE_BLEND).reshape(2, 2, 3, 32, 32).amax(dim=1)
+    weight = maths.blend_weight(ldr, *RAMP).reshape(2, 2, 3, 32, 32).amax(dim=1)
     expected = float((weight * (err[:, 1] - err[:, 0]).abs()).sum()) / tgt.numel()
     assert expected > 0.0
     assert extra == pytest.approx(3.0 * expected, rel=1e-3)

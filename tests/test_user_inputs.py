@@ -43,7 +43,7 @@ def unchanged(folder: Path, out: Path, before: list[str]) -> None:
 @pytest.mark.parametrize("shape", [(1, 1), (1, 200), (200, 1)])
 def test_tiny_and_thin_frames(tmp_path: Path, shape: tuple[int, int]) -> None:
     src = write_image(tmp_path / "in.png", picture(*shape))
-    convert_file(src, tmp_path / "out.exr", LdrToHdrParams(**FAST))
+    convert_file(src, tmp_path / "out.exr", LdrToHdrParams.from_kwargs(**FAST))
     exercised("user inputs converted")
     out = pixels(tmp_path / "out.exr")
     linear = color.convert(pixels(src), "srgb_tx", "lin_rec709")
@@ -56,7 +56,7 @@ def test_16_bit_png_and_tiff_give_the_8_bit_result(tmp_path: Path) -> None:
     outputs = []
     for fmt, name in ((oiio.UINT8, "in8.png"), (oiio.UINT16, "in16.png"), (oiio.UINT16, "in16.tif")):
         src = write_image(tmp_path / name, img, fmt)
-        convert_file(src, tmp_path / f"{name}.exr", LdrToHdrParams(**{**FAST, "precision": "float32"}))
+        convert_file(src, tmp_path / f"{name}.exr", LdrToHdrParams.from_kwargs(**{**FAST, "precision": "float32"}))
         exercised("user inputs converted")
         spec = oiio.ImageBuf(str(tmp_path / f"{name}.exr")).spec()
         assert spec.get_string_attribute("fhdr:input_colorspace") == color.resolve("srgb_tx")
@@ -70,7 +70,7 @@ def test_grey_with_alpha_keeps_its_alpha(tmp_path: Path) -> None:
     img = picture(16, 20, 2)
     src = write_image(tmp_path / "ga.png", img)
     assert oiio.ImageBuf(str(src)).spec().channelnames == ("Y", "A")
-    convert_file(src, tmp_path / "out.exr", LdrToHdrParams(**FAST))
+    convert_file(src, tmp_path / "out.exr", LdrToHdrParams.from_kwargs(**FAST))
     exercised("user inputs converted")
     out = oiio.ImageBuf(str(tmp_path / "out.exr"))
     assert out.spec().channelnames == ("Y", "A")
@@ -84,7 +84,7 @@ def test_cmyk_tiff_is_converted_as_the_rgb_oiio_reads(tmp_path: Path) -> None:
     buf = oiio.ImageBuf(spec)
     buf.set_pixels(buf.roi, np.random.default_rng(2).uniform(0, 0.5, (16, 20, 4)).astype(np.float32))
     assert buf.write(str(tmp_path / "cmyk.tif")), buf.geterror()
-    convert_file(tmp_path / "cmyk.tif", tmp_path / "out.exr", LdrToHdrParams(**FAST))
+    convert_file(tmp_path / "cmyk.tif", tmp_path / "out.exr", LdrToHdrParams.from_kwargs(**FAST))
     exercised("user inputs converted")
     out = oiio.ImageBuf(str(tmp_path / "out.exr")).spec()
     assert out.channelnames == ("R", "G", "B") and (out.width, out.height) == (20, 16)
@@ -121,14 +121,14 @@ def test_unusable_channels_and_primaries_are_refused(tmp_path: Path, make, messa
     out.write_bytes(GOOD)
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(FhdrError, match=message):
-        convert_file(src, out, LdrToHdrParams(**FAST))
+        convert_file(src, out, LdrToHdrParams.from_kwargs(**FAST))
     exercised("user inputs refused")
     unchanged(tmp_path, out, before)
 
 
 def test_odd_primaries_convert_once_the_space_is_named(tmp_path: Path) -> None:
     src = odd_primaries(tmp_path)
-    convert_file(src, tmp_path / "out.exr", LdrToHdrParams(**{**FAST, "input_colorspace": "ACEScg"}))
+    convert_file(src, tmp_path / "out.exr", LdrToHdrParams.from_kwargs(**{**FAST, "input_colorspace": "ACEScg"}))
     exercised("user inputs converted")
     spec = oiio.ImageBuf(str(tmp_path / "out.exr")).spec()
     assert spec.get_string_attribute("fhdr:input_colorspace") == color.resolve("ACEScg")
@@ -175,7 +175,7 @@ def test_output_through_a_link_to_the_input_is_refused(tmp_path: Path) -> None:
     original = src.read_bytes()
     (tmp_path / "alias.exr").symlink_to(src)
     with pytest.raises(FhdrError, match="would overwrite the input"):
-        convert_file(src, tmp_path / "alias.exr", LdrToHdrParams(**FAST))
+        convert_file(src, tmp_path / "alias.exr", LdrToHdrParams.from_kwargs(**FAST))
     exercised("user inputs refused")
     assert src.read_bytes() == original
 
@@ -184,7 +184,7 @@ def test_output_that_is_a_directory(tmp_path: Path) -> None:
     src = write_image(tmp_path / "in.png", picture(8, 8))
     (tmp_path / "out.exr").mkdir()
     with pytest.raises(FhdrError, match=r"out\.exr: is a directory"):
-        convert_file(src, tmp_path / "out.exr", LdrToHdrParams(**FAST))
+        convert_file(src, tmp_path / "out.exr", LdrToHdrParams.from_kwargs(**FAST))
     exercised("user inputs refused")
     assert list((tmp_path / "out.exr").iterdir()) == []
 

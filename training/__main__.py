@@ -228,7 +228,7 @@ def evaluate_cmd(
         if missing or not stems:
             raise typer.BadParameter(f"{data}: no HDR image for stem(s) {', '.join(missing) or '(none given)'}")
         cases = synthetic_cases([files[s] for s in stems], tuple(float(f) for f in fractions.split(",")), seed, views)
-    params = LdrToHdrParams(model=model, device=device, precision=precision)
+    params = LdrToHdrParams.from_kwargs(model=model, device=device, precision=precision)
     results, rows = evaluate(cases, params, sheet_method)
     typer.echo(report(results))
     meta = {"model": model or "default", "precision": precision, "seed": seed, "paired": str(paired or "")}

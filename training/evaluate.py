@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +106,7 @@ def paired_cases(root: Path, stems: set[str] | None = None) -> list[Case]:
 def predictions(case: Case, params: LdrToHdrParams) -> dict[str, np.ndarray]:
     """Every method's linear HDR for ``case``: the network in each mode, then the baselines."""
     out = {
-        f"fhdr_{mode}": predict_linear(case.ldr, INPUT_SPACE, replace(params, mode=mode))[0] for mode in NETWORK_MODES
+        f"fhdr_{mode}": predict_linear(case.ldr, INPUT_SPACE, params.replace(mode=mode))[0] for mode in NETWORK_MODES
     }
     linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
     out.update((name, fn(linear)) for name, fn in BASELINES.items())

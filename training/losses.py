@@ -2,8 +2,9 @@
 
 The node's default (anchored) output keeps the linearised input where the plate is well exposed and uses the
 network only in the channels that near saturation: linear + w · max(predicted − linear, 0), with w the per-channel
-blend weight at the node's own default ramp, computed by ``fhdr_plugin.maths`` (the node's maths in torch). Two
-losses are offered, both L1 on μ-law values of HDR / headroom:
+blend weight. The loss computes that output with ``fhdr_plugin.maths.blend`` (the node's maths in torch) from a
+``BlendParams``, the node's own defaults unless told otherwise. Two losses are offered, both L1 on μ-law values of
+HDR / headroom:
 
 - ``composite`` (the default): w × L1 of that anchored composite, plus (1 − focus) × L1 of the raw output, which
   keeps the raw mode well-behaved and gives a gradient where the composite has none (a prediction below the
@@ -27,12 +28,9 @@ from torch import nn
 
 from fhdr_plugin import maths
 from fhdr_plugin.encoding import MU
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import BlendParams
 
 LOSSES = ("composite", "weighted")
-_NODE = LdrToHdrParams()
-#: The node's default blend ramp (display value of a channel), which the loss blends with.
-NODE_BLEND = (_NODE.blend_low, _NODE.blend_high)
 
 
 class FHDRLoss(nn.Module):
@@ -49,7 +47,7 @@ class FHDRLoss(nn.Module):
         encoding: str = "mu-law",
         headroom: float = 256.0,
         focus: float = 0.9,
-        blend: tuple[float, float] = NODE_BLEND,
+        blend: BlendParams | None = None,
         kind: str = "composite",
         keep: float = 1.0,
         consistency: float = 0.0,
@@ -63,7 +61,7 @@ class FHDRLoss(nn.Module):
         self.encoding = encoding
         self.headroom = headroom
         self.focus = focus
-        self.blend = blend
+        self.blend = blend or BlendParams()
         self.kind = kind
         self.keep = keep
         self.consistency = consistency
@@ -74,9 +72,9 @@ class FHDRLoss(nn.Module):
         return x if self.encoding == "mu-law" else maths.encode(x, 1.0, MU)
 
     def composite(self, out: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
-        """μ-law values of the node's anchored output for network output ``out`` (``maths.anchored``)."""
+        """μ-law values of the node's output for network output ``out`` (``maths.blend`` with ``self.blend``)."""
         predicted = maths.decode(out, self.headroom, MU if self.encoding == "mu-law" else 0.0)
-        node = maths.anchored(maths.srgb_decode(ldr), ldr, predicted, *self.blend)
+        node = maths.blend(maths.srgb_decode(ldr), ldr, predicted, **vars(self.blend))
         return maths.encode(node, self.headroom, MU)
 
     def measured(self, gt: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
@@ -111,7 +109,7 @@ class FHDRLoss(nn.Module):
     def forward(self, outputs: list[torch.Tensor], gt: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
         """The loss of a list of iteration outputs against one target, for the LDR input they came from."""
         tgt = self.tone(gt)
-        weight = maths.blend_weight(ldr, *self.blend)
+        weight = maths.blend_weight(ldr, self.blend.blend_low, self.blend.blend_high)
         kept = self.measured(gt, ldr) * (weight > 0).to(gt.dtype)
         total = gt.new_zeros(())
         for out in outputs:

@@ -1,13 +1,15 @@
 """The Nuke side of fhdr without Nuke: Read-node knob values in, an EXR sequence and the new Read's knobs out.
 
 ``menu.py`` shows the panel's ``Settings`` (remembered by ``load_settings``/``save_settings``), reads the knobs of
-the selected Read node, calls ``plan`` and ``convert`` here, creates a Read node from ``read_knobs`` and
-``read_colorspaces``, and reports with ``report`` at the end. Nothing here imports ``nuke``, so all of it runs in
-tests.
+the selected Read node into a ``ReadJob``, calls ``convert`` here, creates a Read node from ``read_knobs`` and
+``read_colorspaces``, and shows each Read's ``message`` at the end. Nothing here imports ``nuke``, so all of it
+runs in tests.
 
 Nuke writes frame numbers as a run of ``#`` (one digit per ``#``: ``plate.####.png``) or printf style
-(``plate.%04d.png``); ``fhdr_plugin.sequence`` reads that notation, and the frames are converted by the batch's
-local executor, so a bad frame is reported and the others carry on.
+(``plate.%04d.png``); ``fhdr_plugin.sequence`` reads that notation. The frames are converted by
+``fhdr_plugin.batch.run_batch`` on its local executor, as ``fhdr batch`` converts them: a bad or missing frame
+is reported and the others carry on, a cancel stops after the frame in progress, and the per-frame lines and the
+summary go to stderr.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from typing import Any
 import OpenImageIO as oiio
 
 from fhdr_plugin import color
-from fhdr_plugin.batch import LocalExecutor
+from fhdr_plugin.batch import CANCELLED, DONE, FAILED, FrameResult, Job, LocalExecutor, OnProgress, run_batch
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.frames import DONE, FrameResult, Job
 from fhdr_plugin.io import make_folder, write_bytes_atomic
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.sequence import NUKE, FramePattern, format_frames, frame_field, parse_pattern
@@ -36,6 +37,8 @@ OUTPUT_FOLDER = "fhdr"
 NUKE_DEFAULT_LINEAR = "linear"
 #: Where the panel's last settings are kept, unless ``$FHDR_NUKE_SETTINGS`` names another file.
 SETTINGS_FILE = Path("~/.nuke/fhdr_panel.json")
+#: At most this many frames' errors in a Read's ``message``; every one is on stderr.
+MAX_ERRORS = 3
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Settings:
 
     output: str = OUTPUT_FOLDER
     output_colorspace: str = LdrToHdrParams().output_colorspace
-    strength: float = LdrToHdrParams().strength
+    strength: float = LdrToHdrParams().blend.strength
 
     def params(self) -> dict[str, Any]:
         """The node parameters the panel sets."""
@@ -107,6 +110,19 @@ class ReadJob:
     frames: tuple[int, ...]
     still: bool
 
+    @classmethod
+    def of(cls, file: str, first: int, last: int, output: str = OUTPUT_FOLDER) -> ReadJob:
+        """The conversion of a Read node whose ``file`` knob is ``file`` and whose frame range is
+        ``first``-``last``, into ``output`` (a folder or a pattern, as ``output_for`` takes it)."""
+        if not file:
+            raise FhdrError("the Read node has no file")
+        still = frame_field(file, NUKE) is None
+        if not still and first > last:
+            raise FhdrError(f"{file}: the first frame ({first}) is after the last ({last})")
+        nuke_output = output_for(file, output)
+        frames = (first,) if still else tuple(range(first, last + 1))
+        return cls(to_fhdr_pattern(file), to_fhdr_pattern(nuke_output), nuke_output, frames, still)
+
     def input_path(self, frame: int) -> Path:
         """The input file of ``frame``."""
         return Path(self.input) if self.still else parse_pattern(self.input).path(frame)
@@ -115,20 +131,9 @@ class ReadJob:
         """The output file of ``frame``."""
         return Path(self.output) if self.still else parse_pattern(self.output).path(frame)
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What ``convert`` did: the frames written, the frames without an input file, whether it was cancelled, and
-    the frames that failed with their errors."""
-
-    written: tuple[int, ...]
-    missing: tuple[int, ...]
-    cancelled: bool
-    failed: tuple[tuple[int, str], ...] = ()
-
-
-class _Cancelled(Exception):
-    """Raised from the progress callback to stop the executor."""
+    def jobs(self) -> list[Job]:
+        """The batch's jobs, one per frame."""
+        return [Job(f, self.input_path(f), self.output_path(f)) for f in self.frames]
 
 
 def to_fhdr_pattern(path: str) -> str:
@@ -162,68 +167,45 @@ def output_for(path: str, output: str = OUTPUT_FOLDER) -> str:
     return f"{target.rstrip('/')}/{base}.exr"
 
 
-def plan(file: str, first: int, last: int, output: str = OUTPUT_FOLDER) -> ReadJob:
-    """The conversion of a Read node whose ``file`` knob is ``file`` and whose frame range is ``first``-``last``,
-    into ``output`` (a folder or a pattern, as ``output_for`` takes it)."""
-    if not file:
-        raise FhdrError("the Read node has no file")
-    still = frame_field(file, NUKE) is None
-    if not still and first > last:
-        raise FhdrError(f"{file}: the first frame ({first}) is after the last ({last})")
-    nuke_output = output_for(file, output)
-    frames = (first,) if still else tuple(range(first, last + 1))
-    return ReadJob(to_fhdr_pattern(file), to_fhdr_pattern(nuke_output), nuke_output, frames, still)
-
-
 def convert(
     job: ReadJob,
     params: dict[str, Any] | None = None,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
     cancelled: Callable[[], bool] | None = None,
-) -> Outcome:
-    """Convert the frames of ``job`` that exist with the batch's local executor; ``progress(done, total)`` after
-    each, and stop after the frame in progress once ``cancelled()`` is true. A frame that fails is recorded and
-    the others carry on; an FhdrError for bad ``params`` or when no input exists."""
+) -> list[FrameResult]:
+    """Convert the frames of ``job`` with ``run_batch`` on the local executor, one result per frame; a frame that
+    fails is recorded and the others carry on. ``on_progress`` and ``cancelled`` are ``run_batch``'s; an FhdrError
+    for bad ``params``."""
     settings = LdrToHdrParams.from_kwargs(**(params or {}))
-    if cancelled is not None and cancelled():
-        return Outcome((), (), True)
-    jobs = [Job(f, job.input_path(f), job.output_path(f)) for f in job.frames if job.input_path(f).is_file()]
-    missing = tuple(f for f in job.frames if not job.input_path(f).is_file())
-    if not jobs:
-        raise FhdrError(f"{job.input}: no input file for frames {job.frames[0]}-{job.frames[-1]}")
-    make_folder(Path(job.output).parent)
-    finished: list[FrameResult] = []
-
-    def on_result(result: FrameResult) -> None:
-        finished.append(result)
-        if progress is not None:
-            progress(len(finished), len(jobs))
-        if cancelled is not None and cancelled() and len(finished) < len(jobs):
-            raise _Cancelled
-
-    try:
-        LocalExecutor(settings, depth=1).run(jobs, on_result)
-    except _Cancelled:
-        stopped = True
-    else:
-        stopped = False
-    written = tuple(r.frame for r in finished if r.status == DONE)
-    failed = tuple((r.frame, r.error) for r in finished if r.status != DONE)
-    return Outcome(written, missing, stopped, failed)
+    return run_batch(
+        LocalExecutor(settings),
+        job.input,
+        job.output,
+        settings.to_dict(),
+        jobs=job.jobs(),
+        on_progress=on_progress,
+        cancelled=cancelled,
+    )
 
 
-def written_colorspace(job: ReadJob, outcome: Outcome) -> str:
+def written(results: list[FrameResult]) -> list[int]:
+    """The frames ``convert`` wrote."""
+    return [r.frame for r in results if r.status == DONE]
+
+
+def written_colorspace(job: ReadJob, results: list[FrameResult]) -> str:
     """The colour space (``oiio:ColorSpace``) recorded in the first EXR ``convert`` wrote."""
-    buf = oiio.ImageBuf(str(job.output_path(outcome.written[0])))
+    buf = oiio.ImageBuf(str(job.output_path(written(results)[0])))
     return buf.spec().get_string_attribute("oiio:ColorSpace")
 
 
-def read_knobs(job: ReadJob, outcome: Outcome) -> dict[str, Any]:
+def read_knobs(job: ReadJob, results: list[FrameResult]) -> dict[str, Any]:
     """Knob values of a Read node on the frames ``convert`` wrote."""
     if job.still:
         return {"file": job.nuke_output}
-    first, last = min(outcome.written), max(outcome.written)
+    frames = written(results)
+    first, last = min(frames), max(frames)
     return {"file": job.nuke_output, "first": first, "last": last, "origfirst": first, "origlast": last}
 
 
@@ -248,22 +230,15 @@ def pick_colorspaces(candidates: list[str], menu: list[str]) -> list[str]:
     return [c for c in candidates if c in leaves]
 
 
-def summary(job: ReadJob, outcome: Outcome) -> str:
-    """One line for the user when not every frame was written; empty otherwise."""
-    notes = []
-    if outcome.missing:
-        notes.append(f"no input for frame(s) {format_frames(list(outcome.missing))}")
-    if outcome.failed:
-        notes.append(f"failed frames: {format_frames([frame for frame, _ in outcome.failed])}")
-    for frame, error in outcome.failed:
-        notes.append(f"frame {frame} failed: {error}")
-    if outcome.cancelled:
-        notes.append(f"cancelled after {len(outcome.written)} frame(s)")
+def message(job: ReadJob, results: list[FrameResult]) -> str:
+    """One line for the user when not every frame of ``job`` was written: the failed frames with the first
+    ``MAX_ERRORS`` errors, and the cancelled frames; empty otherwise."""
+    failed = [r for r in results if r.status == FAILED]
+    cancelled = [r.frame for r in results if r.status == CANCELLED]
+    notes = [f"failed frames: {format_frames([r.frame for r in failed])}"] if failed else []
+    notes += [f"frame {r.frame} failed: {r.error}" for r in failed[:MAX_ERRORS]]
+    if len(failed) > MAX_ERRORS:
+        notes.append(f"{len(failed) - MAX_ERRORS} more errors on stderr")
+    if cancelled:
+        notes.append(f"cancelled: frames {format_frames(cancelled)}")
     return f"{job.nuke_output}: {'; '.join(notes)}" if notes else ""
-
-
-def report(outcomes: list[tuple[ReadJob, Outcome]], notes: list[str] | None = None) -> str:
-    """The one message at the end of a run: each Read's ``summary`` that is not empty, then ``notes``; empty
-    when every frame of every Read was written."""
-    lines = [summary(job, outcome) for job, outcome in outcomes]
-    return "\n".join(line for line in [*lines, *(notes or [])] if line)

@@ -3,9 +3,10 @@
 Select one or more Read nodes of LDR plates and run it: a panel asks for the output folder or pattern, the
 output colour space and the strength (remembered for next time); the frames of each Read (its first to last),
 read in the space its ``colorspace`` knob names when fhdr's config knows it, become scene-linear EXRs, converted
-in a background thread with a progress bar, and a new Read node on them appears beside the source with its
-colorspace set to the output's space. Frames that fail are reported in one message at the end.
-The work is done by ``fhdr_nuke``; this file only talks to Nuke.
+by ``fhdr_plugin.batch.run_batch`` in a background thread with a progress bar that can cancel between frames, and
+a new Read node on them appears beside the source with its colorspace set to the output's space. Frames that fail
+or are cancelled are reported in one message at the end. The work is done by ``fhdr_nuke``; this file only talks
+to Nuke.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import fhdr_nuke
 import nuke
 
+from fhdr_plugin.batch import FrameResult
 from fhdr_plugin.errors import FhdrError
 
 MENU = "fhdr"
@@ -41,7 +43,7 @@ def ldr_to_hdr_selected() -> threading.Thread | None:
     for read in reads:
         try:
             file = nuke.filename(read) or read["file"].value()
-            job = fhdr_nuke.plan(file, int(read["first"].value()), int(read["last"].value()), settings.output)
+            job = fhdr_nuke.ReadJob.of(file, int(read["first"].value()), int(read["last"].value()), settings.output)
         except FhdrError as exc:
             nuke.message(f"{COMMAND}: {read.name()}: {exc}")
             continue
@@ -76,39 +78,38 @@ def _ask() -> fhdr_nuke.Settings | None:
 
 def _convert(jobs: list[tuple[Any, fhdr_nuke.ReadJob, dict[str, Any]]]) -> None:
     task = nuke.ProgressTask(COMMAND)
-    outcomes: list[tuple[fhdr_nuke.ReadJob, fhdr_nuke.Outcome]] = []
-    notes: list[str] = []
+    lines: list[str] = []
     for read, job, params in jobs:
         task.setMessage(job.nuke_output)
         try:
-            outcome = fhdr_nuke.convert(
+            results = fhdr_nuke.convert(
                 job,
                 params,
-                progress=lambda done, total: task.setProgress(100 * done // total),
+                on_progress=lambda result, done, total: task.setProgress(100 * done // total),
                 cancelled=task.isCancelled,
             )
         except Exception as exc:
-            notes.append(f"{read.name()}: {exc}")
+            lines.append(f"{read.name()}: {exc}")
             continue
-        outcomes.append((job, outcome))
-        if outcome.written:
-            nuke.executeInMainThread(_add_read, (read, job, outcome, notes))
-        if outcome.cancelled:
+        lines.append(fhdr_nuke.message(job, results))
+        if fhdr_nuke.written(results):
+            nuke.executeInMainThread(_add_read, (read, job, results, lines))
+        if task.isCancelled():
             break
-    nuke.executeInMainThread(_report, (outcomes, notes))
+    nuke.executeInMainThread(_report, (lines,))
 
 
-def _add_read(source: Any, job: fhdr_nuke.ReadJob, outcome: fhdr_nuke.Outcome, notes: list[str]) -> None:
-    read = nuke.nodes.Read(**fhdr_nuke.read_knobs(job, outcome))
+def _add_read(source: Any, job: fhdr_nuke.ReadJob, results: list[FrameResult], lines: list[str]) -> None:
+    read = nuke.nodes.Read(**fhdr_nuke.read_knobs(job, results))
     read.setXYpos(source.xpos() + source.screenWidth() + 40, source.ypos())
     knob = read["colorspace"]
-    candidates = fhdr_nuke.read_colorspaces(fhdr_nuke.written_colorspace(job, outcome))
+    candidates = fhdr_nuke.read_colorspaces(fhdr_nuke.written_colorspace(job, results))
     if not any(_try_set(knob, name) for name in fhdr_nuke.pick_colorspaces(candidates, list(knob.values()))):
-        notes.append(f"{read.name()}: set its colorspace by hand to scene-linear ({candidates[0]})")
+        lines.append(f"{read.name()}: set its colorspace by hand to scene-linear ({candidates[0]})")
 
 
-def _report(outcomes: list[tuple[fhdr_nuke.ReadJob, fhdr_nuke.Outcome]], notes: list[str]) -> None:
-    message = fhdr_nuke.report(outcomes, notes)
+def _report(lines: list[str]) -> None:
+    message = "\n".join(line for line in lines if line)
     if message:
         nuke.message(f"{COMMAND}: {message}")
 
