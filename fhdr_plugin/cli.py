@@ -20,7 +20,7 @@ import typer
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import WriteOptions
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest
-from fhdr_plugin.params import TYPES, WORKING_SPACES, LdrToHdrParams, Params, check_choice, type_name
+from fhdr_plugin.params import TYPES, ExportParams, LdrToHdrParams, ModelParams, Params, type_name
 from fhdr_plugin.registry import DEFAULT_OPERATION, registry
 from fhdr_plugin.terminal import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, sigterm_as_interrupt
 from fhdr_plugin.version import __version__
@@ -275,33 +275,13 @@ def hooks() -> None:
         typer.echo(f"Any Python host: exec(open('{folder / 'generic_host.py'}').read()) or add it to sys.path")
 
 
-class ExportFormat(str, Enum):
-    torchscript = "torchscript"
-    onnx = "onnx"
-
-
-class ExportHost(str, Enum):
-    raw = "raw"
-    nuke = "nuke"
-
-
 @app.command()
+@with_params(weights=ModelParams, written=ExportParams)
 def export(
     output: Path = typer.Argument(..., help="File to write (.pt or .torchscript: TorchScript; .onnx: ONNX)."),
-    format: ExportFormat | None = typer.Option(
-        None, "--format", "-f", help="torchscript (Nuke's Inference node) or onnx (default: from the extension)."
-    ),
-    model: str = typer.Option("", help="Shipped model name (default: the default model)."),
-    iterations: int = typer.Option(0, help="Feedback iterations (default and only choice: the model's own)."),
-    host: ExportHost = typer.Option(
-        ExportHost.raw,
-        help="raw: display-referred LDR in, the decoded network out (any host); nuke: a drop-in for Nuke's "
-        "Inference node, scene-linear working space in and out, fhdr convert's anchored result (torchscript).",
-    ),
-    working_space: str = typer.Option(
-        "lin_rec709", help="--host nuke: the working space the module takes and returns (lin_rec709 or ACEScg)."
-    ),
-    matte: bool = typer.Option(False, "--matte", help="--host nuke: return fhdr.matte as a fourth channel."),
+    *,
+    weights: ModelParams,
+    written: ExportParams,
 ) -> None:
     """Write a self-contained model: by default RGB LDR in [0, 1] in, linear HDR (the network's output, decoded)
     out; with --host nuke, Nuke's drop-in (scene-linear in and out)."""
@@ -309,24 +289,22 @@ def export(
     from fhdr_plugin.weights import load_model
 
     with reporting():
-        fmt = format_for(output, format.value if format else "")
-        nuke = host is ExportHost.nuke
+        fmt = format_for(output, written.format)
+        nuke = written.host == "nuke"
         if nuke and fmt != "torchscript":
             raise FhdrError(f"{output}: --host nuke writes TorchScript (.pt), not {fmt}")
-        if not nuke and (matte or working_space != "lin_rec709"):
+        if not nuke and (written.matte or written.working_space != ExportParams().working_space):
             raise FhdrError("--working-space and --matte are options of --host nuke")
-        if nuke:
-            check_choice("working space", working_space, WORKING_SPACES)
-        spec = manifest().model(model or None)
-        net, meta = load_model(spec, iterations or None)
+        spec = manifest().model(weights.model or None)
+        net, meta = load_model(spec, weights.iterations or None)
         if nuke:
             from fhdr_plugin.dropin import export_nuke
 
-            export_nuke(net, {**meta, "fhdr:model": spec.name}, output, working_space, matte)
+            export_nuke(net, {**meta, "fhdr:model": spec.name}, output, written.working_space, written.matte)
         else:
             export_model(net, {**meta, "fhdr:model": spec.name}, fmt, output)
         count = f"{net.iterations} iteration{'' if net.iterations == 1 else 's'}"
-        what = f"{fmt} for nuke, {working_space}{', matte' if matte else ''}" if nuke else fmt
+        what = f"{fmt} for nuke, {written.working_space}{', matte' if written.matte else ''}" if nuke else fmt
         log.info("wrote %s (%s, %s, %s)", output, what, spec.name, count)
 
 

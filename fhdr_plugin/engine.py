@@ -292,7 +292,7 @@ class Engine:
 @functools.lru_cache(maxsize=4)
 def engine_for(params: EngineParams) -> tuple[Engine, dict[str, str]]:
     """The engine (and its weights' metadata) of ``params``, loaded once per process for each combination."""
-    net, meta = load_model(manifest().model(params.model or None), params.iterations or None)
+    net, meta = load_model(manifest().model(params.weights.model or None), params.weights.iterations or None)
     return Engine(net, params.device or None, params.precision, params.tile), meta
 
 

@@ -25,9 +25,9 @@ from fhdr_plugin.encoding import decoding
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.io import write_bytes_atomic
 from fhdr_plugin.model import FHDR
+from fhdr_plugin.params import FORMATS
 from fhdr_plugin.version import __version__
 
-FORMATS = ("torchscript", "onnx")
 #: The format each file extension means.
 EXTENSIONS = {".pt": "torchscript", ".torchscript": "torchscript", ".onnx": "onnx"}
 #: The lowest opset torch's ONNX exporter writes.

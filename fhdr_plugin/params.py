@@ -31,6 +31,9 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 ALPHAS = ("auto", "premultiplied", "straight")
 #: The working spaces a Nuke drop-in can be exported for (OCIO names).
 WORKING_SPACES = ("lin_rec709", "ACEScg")
+#: The file formats ``fhdr export`` writes, and the hosts it writes for.
+FORMATS = ("torchscript", "onnx")
+HOSTS = ("raw", "nuke")
 #: The largest expansion strength (the reconstruction's ratio to the plate, raised to this power).
 MAX_STRENGTH = 4.0
 #: The types a parameter may have, by name.
@@ -234,8 +237,8 @@ class BlendParams(Params):
 
 
 @dataclass(frozen=True)
-class EngineParams(Params):
-    """Which network runs, where and how: the key of the engine cache (``engine.engine_for``)."""
+class ModelParams(Params):
+    """Which shipped network: its name and feedback iterations (``weights.load_model``)."""
 
     where = "ldr_to_hdr"
 
@@ -246,6 +249,15 @@ class EngineParams(Params):
         "shows fhdr:iterations; fhdr-i1: 1)",
         check=check_iterations,
     )
+
+
+@dataclass(frozen=True)
+class EngineParams(Params):
+    """Which network runs, where and how: the key of the engine cache (``engine.engine_for``)."""
+
+    where = "ldr_to_hdr"
+
+    weights: ModelParams = group(ModelParams)
     device: str = param("", "torch device (cuda, cuda:1, mps, cpu); empty: CUDA, then MPS, then CPU")
     precision: str = param(
         "auto",
@@ -253,6 +265,36 @@ class EngineParams(Params):
         choices=PRECISIONS,
     )
     tile: int = param(AUTO_TILE, "tile size in pixels; 0: no tiling; -1: chosen from free memory", check=check_tile)
+
+
+def _check_format(name: str) -> None:
+    if name:
+        check_choice("export format", name, FORMATS)
+
+
+def _check_working_space(name: str) -> None:
+    check_choice("working space", name, WORKING_SPACES)
+
+
+@dataclass(frozen=True)
+class ExportParams(Params):
+    """What ``fhdr export`` writes: the file format, the host it is for, and the drop-in's working space and matte."""
+
+    where = "export"
+
+    format: str = param(
+        "", "torchscript (Nuke's Inference node) or onnx; empty: from the extension", check=_check_format
+    )
+    host: str = param(
+        "raw",
+        "raw: display-referred LDR in, the decoded network out (any host); nuke: a drop-in for Nuke's Inference "
+        "node, scene-linear working space in and out, fhdr convert's anchored result (torchscript)",
+        choices=HOSTS,
+    )
+    working_space: str = param(
+        "lin_rec709", "--host nuke: the working space the module takes and returns", check=_check_working_space
+    )
+    matte: bool = param(False, "--host nuke: return fhdr.matte as a fourth channel", flag="--matte/--no-matte")
 
 
 @dataclass(frozen=True)

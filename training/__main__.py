@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import typer
 
+from fhdr_plugin.cli import with_params
 from fhdr_plugin.encoding import ENCODINGS
-from fhdr_plugin.model import ARCHITECTURES
 from fhdr_plugin.node import LdrToHdrParams
 from training.data import (
     HDR_SUFFIXES,
@@ -27,7 +27,6 @@ from training.data import (
 )
 from training.evaluate import FRACTIONS, evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
 from training.export import export
-from training.losses import LOSSES
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
 from training.validation import validate, validation_cases
 from training.views import is_panorama, training_views
@@ -67,34 +66,21 @@ def split_images(folder: Path, val_stems: set[str]) -> tuple[list[Path], list[Pa
 
 
 @app.command("train")
+@with_params(cfg=TrainConfig)
 def train_cmd(
     data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
     out: Path = typer.Option(Path("runs/fhdr"), help="Checkpoint folder (resumed if it holds last.pt)."),
     paired: Path | None = typer.Option(None, help="Train on (LDR, HDR) pairs of DIR/LDR + DIR/HDR instead of --data."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
     init: Path | None = typer.Option(None, help="Start from these safetensors weights (e.g. the shipped ones)."),
-    iterations: int = 1,
-    arch: str = typer.Option("fhdr", help="fhdr (the paper's network) or fhdr-context (with a coarse context pass)."),
-    crop: int = 64,
-    batch: int = typer.Option(8, help="Global batch, split evenly over the processes of a torchrun launch."),
-    lr: float = 2e-4,
-    steps: int = 6000,
-    decay_start: float = 0.5,
-    checkpoint_every: int = 250,
-    validate_every: int = typer.Option(500, help="Steps between validations (a multiple of --checkpoint-every)."),
     headroom: float = typer.Option(256.0, help="Largest value the network can output, in multiples of white."),
     encoding: str = typer.Option("mu-law", help="Output encoding: mu-law or linear (see fhdr_plugin/encoding.py)."),
-    focus: float = typer.Option(0.9, help="Loss weight of the pixels the anchored blend takes from the network."),
-    loss: str = typer.Option("composite", help="composite (L1 of the node's anchored output) or weighted."),
-    keep: float = typer.Option(1.0, help="Loss weight of the measured channels the blend must keep as the plate."),
-    consistency: float = typer.Option(0.0, help="Loss weight of steadiness over two shifted, re-noised frames."),
     clip_min: float = 0.002,
     clip_max: float = 0.12,
-    precision: str = typer.Option("float32", help="float32, or bfloat16 autocast of the forward pass."),
     views: int = typer.Option(8, help="Rectilinear views cut from each training panorama, besides its crops."),
-    seed: int = 0,
-    threads: int = 0,
     device: str = typer.Option("", help="torch device type to train on [default: CUDA when available, else CPU]."),
+    *,
+    cfg: TrainConfig,
 ) -> None:
     """Train FHDR on HDR-only data with synthesised LDR inputs, or on (LDR, HDR) pairs with --paired.
 
@@ -105,36 +91,13 @@ def train_cmd(
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(message)s")
     if encoding not in ENCODINGS:
         raise typer.BadParameter(f"--encoding must be one of {', '.join(ENCODINGS)}")
-    if loss not in LOSSES:
-        raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
-    if precision not in ("float32", "bfloat16"):
-        raise typer.BadParameter("--precision must be float32 or bfloat16")
-    if consistency and paired is not None:
-        raise typer.BadParameter("--consistency needs HDR-only --data (a pair is one frame of its scene)")
-    if validate_every % checkpoint_every:
+    if cfg.validate_every % cfg.checkpoint_every:
         raise typer.BadParameter("--validate-every must be a multiple of --checkpoint-every")
+    if cfg.consistency and paired is not None:
+        raise typer.BadParameter("--consistency needs HDR-only --data (a pair is one frame of its scene)")
     val_stems = {s for s in val.split(",") if s}
     syn = Synthesis(headroom=headroom, encoding=encoding, clip_min=clip_min, clip_max=clip_max)
-    if arch not in ARCHITECTURES:
-        raise typer.BadParameter(f"--arch must be one of {', '.join(ARCHITECTURES)}")
-    cfg = TrainConfig(
-        iterations=iterations,
-        arch=arch,
-        crop=crop,
-        batch=batch,
-        lr=lr,
-        steps=steps,
-        decay_start=decay_start,
-        checkpoint_every=checkpoint_every,
-        validate_every=validate_every,
-        seed=seed,
-        threads=threads,
-        focus=focus,
-        loss=loss,
-        keep=keep,
-        consistency=consistency,
-        precision=precision,
-    )
+    crop, seed = cfg.crop, cfg.seed
     if paired is not None:
         pairs = paired_files(paired)
         train_set = PairedCrops([load_pair(a, b) for a, b in pairs if a.stem not in val_stems], crop, syn, seed)
@@ -198,6 +161,7 @@ def export_cmd(
 
 
 @app.command("evaluate")
+@with_params(params=LdrToHdrParams)
 def evaluate_cmd(
     data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems of --data to evaluate on."),
@@ -207,15 +171,15 @@ def evaluate_cmd(
     ),
     seed: int = typer.Option(0, help="Seed of the LDR synthesis."),
     views: bool = typer.Option(True, help="Score a panorama's rectilinear view of its brightest part, not all of it."),
-    model: str = typer.Option("", help="Shipped model name [default: the default model]."),
-    device: str = typer.Option("", help="torch device [default: CUDA, MPS, then CPU]."),
-    precision: str = typer.Option("float32", help="Compute precision of the network."),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
     sheet_method: str = typer.Option("fhdr_anchored", help="Method shown in the contact sheet."),
     json_out: Path | None = typer.Option(None, "--json", help="Write per-case scores and means as JSON."),
     sheet: Path | None = typer.Option(None, help="Write a contact sheet (PNG): input, prediction, truth, error."),
+    *,
+    params: LdrToHdrParams,
 ) -> None:
-    """Score the shipped model (anchored and raw) and classical baselines; print a table of metrics."""
+    """Score the node with ``params`` (fhdr convert's options; by default its defaults, anchored, and raw) and
+    classical baselines; print a table of metrics."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if threads:
         torch.set_num_threads(threads)
@@ -228,10 +192,9 @@ def evaluate_cmd(
         if missing or not stems:
             raise typer.BadParameter(f"{data}: no HDR image for stem(s) {', '.join(missing) or '(none given)'}")
         cases = synthetic_cases([files[s] for s in stems], tuple(float(f) for f in fractions.split(",")), seed, views)
-    params = LdrToHdrParams.from_kwargs(model=model, device=device, precision=precision)
     results, rows = evaluate(cases, params, sheet_method)
     typer.echo(report(results))
-    meta = {"model": model or "default", "precision": precision, "seed": seed, "paired": str(paired or "")}
+    meta = {**params.to_dict(), "seed": seed, "paired": str(paired or "")}
     if json_out is not None:
         write_json(results, meta, json_out)
     if sheet is not None:

@@ -17,37 +17,45 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fhdr_plugin.encoding import MU
 from fhdr_plugin.io import write_atomic
-from fhdr_plugin.model import FHDR, build
+from fhdr_plugin.model import ARCHITECTURES, FHDR, build
+from fhdr_plugin.params import Params, check_iterations, param
 from fhdr_plugin.weights import sha256_bytes
 from training.data import HDRCrops, Synthesis
-from training.losses import FHDRLoss
+from training.losses import LOSSES, FHDRLoss
 
 log = logging.getLogger("fhdr.training")
+#: The compute precisions a run trains in.
+PRECISIONS = ("float32", "bfloat16")
 
 
-@dataclass
-class TrainConfig:
-    """Every hyper-parameter of a run; saved in each checkpoint."""
+@dataclass(frozen=True)
+class TrainConfig(Params):
+    """Every hyper-parameter of a run, declared once (``python -m training train`` has one option per field);
+    saved in each checkpoint."""
 
-    iterations: int = 1
-    arch: str = "fhdr"  # or "fhdr-context" (fhdr_plugin.model.ARCHITECTURES)
-    crop: int = 64
-    batch: int = 8  # the global batch, split evenly over torchrun's processes
-    lr: float = 2e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    steps: int = 6000
-    decay_start: float = 0.5
-    checkpoint_every: int = 250
-    validate_every: int = 250
-    seed: int = 0
-    threads: int = 0
-    focus: float = 0.9  # weight of the anchored blend's pixels in the loss (see losses.py)
-    loss: str = "composite"  # or "weighted" (see losses.py)
-    keep: float = 1.0  # weight of the measured channels kept as the plate (see losses.py)
-    consistency: float = 0.0  # weight of the steadiness over two frames of each shot (see losses.py); 0: none
-    precision: str = "float32"  # or "bfloat16": autocast of the forward pass
-    channels_last: bool = True
+    where = "train"
+
+    iterations: int = param(1, "feedback iterations of the network", check=check_iterations)
+    arch: str = param(
+        "fhdr", "fhdr (the paper's network) or fhdr-context (with a coarse context pass)", choices=ARCHITECTURES
+    )
+    crop: int = param(64, "crop size in pixels")
+    batch: int = param(8, "global batch, split evenly over the processes of a torchrun launch")
+    lr: float = param(2e-4, "Adam's learning rate")
+    beta1: float = param(0.9, "Adam's beta1")
+    beta2: float = param(0.999, "Adam's beta2")
+    steps: int = param(6000, "optimiser steps of this run")
+    decay_start: float = param(0.5, "fraction of the run after which the learning rate decays linearly to 0")
+    checkpoint_every: int = param(250, "steps between checkpoints (last.pt)")
+    validate_every: int = param(500, "steps between validations (a multiple of checkpoint_every)")
+    seed: int = param(0, "seed of the data and of the initial weights")
+    threads: int = param(0, "torch CPU threads; 0: torch's default")
+    focus: float = param(0.9, "loss weight of the pixels the anchored blend takes from the network (losses.py)")
+    loss: str = param("composite", "composite (L1 of the node's output) or weighted (losses.py)", choices=LOSSES)
+    keep: float = param(1.0, "loss weight of the measured channels the blend must keep as the plate (losses.py)")
+    consistency: float = param(0.0, "loss weight of steadiness over two shifted, re-noised frames; 0: none")
+    precision: str = param("float32", "float32, or bfloat16 autocast of the forward pass", choices=PRECISIONS)
+    channels_last: bool = param(True, "run in channels-last memory layout", flag="--channels-last/--contiguous")
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
