@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.flops import DESIGN_MACS, conv_macs_per_pixel, counted_flops_per_pixel, gemm_peak
 from benchmarks.model_speed import parse_size
-from fhdr_plugin.engine import BYTES_PER_PIXEL, available_memory, cpu_has_bf16
+from fhdr_plugin.node.engine import BYTES_PER_PIXEL, available_memory, cpu_has_bf16
 from training.metrics import mu_psnr
 
 ROOT = Path(__file__).resolve().parent.parent

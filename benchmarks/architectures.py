@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from fhdr_plugin.engine import Engine
-from fhdr_plugin.model import ARCHITECTURES, build
+from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.model import ARCHITECTURES, build
 from fhdr_plugin.params import AUTO_TILE
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.node.model import FHDR
 
 #: DESIGN.md §2: multiply-adds per pixel at 1 and 2 iterations, checked against the counts below.
 DESIGN_MACS = {1: 570_752, 2: 1_102_912}

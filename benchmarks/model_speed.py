@@ -6,7 +6,7 @@ CUDA's peak allocation), and the tile size. The frame is the shipped sample mirr
 size, in memory (no file I/O).
 
 Runs: ``naive`` is one full-frame float32 eager pass in the default memory layout, the way the paper's code
-runs the network; ``torch:<precision>`` and ``onnxruntime:float32`` go through ``fhdr_plugin.engine.Engine``
+runs the network; ``torch:<precision>`` and ``onnxruntime:float32`` go through ``fhdr_plugin.node.engine.Engine``
 (tiles with a halo, channels-last, autocast).
 """
 
@@ -22,10 +22,10 @@ import numpy as np
 import OpenImageIO as oiio
 import torch
 
-from fhdr_plugin.engine import Engine, select_device
 from fhdr_plugin.manifest import manifest
+from fhdr_plugin.node.engine import Engine, select_device
+from fhdr_plugin.node.weights import load_model
 from fhdr_plugin.params import AUTO_TILE
-from fhdr_plugin.weights import load_model
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "quarry_ldr.png"
 

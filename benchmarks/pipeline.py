@@ -25,11 +25,11 @@ import numpy as np
 import OpenImageIO as oiio
 import torch
 
-from fhdr_plugin.batch import DONE, LocalExecutor, plan
-from fhdr_plugin.engine import engine_for
-from fhdr_plugin.io import read_image, write_exr
+from fhdr_plugin.host.batch import DONE, LocalExecutor, plan
+from fhdr_plugin.host.registry import run_operation
+from fhdr_plugin.imaging.io import read_image, write_exr
+from fhdr_plugin.node.engine import engine_for
 from fhdr_plugin.params import LdrToHdrParams
-from fhdr_plugin.registry import run_operation
 
 FORMATS = {"png": oiio.UINT8, "tif": oiio.UINT16, "exr": oiio.HALF}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin.batch import DONE, LocalExecutor, plan
+from fhdr_plugin.host.batch import DONE, LocalExecutor, plan
 from fhdr_plugin.params import LdrToHdrParams
 
 BLOCK = 50
@@ -69,7 +69,7 @@ def executor_of(name: str, params: LdrToHdrParams, workers: int):
     """The executor to soak."""
     if name == "local":
         return LocalExecutor(params)
-    from fhdr_plugin.ray_executor import RayExecutor
+    from fhdr_plugin.host.ray_executor import RayExecutor
 
     return RayExecutor(params, cpus=workers, workers=workers, quiet=True)
 

@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin import color, node, scale
+from fhdr_plugin.imaging import color
+from fhdr_plugin.node import operation as node
+from fhdr_plugin.node import scale
 from fhdr_plugin.params import LdrToHdrParams
 from training.data import Synthesis, downscale, expose, synthesise
 

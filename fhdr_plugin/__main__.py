@@ -1,5 +1,5 @@
 """``python -m fhdr_plugin`` runs the ``fhdr`` command line."""
 
-from fhdr_plugin.cli import main
+from fhdr_plugin.host.cli import main
 
 main()

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.imaging import color
 
 #: ``tile``: pick the tile size from free memory.
 AUTO_TILE = -1

@@ -22,8 +22,8 @@ import numpy as np
 import OpenImageIO as oiio
 
 import fhdr_plugin
-from fhdr_plugin.io import WriteOptions, read_image, to_array, write_exr
-from fhdr_plugin.registry import registry
+from fhdr_plugin.host.registry import registry
+from fhdr_plugin.imaging.io import WriteOptions, read_image, to_array, write_exr
 
 
 def ldr_to_hdr_buf(buf: oiio.ImageBuf, operation: str = "ldr_to_hdr", **params: object) -> oiio.ImageBuf:

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin.color import REC709_LUMA
+from fhdr_plugin.imaging.color import REC709_LUMA
 
 
 def rgb(path: str) -> np.ndarray:

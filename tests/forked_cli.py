@@ -36,7 +36,7 @@ def run_forked(commands: list[list[Any]], seconds: float) -> list[dict[str, Any]
 
 def _child(args: list[str], err_path: str) -> None:
     """In the child: ``fhdr ARGS`` with stderr to ``err_path``; never returns."""
-    from fhdr_plugin.cli import main
+    from fhdr_plugin.host.cli import main
 
     code = 3
     try:
@@ -66,8 +66,8 @@ def _wait(pid: int, seconds: float) -> int | str:
 
 def _serve(seconds: float, commands: list[list[str]]) -> None:
     """Run each command in its own child, one at a time, and print what became of it."""
-    import fhdr_plugin.cli
-    import fhdr_plugin.pipeline  # noqa: F401  (imported once here rather than in every child)
+    import fhdr_plugin.host.cli
+    import fhdr_plugin.host.pipeline  # noqa: F401  (imported once here rather than in every child)
 
     with tempfile.TemporaryDirectory() as tmp:
         for i, args in enumerate(commands):

@@ -13,7 +13,7 @@ import OpenImageIO as oiio
 from conftest import write_image
 from typer.testing import CliRunner
 
-from fhdr_plugin.cli import app
+from fhdr_plugin.host.cli import app
 
 #: ``fhdr`` as a user runs it, through this interpreter.
 FHDR = [sys.executable, "-m", "fhdr_plugin"]

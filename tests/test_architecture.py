@@ -16,13 +16,13 @@ from conftest import ROOT
 from typer.testing import CliRunner
 
 import fhdr_plugin
-from fhdr_plugin import maths, scale
-from fhdr_plugin.cli import app, with_params
-from fhdr_plugin.dropin import KNOBS, SceneLinearFhdr
-from fhdr_plugin.engine import select_device
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import WriteOptions
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.exports.dropin import KNOBS, SceneLinearFhdr
+from fhdr_plugin.host.cli import app, with_params
+from fhdr_plugin.imaging.io import WriteOptions
+from fhdr_plugin.node import maths, scale
+from fhdr_plugin.node.engine import select_device
+from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.params import BlendParams, EngineParams, LdrToHdrParams, param, type_name
 from training.losses import FHDRLoss
 
@@ -30,22 +30,50 @@ PACKAGE = ROOT / "fhdr_plugin"
 FIELDS = [f.name for f in LdrToHdrParams.fields()]
 
 
+def module_name(path: Path) -> str:
+    """``path``'s module inside the package, dotted (``host.cli``)."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
 def module_imports(path: Path) -> set[str]:
-    """The fhdr_plugin modules ``path`` imports at module level (not inside functions)."""
+    """The fhdr_plugin modules ``path`` imports at module level (not inside functions), dotted."""
     found = set()
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fhdr_plugin"):
-            if node.module == "fhdr_plugin":
-                found |= {a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
-            else:
-                found.add(node.module.split(".")[1])
+            inner = node.module.removeprefix("fhdr_plugin").removeprefix(".")
+            folder = PACKAGE.joinpath(*inner.split(".")) if inner else PACKAGE
+            names = {f"{inner}.{a.name}".lstrip(".") for a in node.names if (folder / f"{a.name}.py").exists()}
+            found |= names or {inner}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fhdr_plugin.")}
+            found |= {a.name.removeprefix("fhdr_plugin.") for a in node.names if a.name.startswith("fhdr_plugin.")}
     return found
 
 
+def test_the_layout_shows_the_four_neighbourhoods():
+    top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith((".", "_")) and p.suffix != ".toml")
+    assert top == [
+        "errors.py",
+        "exports",
+        "host",
+        "imaging",
+        "manifest.py",
+        "models",
+        "node",
+        "params.py",
+        "version.py",
+    ]
+    floors = {"imaging": 0, "node": 1, "exports": 2, "host": 2}  # a neighbourhood imports only those below it
+    for path in PACKAGE.rglob("*.py"):
+        here = module_name(path).split(".")[0]
+        for dep in module_imports(path):
+            there = dep.split(".")[0]
+            if here in floors and there in floors and there != here:
+                assert floors[there] < floors[here], f"{module_name(path)} imports {dep}"
+
+
 def test_no_module_level_import_cycle():
-    graph = {p.stem: module_imports(p) - {p.stem} for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    files = [p for p in PACKAGE.rglob("*.py") if p.stem != "__init__"]
+    graph = {module_name(p): module_imports(p) - {module_name(p)} for p in files}
     state: dict[str, str] = {}
 
     def visit(module: str, path: list[str]) -> None:
@@ -60,12 +88,12 @@ def test_no_module_level_import_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [])
-    assert "batch" in graph["ray_executor"] or "frames" in graph["ray_executor"]
+    assert "host.frames" in graph["host.ray_executor"]
 
 
 @pytest.mark.parametrize("order", [("batch", "ray_executor"), ("ray_executor", "batch")])
 def test_executor_modules_import_in_either_order(order):
-    code = "; ".join(f"import fhdr_plugin.{m}" for m in order)
+    code = "; ".join(f"import fhdr_plugin.host.{m}" for m in order)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
 
@@ -73,7 +101,7 @@ def test_executor_modules_import_in_either_order(order):
 def test_fhdr_ops_and_version_leave_torch_unimported():
     code = (
         "import sys\n"
-        "from fhdr_plugin.cli import main\n"
+        "from fhdr_plugin.host.cli import main\n"
         "for args in (['ops'], ['--version']):\n"
         "    sys.argv = ['fhdr', *args]\n"
         "    try:\n"

@@ -22,8 +22,8 @@ import pytest
 from conftest import ROOT, shared
 from helpers import batch, plate
 
-from fhdr_plugin.batch import LocalExecutor, plan, run_batch
-from fhdr_plugin.color import config
+from fhdr_plugin.host.batch import LocalExecutor, plan, run_batch
+from fhdr_plugin.imaging.color import config
 from fhdr_plugin.params import LdrToHdrParams
 
 FHDR = Path(sys.executable).with_name("fhdr")

@@ -18,11 +18,12 @@ from conftest import SHARED_DATA, exercised
 from forked_cli import run_forked
 from helpers import FHDR, pixels
 
-from fhdr_plugin import color, node
-from fhdr_plugin.channels import layout
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.host.pipeline import convert_file
+from fhdr_plugin.imaging import color
+from fhdr_plugin.imaging.channels import layout
+from fhdr_plugin.node import operation as node
 from fhdr_plugin.params import LdrToHdrParams
-from fhdr_plugin.pipeline import convert_file
 
 SUITE = SHARED_DATA / "exr-suite"
 DAMAGED_TIMEOUT_S = 60

@@ -6,11 +6,11 @@ import pytest
 import safetensors
 import torch
 
-from fhdr_plugin.engine import Engine
-from fhdr_plugin.export import portable_copy
+from fhdr_plugin.exports.export import portable_copy
 from fhdr_plugin.manifest import ModelSpec
-from fhdr_plugin.model import FHDR, FHDRContext, build
-from fhdr_plugin.weights import load_model, save_weights, sha256_bytes
+from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.model import FHDR, FHDRContext, build
+from fhdr_plugin.node.weights import load_model, save_weights, sha256_bytes
 
 META = {
     "fhdr:iterations": "1",

@@ -8,9 +8,9 @@ from helpers import pixels
 from typer.testing import CliRunner
 
 import fhdr_plugin
-from fhdr_plugin import color
-from fhdr_plugin.cli import app
-from fhdr_plugin.node import MATTE_CHANNEL
+from fhdr_plugin.host.cli import app
+from fhdr_plugin.imaging import color
+from fhdr_plugin.node.operation import MATTE_CHANNEL
 from fhdr_plugin.params import BlendParams
 
 FAST = {"precision": "float32", "tile": 0}

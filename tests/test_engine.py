@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from fhdr_plugin import engine as engine_module
-from fhdr_plugin.engine import Engine, auto_tile, resolve_precision, select_device, tiles
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.node import engine as engine_module
+from fhdr_plugin.node.engine import Engine, auto_tile, resolve_precision, select_device, tiles
+from fhdr_plugin.node.model import FHDR
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import OpenImageIO as oiio
 import pytest
 import torch
 
-from fhdr_plugin import engine as engine_module
-from fhdr_plugin.engine import Engine, resolve_precision, tiles
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.manifest import manifest
-from fhdr_plugin.model import FHDR
-from fhdr_plugin.weights import load_model
+from fhdr_plugin.node import engine as engine_module
+from fhdr_plugin.node.engine import Engine, resolve_precision, tiles
+from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.weights import load_model
 from training.metrics import mu_psnr
 
 HAS_ORT = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript"))

@@ -11,12 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fhdr_plugin.cli import app
-from fhdr_plugin.encoding import decode, decoding
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.export import EXAMPLE_SHAPE, METADATA_FILE, export_model, torchscript_bytes
+from fhdr_plugin.exports.export import EXAMPLE_SHAPE, METADATA_FILE, export_model, torchscript_bytes
+from fhdr_plugin.host.cli import app
 from fhdr_plugin.manifest import manifest
-from fhdr_plugin.weights import load_model
+from fhdr_plugin.node.encoding import decode, decoding
+from fhdr_plugin.node.weights import load_model
 
 
 @pytest.fixture(scope="module")

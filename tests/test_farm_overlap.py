@@ -15,7 +15,7 @@ import numpy as np
 import OpenImageIO as oiio
 from helpers import FHDR, pixels, plate
 
-from fhdr_plugin.io import remove_stale_temps
+from fhdr_plugin.imaging.io import remove_stale_temps
 
 FRAMES = {"a": range(1, 9), "b": range(1, 7)}
 

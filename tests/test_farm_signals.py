@@ -15,7 +15,7 @@ from conftest import write_image
 from helpers import FHDR, plate, plate_frame
 from typer.testing import CliRunner
 
-from fhdr_plugin.cli import app
+from fhdr_plugin.host.cli import app
 
 ENGINE_LINE = "fhdr: engine: model fhdr-i1, device cpu, precision "
 

@@ -21,8 +21,8 @@ from conftest import ROOT, write_image
 from helpers import FHDR, fhdr, pixels
 
 import fhdr_plugin
-from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.imaging import color
 from fhdr_plugin.params import LdrToHdrParams
 
 FAST = ["--tile", "0", "--precision", "float32"]
@@ -214,7 +214,7 @@ def test_the_documented_activation_puts_fhdr_and_oiiotool_on_the_path():
 
 # 13. tile size
 def test_readme_documents_the_tile_trade_off_and_the_auto_choice():
-    from fhdr_plugin import engine
+    from fhdr_plugin.node import engine
 
     text = README.replace("\n", " ")
     assert "--tile 0" in text and "--tile 64" in text

@@ -9,9 +9,9 @@ import pytest
 from conftest import shared, write_image
 from typer.testing import CliRunner
 
-from fhdr_plugin.cli import app
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import WriteOptions, check_buffer, read_image, write_exr
+from fhdr_plugin.host.cli import app
+from fhdr_plugin.imaging.io import WriteOptions, check_buffer, read_image, write_exr
 
 
 def small_buf(value=0.5) -> oiio.ImageBuf:
@@ -83,7 +83,7 @@ def test_failed_write_keeps_the_existing_file(tmp_path):
 def test_full_disk_leaves_no_partial_file(tmp_path):
     code = (
         "import resource, numpy as np, OpenImageIO as oiio\n"
-        "from fhdr_plugin.io import WriteOptions, write_exr\n"
+        "from fhdr_plugin.imaging.io import WriteOptions, write_exr\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
         "b = oiio.ImageBuf(oiio.ImageSpec(512, 512, 3, oiio.FLOAT))\n"
         "b.set_pixels(b.roi, np.random.default_rng(0).random((512, 512, 3), dtype=np.float32))\n"

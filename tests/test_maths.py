@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fhdr_plugin import color, encoding, maths, scale
+from fhdr_plugin.imaging import color
+from fhdr_plugin.node import encoding, maths, scale
 from fhdr_plugin.params import BlendParams
 
 RNG = np.random.default_rng(7)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fhdr_plugin.model import FHDR, PARAMETER_COUNT, receptive_radius
+from fhdr_plugin.node.model import FHDR, PARAMETER_COUNT, receptive_radius
 
 
 @pytest.mark.parametrize("iterations", [1, 2, 3, 4])

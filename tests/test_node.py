@@ -7,12 +7,12 @@ from conftest import shared, write_image
 from helpers import pixels
 
 import fhdr_plugin
-from fhdr_plugin import color
-from fhdr_plugin.encoding import decode
-from fhdr_plugin.engine import engine_for
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import read_image
-from fhdr_plugin.node import LdrToHdrParams
+from fhdr_plugin.imaging import color
+from fhdr_plugin.imaging.io import read_image
+from fhdr_plugin.node.encoding import decode
+from fhdr_plugin.node.engine import engine_for
+from fhdr_plugin.node.operation import LdrToHdrParams
 
 
 def test_sample_expands_clipped_highlights_and_keeps_the_rest(sample_ldr):

@@ -14,10 +14,10 @@ import torch
 from conftest import write_image
 from typer.testing import CliRunner
 
-from fhdr_plugin import color
-from fhdr_plugin.cli import app
-from fhdr_plugin.dropin import LIBTORCH_1_6_OPS
-from fhdr_plugin.encoding import decoding
+from fhdr_plugin.exports.dropin import LIBTORCH_1_6_OPS
+from fhdr_plugin.host.cli import app
+from fhdr_plugin.imaging import color
+from fhdr_plugin.node.encoding import decoding
 from fhdr_plugin.params import LdrToHdrParams
 
 #: Runs in a fresh interpreter with torch and numpy alone, as Nuke does: the module, its knobs, float32 and half.

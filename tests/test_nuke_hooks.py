@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.frames import Job
+from fhdr_plugin.host.frames import Job
 
 NUKE_HOOKS = ROOT / "hooks" / "nuke"
 NUKE_DEFAULT_MENU = ["default (linear)", "linear", "sRGB", "rec709", "Cineon"]
@@ -382,7 +382,7 @@ def test_panel_settings_are_checked_and_remembered(fhdr_nuke, tmp_path):
 
 
 def test_read_colorspace_knob_names_the_input_space(fhdr_nuke):
-    from fhdr_plugin import color
+    from fhdr_plugin.imaging import color
 
     assert fhdr_nuke.input_colorspace("linear") == color.resolve("lin_rec709")
     assert fhdr_nuke.input_colorspace("sRGB") == color.resolve("srgb_tx")

@@ -21,10 +21,10 @@ import OpenImageIO as oiio
 import pytest
 from conftest import ROOT
 
-from fhdr_plugin.io import read_image
+from fhdr_plugin.host.registry import Registry, plugin_manager, registry
+from fhdr_plugin.imaging.io import read_image
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.params import LdrToHdrParams
-from fhdr_plugin.registry import Registry, plugin_manager, registry
 
 PLUGIN = "fhdr_trace_plugin"
 
@@ -39,7 +39,7 @@ import OpenImageIO as oiio
 
 from fhdr_plugin import hookimpl
 from fhdr_plugin.params import Params, param
-from fhdr_plugin.registry import Operation
+from fhdr_plugin.host.registry import Operation
 
 
 @dataclass(frozen=True)

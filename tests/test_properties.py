@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fhdr_plugin
-from fhdr_plugin import node
+from fhdr_plugin.node import operation as node
 
 EXTRA_CHANNELS = ("Z", "N.x", "N.y", "mask", "velocity.u")
 BASES = (("Y",), ("Y", "A"), ("R", "G", "B"), ("R", "G", "B", "A"))

@@ -169,7 +169,7 @@ class FakeCluster:
 def test_one_worker_per_gpu_or_a_share_of_each_node(
     node_cpus: list[int], gpus: int, wanted: int, expected: tuple[int, dict[str, float]]
 ) -> None:
-    from fhdr_plugin.ray_executor import worker_layout
+    from fhdr_plugin.host.ray_executor import worker_layout
 
     assert worker_layout(FakeCluster(node_cpus, gpus), wanted) == expected
 
@@ -187,7 +187,7 @@ def kill_the_worker_on(frame: int, times: int, killed: list[int], stop: threadin
     SIGKILL, ``times`` times in all; the PIDs killed go to ``killed``."""
     import ray
 
-    from fhdr_plugin.ray_executor import ATTEMPTS_NAME
+    from fhdr_plugin.host.ray_executor import ATTEMPTS_NAME
 
     while len(killed) < times and not stop.is_set():
         names = [n for n in ray.util.list_named_actors() if n.startswith(ATTEMPTS_NAME)]

@@ -10,15 +10,15 @@ import pytest
 import fhdr_plugin
 from fhdr_plugin import hookimpl
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import read_image
+from fhdr_plugin.host.registry import Operation, Registry, plugin_manager, registry
+from fhdr_plugin.imaging.io import read_image
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.params import LdrToHdrParams, NoParams
-from fhdr_plugin.registry import Operation, Registry, plugin_manager, registry
 
 
 def test_builtin_plugin_is_registered_directly_not_through_an_entry_point():
     names = {ep.name: ep.value for ep in entry_points(group=manifest().entry_point_group)}
-    assert "fhdr_plugin.builtin" not in names.values()  # one route for the built-in: the manager registers it
+    assert "fhdr_plugin.host.builtin" not in names.values()  # one route for the built-in: the manager registers it
     pm = plugin_manager()
     assert pm.has_plugin("fhdr")
     assert "ldr_to_hdr" in registry().operations

@@ -20,9 +20,9 @@ from conftest import ROOT
 
 from fhdr_plugin import manifest as manifest_module
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.host.registry import Registry, plugin_manager, registry
 from fhdr_plugin.manifest import manifest, manifest_path, parse_manifest
-from fhdr_plugin.registry import Registry, plugin_manager, registry
-from fhdr_plugin.weights import load_model
+from fhdr_plugin.node.weights import load_model
 
 #: The code that ships or makes what ships: the package, the training code, the host scripts.
 SOURCES = ("fhdr_plugin", "training", "hooks")
@@ -145,7 +145,7 @@ def test_a_module_on_the_path_without_an_entry_point_is_not_loaded(
     ``fhdr.plugins`` entry point is ignored."""
     (tmp_path / "fhdr_rogue.py").write_text(
         "from fhdr_plugin import hookimpl\n"
-        "from fhdr_plugin.registry import Operation\n"
+        "from fhdr_plugin.host.registry import Operation\n"
         "@hookimpl\n"
         "def fhdr_register_operations():\n"
         "    return [Operation('rogue', 'should never load', lambda buf, **p: buf)]\n"

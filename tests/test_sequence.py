@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.sequence import (
+from fhdr_plugin.imaging.sequence import (
     MAX_FRAMES,
     FramePattern,
     GlobPattern,

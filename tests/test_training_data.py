@@ -9,7 +9,7 @@ import OpenImageIO as oiio
 import pytest
 from conftest import shared, write_image
 
-from fhdr_plugin.encoding import decode
+from fhdr_plugin.node.encoding import decode
 from training import data
 from training.data import HDRCrops, PairedCrops, Synthesis
 

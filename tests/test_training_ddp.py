@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT, write_image
 from typer.testing import CliRunner
 
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.node.model import FHDR
 from training.__main__ import app
 from training.data import HDRCrops, Synthesis
 from training.train import TrainConfig, train

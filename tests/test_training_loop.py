@@ -11,13 +11,13 @@ import torch
 from conftest import shared, write_image
 from typer.testing import CliRunner
 
-from fhdr_plugin import maths, scale
-from fhdr_plugin.encoding import decode, encode
 from fhdr_plugin.manifest import manifest
-from fhdr_plugin.model import FHDR
-from fhdr_plugin.node import LdrToHdrParams, predict_linear
+from fhdr_plugin.node import maths, scale
+from fhdr_plugin.node.encoding import decode, encode
+from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.operation import LdrToHdrParams, predict_linear
+from fhdr_plugin.node.weights import load_model
 from fhdr_plugin.params import BlendParams
-from fhdr_plugin.weights import load_model
 from training import data
 from training.__main__ import app
 from training.data import HDRCrops, Synthesis

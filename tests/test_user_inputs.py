@@ -18,10 +18,10 @@ from conftest import ROOT, exercised, write_image
 from forked_cli import run_forked
 from helpers import FHDR, pixels
 
-from fhdr_plugin import color
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.host.pipeline import convert_file
+from fhdr_plugin.imaging import color
 from fhdr_plugin.params import LdrToHdrParams
-from fhdr_plugin.pipeline import convert_file
 
 GOOD = b"a good output of an earlier run"
 FAST = {"tile": 256}

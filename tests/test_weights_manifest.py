@@ -8,9 +8,9 @@ import tomli
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest, manifest_path, parse_manifest, read_manifest
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.weights import REQUIRED_METADATA, load_model, model_metadata, save_weights
 from fhdr_plugin.version import __version__
-from fhdr_plugin.weights import REQUIRED_METADATA, load_model, model_metadata, save_weights
 
 
 def raw_manifest() -> dict:

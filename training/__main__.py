@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import typer
 
-from fhdr_plugin.cli import with_params
-from fhdr_plugin.encoding import ENCODINGS
-from fhdr_plugin.node import LdrToHdrParams
+from fhdr_plugin.host.cli import with_params
+from fhdr_plugin.node.encoding import ENCODINGS
+from fhdr_plugin.node.operation import LdrToHdrParams
 from training.data import (
     HDR_SUFFIXES,
     HDRCrops,
@@ -74,7 +74,9 @@ def train_cmd(
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
     init: Path | None = typer.Option(None, help="Start from these safetensors weights (e.g. the shipped ones)."),
     headroom: float = typer.Option(256.0, help="Largest value the network can output, in multiples of white."),
-    encoding: str = typer.Option("mu-law", help="Output encoding: mu-law or linear (see fhdr_plugin/encoding.py)."),
+    encoding: str = typer.Option(
+        "mu-law", help="Output encoding: mu-law or linear (see fhdr_plugin/node/encoding.py)."
+    ),
     clip_min: float = 0.002,
     clip_max: float = 0.12,
     views: int = typer.Option(8, help="Rectilinear views cut from each training panorama, besides its crops."),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fhdr_plugin.color import REC709_LUMA
+from fhdr_plugin.imaging.color import REC709_LUMA
 
 #: Inverse Reinhard's white point: the luminance a clipped white expands to (the training headroom).
 REINHARD_WHITE = 16.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin.encoding import encode
+from fhdr_plugin.node.encoding import encode
 
 HDR_SUFFIXES = {".exr", ".hdr"}
 LDR_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}

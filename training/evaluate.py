@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin import color
-from fhdr_plugin.node import LdrToHdrParams, predict_linear
+from fhdr_plugin.imaging import color
+from fhdr_plugin.node.operation import LdrToHdrParams, predict_linear
 from training.baselines import BASELINES
 from training.data import Synthesis, expose, load_pair, paired_files, read_rgb, srgb_encode, synthesise, well_exposed
 from training.highlights import figures, hollow

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from fhdr_plugin.encoding import MU
-from fhdr_plugin.io import write_bytes_atomic
+from fhdr_plugin.imaging.io import write_bytes_atomic
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest_path, read_manifest
-from fhdr_plugin.model import build
+from fhdr_plugin.node.encoding import MU
+from fhdr_plugin.node.model import build
+from fhdr_plugin.node.weights import save_weights
 from fhdr_plugin.version import __version__
-from fhdr_plugin.weights import save_weights
 
 
 def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:

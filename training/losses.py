@@ -2,7 +2,7 @@
 
 The node's default (anchored) output keeps the linearised input where the plate is well exposed and uses the
 network only in the channels that near saturation: linear + w · max(predicted − linear, 0), with w the per-channel
-blend weight. The loss computes that output with ``fhdr_plugin.maths.blend`` (the node's maths in torch) from a
+blend weight. The loss computes that output with ``fhdr_plugin.node.maths.blend`` (the node's maths in torch) from a
 ``BlendParams``, the node's own defaults unless told otherwise. Two losses are offered, both L1 on μ-law values of
 HDR / headroom:
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fhdr_plugin import maths
-from fhdr_plugin.encoding import MU
+from fhdr_plugin.node import maths
+from fhdr_plugin.node.encoding import MU
 from fhdr_plugin.params import BlendParams
 
 LOSSES = ("composite", "weighted")
@@ -37,7 +37,7 @@ class FHDRLoss(nn.Module):
     """The ``kind`` loss (see the module), plus ``vgg_weight`` × perceptual, averaged over the iterations' outputs.
 
     ``encoding`` and ``headroom`` say how the network's output and the target encode HDR relative to white
-    (``fhdr_plugin.encoding``).
+    (``fhdr_plugin.node.encoding``).
     """
 
     def __init__(

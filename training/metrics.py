@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from fhdr_plugin.color import REC709_LUMA
+from fhdr_plugin.imaging.color import REC709_LUMA
 
 MU = 5000.0
 #: PU21 'banding_glare' parameters p1..p7 (Mantiuk and Azimi 2021).

@@ -15,11 +15,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from fhdr_plugin.encoding import MU
-from fhdr_plugin.io import write_atomic
-from fhdr_plugin.model import ARCHITECTURES, FHDR, build
+from fhdr_plugin.imaging.io import write_atomic
+from fhdr_plugin.node.encoding import MU
+from fhdr_plugin.node.model import ARCHITECTURES, FHDR, build
+from fhdr_plugin.node.weights import sha256_bytes
 from fhdr_plugin.params import Params, check_iterations, param
-from fhdr_plugin.weights import sha256_bytes
 from training.data import HDRCrops, Synthesis
 from training.losses import LOSSES, FHDRLoss
 
@@ -110,7 +110,7 @@ Validator = Callable[[FHDR], dict]
 
 
 def decoding_metadata(syn: Synthesis) -> dict[str, str]:
-    """The weights' metadata that says how the network's output decodes (``fhdr_plugin.encoding``)."""
+    """The weights' metadata that says how the network's output decodes (``fhdr_plugin.node.encoding``)."""
     return {"fhdr:headroom": str(syn.headroom), "fhdr:encoding": syn.encoding, "fhdr:mu": str(MU)}
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fhdr_plugin import color
-from fhdr_plugin.engine import Engine
-from fhdr_plugin.model import FHDR
-from fhdr_plugin.node import LdrToHdrParams, reconstruct
+from fhdr_plugin.imaging import color
+from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
 from training.evaluate import GUARD_DB, INPUT_SPACE, Case
 from training.highlights import figures, hollow
 from training.metrics import clipped_ratio, pu21_psnr

@@ -6,8 +6,8 @@ the selected Read node into a ``ReadJob``, calls ``convert`` here, creates a Rea
 runs in tests.
 
 Nuke writes frame numbers as a run of ``#`` (one digit per ``#``: ``plate.####.png``) or printf style
-(``plate.%04d.png``); ``fhdr_plugin.sequence`` reads that notation. The frames are converted by
-``fhdr_plugin.batch.run_batch`` on its local executor, as ``fhdr batch`` converts them: a bad or missing frame
+(``plate.%04d.png``); ``fhdr_plugin.imaging.sequence`` reads that notation. The frames are converted by
+``fhdr_plugin.host.batch.run_batch`` on its local executor, as ``fhdr batch`` converts them: a bad or missing frame
 is reported and the others carry on, a cancel stops after the frame in progress, and the per-frame lines and the
 summary go to stderr.
 """
@@ -24,12 +24,12 @@ from typing import Any
 
 import OpenImageIO as oiio
 
-from fhdr_plugin import color
-from fhdr_plugin.batch import CANCELLED, DONE, FAILED, FrameResult, Job, LocalExecutor, OnProgress, run_batch
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import make_folder, write_bytes_atomic
+from fhdr_plugin.host.batch import CANCELLED, DONE, FAILED, FrameResult, Job, LocalExecutor, OnProgress, run_batch
+from fhdr_plugin.imaging import color
+from fhdr_plugin.imaging.io import make_folder, write_bytes_atomic
+from fhdr_plugin.imaging.sequence import NUKE, FramePattern, format_frames, frame_field, parse_pattern
 from fhdr_plugin.params import LdrToHdrParams
-from fhdr_plugin.sequence import NUKE, FramePattern, format_frames, frame_field, parse_pattern
 
 #: The folder, beside the input, that receives the EXRs.
 OUTPUT_FOLDER = "fhdr"

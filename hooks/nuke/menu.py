@@ -3,7 +3,7 @@
 Select one or more Read nodes of LDR plates and run it: a panel asks for the output folder or pattern, the
 output colour space and the strength (remembered for next time); the frames of each Read (its first to last),
 read in the space its ``colorspace`` knob names when fhdr's config knows it, become scene-linear EXRs, converted
-by ``fhdr_plugin.batch.run_batch`` in a background thread with a progress bar that can cancel between frames, and
+by ``fhdr_plugin.host.batch.run_batch`` in a background thread with a progress bar that can cancel between frames, and
 a new Read node on them appears beside the source with its colorspace set to the output's space. Frames that fail
 or are cancelled are reported in one message at the end. The work is done by ``fhdr_nuke``; this file only talks
 to Nuke.
@@ -17,8 +17,8 @@ from typing import Any
 import fhdr_nuke
 import nuke
 
-from fhdr_plugin.batch import FrameResult
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.host.batch import FrameResult
 
 MENU = "fhdr"
 COMMAND = "LDR to HDR"

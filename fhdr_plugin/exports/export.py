@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fhdr_plugin import maths
-from fhdr_plugin.encoding import decoding
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import write_bytes_atomic
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.imaging.io import write_bytes_atomic
+from fhdr_plugin.node import maths
+from fhdr_plugin.node.encoding import decoding
+from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.params import FORMATS
 from fhdr_plugin.version import __version__
 

@@ -9,9 +9,9 @@ from typing import Any
 import OpenImageIO as oiio
 import pluggy
 
-from fhdr_plugin import builtin, hookspecs
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.hookspecs import Operation
+from fhdr_plugin.host import builtin, hookspecs
+from fhdr_plugin.host.hookspecs import Operation
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.params import Params
 

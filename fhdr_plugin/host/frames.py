@@ -10,10 +10,10 @@ from typing import Protocol
 import OpenImageIO as oiio
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import WriteOptions, read_image, remove_stale_temps, write_exr
+from fhdr_plugin.host.pipeline import check_paths
+from fhdr_plugin.host.registry import DEFAULT_OPERATION, run_operation
+from fhdr_plugin.imaging.io import WriteOptions, read_image, remove_stale_temps, write_exr
 from fhdr_plugin.params import EngineParams, Params
-from fhdr_plugin.pipeline import check_paths
-from fhdr_plugin.registry import DEFAULT_OPERATION, run_operation
 
 DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped", "failed", "cancelled"
 
@@ -103,7 +103,7 @@ def engine_of(params: Params) -> dict[str, str]:
     engine = getattr(params, "engine", None)
     if not isinstance(engine, EngineParams):
         return {}
-    from fhdr_plugin.engine import describe_engine
+    from fhdr_plugin.node.engine import describe_engine
 
     return describe_engine(engine)
 

@@ -10,13 +10,14 @@ import logging
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin import color, scale
-from fhdr_plugin.channels import Layout, layout
-from fhdr_plugin.color import REC709_LUMA
-from fhdr_plugin.encoding import decode
-from fhdr_plugin.engine import Engine, engine_for
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import check_buffer, from_array, to_array
+from fhdr_plugin.imaging import color
+from fhdr_plugin.imaging.channels import Layout, layout
+from fhdr_plugin.imaging.color import REC709_LUMA
+from fhdr_plugin.imaging.io import check_buffer, from_array, to_array
+from fhdr_plugin.node import scale
+from fhdr_plugin.node.encoding import decode
+from fhdr_plugin.node.engine import Engine, engine_for
 from fhdr_plugin.params import LdrToHdrParams
 from fhdr_plugin.version import __version__
 

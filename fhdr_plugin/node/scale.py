@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fhdr_plugin.color import REC709_LUMA
+from fhdr_plugin.imaging.color import REC709_LUMA
 from fhdr_plugin.params import BlendParams
 
 

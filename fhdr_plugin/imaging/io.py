@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 
-from fhdr_plugin.clib import library_messages
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.imaging.clib import library_messages
 from fhdr_plugin.params import Params, check_choice, param
 
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab", "htj2k")

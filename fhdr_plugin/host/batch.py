@@ -29,7 +29,7 @@ from typing import Any
 from tqdm import tqdm
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.frames import (
+from fhdr_plugin.host.frames import (
     CANCELLED,
     DONE,
     FAILED,
@@ -43,12 +43,12 @@ from fhdr_plugin.frames import (
     engine_of,
     with_cancelled,
 )
-from fhdr_plugin.io import WriteOptions, make_folder, write_atomic
+from fhdr_plugin.host.pipeline import check_paths
+from fhdr_plugin.host.registry import DEFAULT_OPERATION
+from fhdr_plugin.host.terminal import bar_fits, sigterm_as_interrupt
+from fhdr_plugin.imaging.io import WriteOptions, make_folder, write_atomic
+from fhdr_plugin.imaging.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
 from fhdr_plugin.params import Params
-from fhdr_plugin.pipeline import check_paths
-from fhdr_plugin.registry import DEFAULT_OPERATION
-from fhdr_plugin.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
-from fhdr_plugin.terminal import bar_fits, sigterm_as_interrupt
 from fhdr_plugin.version import __version__
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "SKIPPED", "FrameResult", "Job", "LocalExecutor", "plan", "run_batch"]

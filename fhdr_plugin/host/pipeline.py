@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import WriteOptions, make_folder, read_image, write_exr
+from fhdr_plugin.host.registry import DEFAULT_OPERATION, run_operation
+from fhdr_plugin.imaging.io import WriteOptions, make_folder, read_image, write_exr
 from fhdr_plugin.params import Params
-from fhdr_plugin.registry import DEFAULT_OPERATION, run_operation
 
 
 def check_paths(input: Path, output: Path) -> None:

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fhdr_plugin import color, maths
-from fhdr_plugin.encoding import decoding
-from fhdr_plugin.export import METADATA_FILE, export_metadata, portable_copy
-from fhdr_plugin.io import write_bytes_atomic
-from fhdr_plugin.model import FHDR
+from fhdr_plugin.exports.export import METADATA_FILE, export_metadata, portable_copy
+from fhdr_plugin.imaging import color
+from fhdr_plugin.imaging.io import write_bytes_atomic
+from fhdr_plugin.node import maths
+from fhdr_plugin.node.encoding import decoding
+from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.params import BlendParams, type_name
 
 #: The aten operators the scripted module may call: all in libtorch 1.6 (Nuke 13), the oldest build it targets.

@@ -22,9 +22,9 @@ import torch
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.manifest import manifest
-from fhdr_plugin.model import CONTEXT_FACTOR, FHDR, FHDRContext, receptive_radius
+from fhdr_plugin.node.model import CONTEXT_FACTOR, FHDR, FHDRContext, receptive_radius
+from fhdr_plugin.node.weights import load_model
 from fhdr_plugin.params import AUTO_TILE, PRECISIONS, EngineParams, check_choice, check_tile
-from fhdr_plugin.weights import load_model
 
 log = logging.getLogger("fhdr")
 
@@ -308,7 +308,7 @@ def _onnx_session(model: FHDR):
         import onnxruntime
     except ImportError as exc:
         raise FhdrError("the onnxruntime backend needs the onnx extra: pip install 'fhdr[onnx]'") from exc
-    from fhdr_plugin.export import onnx_bytes
+    from fhdr_plugin.exports.export import onnx_bytes
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()

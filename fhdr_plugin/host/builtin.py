@@ -10,7 +10,7 @@ from typing import Any
 
 import OpenImageIO as oiio
 
-from fhdr_plugin.hookspecs import Operation, hookimpl
+from fhdr_plugin.host.hookspecs import Operation, hookimpl
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.params import LdrToHdrParams
 
@@ -20,7 +20,7 @@ OPERATION = "ldr_to_hdr"
 
 def run(buf: oiio.ImageBuf, params: LdrToHdrParams) -> oiio.ImageBuf:
     """The operation as the registry runs it, with checked parameters."""
-    from fhdr_plugin import node
+    from fhdr_plugin.node import operation as node
 
     return node.apply(buf, params)
 
@@ -28,7 +28,7 @@ def run(buf: oiio.ImageBuf, params: LdrToHdrParams) -> oiio.ImageBuf:
 def ldr_to_hdr(buf: oiio.ImageBuf, **params: Any) -> oiio.ImageBuf:
     """Turn an LDR ImageBuf into a scene-linear HDR ImageBuf (see ``LdrToHdrParams`` for ``params``), through the
     registry, so every plugin's hooks run around it."""
-    from fhdr_plugin.registry import run_operation
+    from fhdr_plugin.host.registry import run_operation
 
     return run_operation(OPERATION, buf, **params)
 

@@ -28,10 +28,19 @@ from types import ModuleType
 from typing import Any
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.frames import FAILED, FrameResult, FrameWork, Job, OnResult, engine_line, engine_of, with_cancelled
-from fhdr_plugin.io import WriteOptions
+from fhdr_plugin.host.frames import (
+    FAILED,
+    FrameResult,
+    FrameWork,
+    Job,
+    OnResult,
+    engine_line,
+    engine_of,
+    with_cancelled,
+)
+from fhdr_plugin.host.registry import DEFAULT_OPERATION
+from fhdr_plugin.imaging.io import WriteOptions
 from fhdr_plugin.params import Params
-from fhdr_plugin.registry import DEFAULT_OPERATION
 
 log = logging.getLogger("fhdr")
 

@@ -18,11 +18,11 @@ from typing import Annotated, Any
 import typer
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import WriteOptions
+from fhdr_plugin.host.registry import DEFAULT_OPERATION, registry
+from fhdr_plugin.host.terminal import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, sigterm_as_interrupt
+from fhdr_plugin.imaging.io import WriteOptions
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest
 from fhdr_plugin.params import TYPES, ExportParams, LdrToHdrParams, ModelParams, Params, type_name
-from fhdr_plugin.registry import DEFAULT_OPERATION, registry
-from fhdr_plugin.terminal import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, sigterm_as_interrupt
 from fhdr_plugin.version import __version__
 
 app = typer.Typer(
@@ -163,8 +163,8 @@ def convert(
     options: WriteOptions,
 ) -> None:
     """Convert one LDR image into a scene-linear HDR EXR (or run another operation with --op)."""
-    from fhdr_plugin.frames import engine_line, engine_of
-    from fhdr_plugin.pipeline import convert_file
+    from fhdr_plugin.host.frames import engine_line, engine_of
+    from fhdr_plugin.host.pipeline import convert_file
 
     with reporting():
         params = registry().for_operation(op, params)
@@ -194,12 +194,12 @@ def batch(
     options: WriteOptions,
 ) -> None:
     """Convert a frame sequence; exits 1 if any frame failed (listed in the summary and the report)."""
-    from fhdr_plugin.batch import FAILED, LocalExecutor, run_batch
+    from fhdr_plugin.host.batch import FAILED, LocalExecutor, run_batch
 
     with reporting():
         params = registry().for_operation(op, params)
         if executor is Executor.ray:
-            from fhdr_plugin.ray_executor import RayExecutor
+            from fhdr_plugin.host.ray_executor import RayExecutor
 
             runner: LocalExecutor | RayExecutor = RayExecutor(
                 params,
@@ -245,7 +245,7 @@ def ops() -> None:
 @app.command()
 def models() -> None:
     """List the shipped models with their metadata (checked against plugin.toml's sha256)."""
-    from fhdr_plugin.weights import model_metadata
+    from fhdr_plugin.node.weights import model_metadata
 
     with reporting():
         m = manifest()
@@ -285,8 +285,8 @@ def export(
 ) -> None:
     """Write a self-contained model: by default RGB LDR in [0, 1] in, linear HDR (the network's output, decoded)
     out; with --host nuke, Nuke's drop-in (scene-linear in and out)."""
-    from fhdr_plugin.export import export_model, format_for
-    from fhdr_plugin.weights import load_model
+    from fhdr_plugin.exports.export import export_model, format_for
+    from fhdr_plugin.node.weights import load_model
 
     with reporting():
         fmt = format_for(output, written.format)
@@ -298,7 +298,7 @@ def export(
         spec = manifest().model(weights.model or None)
         net, meta = load_model(spec, weights.iterations or None)
         if nuke:
-            from fhdr_plugin.dropin import export_nuke
+            from fhdr_plugin.exports.dropin import export_nuke
 
             export_nuke(net, {**meta, "fhdr:model": spec.name}, output, written.working_space, written.matte)
         else:

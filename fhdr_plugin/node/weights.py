@@ -10,9 +10,9 @@ import safetensors
 import safetensors.torch
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.io import write_bytes_atomic
+from fhdr_plugin.imaging.io import write_bytes_atomic
 from fhdr_plugin.manifest import ModelSpec, manifest
-from fhdr_plugin.model import ARCHITECTURES, FHDR, build
+from fhdr_plugin.node.model import ARCHITECTURES, FHDR, build
 
 REQUIRED_METADATA = ("fhdr:iterations", "fhdr:headroom", "fhdr:hdr_normalisation", "fhdr:perceptual_loss")
 
