@@ -199,3 +199,13 @@ def test_parameters_are_checked_when_made(values, message):
 def test_a_missing_cuda_device_is_a_clear_error():
     with pytest.raises(FhdrError, match="cuda:7"):
         select_device("cuda:7")
+
+
+def test_the_architecture_doc_lists_every_module_where_it_is():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    layout = doc.split("```")[1]
+    for folder in ("imaging", "node", "exports", "host"):
+        (line,) = [ln for ln in layout.splitlines() if ln.strip().startswith(f"{folder}/")]
+        listed = {m.strip() for m in line.split(maxsplit=1)[1].split("  ")[0].split(",")}
+        on_disk = {p.stem for p in (PACKAGE / folder).glob("*.py") if p.stem != "__init__"}
+        assert listed == on_disk, folder
