@@ -11,7 +11,7 @@ import os
 import runpy
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -142,14 +142,20 @@ def test_plugin_operation_through_the_public_api_and_the_generic_host(site, tmp_
     ]
 
 
-def test_plugin_hooks_run_around_fhdr_convert(site, ldr_png, tmp_path):
+def command_line(site: Path, trace: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the installed ``fhdr`` command with the plugin's folder on the path, tracing to ``trace``."""
     script = Path(sys.executable).parent / "fhdr"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "fhdr_plugin"]
-    env = {**os.environ, "PYTHONPATH": str(site), "FHDR_TRACE": str(tmp_path / "cli-trace.jsonl")}
+    env = {**os.environ, "PYTHONPATH": str(site), "FHDR_TRACE": str(trace)}
 
     def fhdr(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
 
+    return fhdr
+
+
+def test_plugin_hooks_run_around_fhdr_convert(site, ldr_png, tmp_path):
+    fhdr = command_line(site, tmp_path / "cli-trace.jsonl")
     ops = fhdr("ops")
     assert ops.returncode == 0, ops.stderr
     assert "invert  (trace) 1 - x on every channel" in ops.stdout
@@ -164,13 +170,7 @@ def test_plugin_hooks_run_around_fhdr_convert(site, ldr_png, tmp_path):
 
 
 def test_a_plugin_operation_runs_by_name_with_its_own_options(site, ldr_png, tmp_path):
-    script = Path(sys.executable).parent / "fhdr"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fhdr_plugin"]
-    env = {**os.environ, "PYTHONPATH": str(site), "FHDR_TRACE": str(tmp_path / "trace.jsonl")}
-
-    def fhdr(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
-
+    fhdr = command_line(site, tmp_path / "trace.jsonl")
     assert "  gain: float = 1.0  factor of every channel" in fhdr("ops").stdout
     out = tmp_path / "half.exr"
     run = fhdr("convert", "--op", "gain", str(ldr_png), str(out), "--gain", "0.5")

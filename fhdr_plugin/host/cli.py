@@ -99,7 +99,8 @@ def _command_params() -> type[Params]:
 
 
 COMMAND_PARAMS = _command_params()
-OPERATION_HELP = "Registered operation to run (fhdr ops lists them with their parameters)."
+#: ``--op`` of convert and batch.
+OPERATION = typer.Option(DEFAULT_OPERATION, "--op", help="Registered operation to run (fhdr ops lists them).")
 
 
 class Settings:
@@ -157,7 +158,7 @@ def main_options(
 def convert(
     input: Path = typer.Argument(..., help="Input image (anything OpenImageIO reads)."),
     output: Path = typer.Argument(..., help="Output EXR."),
-    op: str = typer.Option(DEFAULT_OPERATION, "--op", help=OPERATION_HELP),
+    op: str = OPERATION,
     *,
     params: Params,
     options: WriteOptions,
@@ -188,7 +189,7 @@ def batch(
     address: str = typer.Option("", help="Ray cluster to join: ray://HOST:10001, HOST:6379, auto; none: start one."),
     ray_cpus: int = typer.Option(0, help="CPUs of the local Ray instance started without --address; 0: all."),
     ray_workers: int = typer.Option(0, help="Ray workers, one model each; 0: one per GPU, or one per node."),
-    op: str = typer.Option(DEFAULT_OPERATION, "--op", help=OPERATION_HELP),
+    op: str = OPERATION,
     *,
     params: Params,
     options: WriteOptions,
