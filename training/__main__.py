@@ -1,8 +1,10 @@
-"""Command line of the training package: ``python -m training train|synthesise|export|evaluate``."""
+"""Command line of the training package: ``python -m training train|synthesise|export|evaluate|validate``."""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,12 @@ import torch
 import typer
 
 from fhdr_plugin.host.cli import with_params
+from fhdr_plugin.imaging.io import write_atomic
+from fhdr_plugin.manifest import manifest
 from fhdr_plugin.node.encoding import ENCODINGS
+from fhdr_plugin.node.model import build
 from fhdr_plugin.node.operation import LdrToHdrParams
+from fhdr_plugin.node.weights import load_model
 from training.data import (
     HDR_SUFFIXES,
     HDRCrops,
@@ -25,7 +31,16 @@ from training.data import (
     synthesise,
     write_ldr,
 )
-from training.evaluate import FRACTIONS, evaluate, paired_cases, report, synthetic_cases, write_json, write_sheet
+from training.evaluate import (
+    CAMERA,
+    FRACTIONS,
+    evaluate,
+    paired_cases,
+    report,
+    synthetic_cases,
+    write_json,
+    write_sheet,
+)
 from training.export import export
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
 from training.validation import validate, validation_cases
@@ -201,6 +216,48 @@ def evaluate_cmd(
         write_json(results, meta, json_out)
     if sheet is not None:
         write_sheet(rows, sheet)
+
+
+@app.command("validate")
+@with_params(params=LdrToHdrParams)
+def validate_cmd(
+    checkpoint: Path | None = typer.Option(
+        None, help="A training checkpoint (.pt) to score [default: --model's weights]."
+    ),
+    data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
+    val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems of --data to score on."),
+    jpeg: int = typer.Option(0, help="Make the plates with a JPEG of this quality (0: the plain camera's PNG)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the summary and the per-case rows as JSON."),
+    *,
+    params: LdrToHdrParams,
+) -> None:
+    """Score weights through the node with ``params`` on the validation cases of training (whole views of the
+    held-out scenes at each clipped fraction): the figures training logs, the highlight figures, and per case."""
+    stems = [s for s in val.split(",") if s]
+    files = {f.stem: f for f in list_images(data, HDR_SUFFIXES)}
+    missing = [s for s in stems if s not in files]
+    if missing or not stems:
+        raise typer.BadParameter(f"{data}: no HDR image for stem(s) {', '.join(missing) or '(none given)'}")
+    camera = CAMERA if not jpeg else replace(CAMERA, jpeg=1.0, jpeg_quality=(jpeg, jpeg))
+    cases = validation_cases(synthetic_cases([files[s] for s in stems], FRACTIONS, 0, True, camera))
+    if checkpoint is not None:
+        ck = torch.load(checkpoint, weights_only=True, map_location="cpu")
+        model = build(ck["config"]["arch"], ck["config"]["iterations"])
+        model.load_state_dict(ck["model"])
+        meta = decoding_metadata(Synthesis(**ck["synthesis"]))
+    else:
+        model, meta = load_model(manifest().model(params.engine.weights.model or None))
+    engine = params.engine
+    result = validate(model, meta, cases, engine.device or "cpu", engine.precision, params)
+    for row in result["cases"]:
+        typer.echo(
+            f"{row['case']:45s} gain {row['pu21_clipped'] - row['base_clipped']:+6.2f} dB  lift {row['ratio']:7.2f}x "
+            f"(truth {row['truth_ratio']:7.2f}x)  kept channels changed {row['unclipped_change']:.1%}"
+        )
+    summary = {k: v for k, v in result.items() if k != "cases"}
+    typer.echo(json.dumps(summary))
+    if json_out is not None:
+        write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
 
 
 if __name__ == "__main__":

@@ -76,10 +76,14 @@ def camera_view(hdr: np.ndarray) -> np.ndarray:
 
 
 def synthetic_cases(
-    files: list[Path], fractions: tuple[float, ...] = FRACTIONS, seed: int = 0, views: bool = True
+    files: list[Path],
+    fractions: tuple[float, ...] = FRACTIONS,
+    seed: int = 0,
+    views: bool = True,
+    camera: Synthesis = CAMERA,
 ) -> Iterator[Case]:
-    """Cases made from HDR-only images: one per image and clipped fraction, deterministic for ``seed``; with
-    ``views``, of each panorama's ``camera_view`` rather than the whole panorama."""
+    """Cases made from HDR-only images through ``camera``: one per image and clipped fraction, deterministic for
+    ``seed``; with ``views``, of each panorama's ``camera_view`` rather than the whole panorama."""
     for i, path in enumerate(files):
         hdr = np.maximum(read_rgb(path), 0.0)
         if views:
@@ -89,7 +93,7 @@ def synthetic_cases(
             if rel is None:
                 log.warning("%s: black image, skipped", path.name)
                 break
-            ldr = synthesise(rel, np.random.default_rng((seed, i, j)), CAMERA)
+            ldr = synthesise(rel, np.random.default_rng((seed, i, j)), camera)
             yield Case(path.stem, fraction, ldr, rel.astype(np.float32))
 
 

@@ -81,9 +81,15 @@ def highlight_summary(rows: list[dict]) -> dict:
 
 
 def validate(
-    model: FHDR, meta: dict[str, str], cases: list[ValCase], device: str = "cpu", precision: str = "auto"
+    model: FHDR,
+    meta: dict[str, str],
+    cases: list[ValCase],
+    device: str = "cpu",
+    precision: str = "auto",
+    params: LdrToHdrParams | None = None,
 ) -> dict:
-    """Scores of ``model`` (its output decoded by ``meta``) on ``cases`` through the node's default path.
+    """Scores of ``model`` (its output decoded by ``meta``) on ``cases`` through the node with ``params`` (its
+    defaults when None).
 
     Keys: ``pu21_clipped``, ``pu21_all`` (means), ``gain_clipped`` (mean over the linearised input),
     ``worst_all`` (the lowest whole-image difference to the linearised input), ``guard`` (``worst_all`` within
@@ -91,7 +97,7 @@ def validate(
     clipped-area brightness ratios, the log-lift ratio, the unclipped-channel change and the depth ratios).
     """
     engine = Engine(copy.deepcopy(model), device, precision)
-    params = LdrToHdrParams()
+    params = params or LdrToHdrParams()
     rows = []
     for case in cases:
         hdr = reconstruct(engine, meta, case.linear, case.display, params)
