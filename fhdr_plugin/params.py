@@ -34,6 +34,12 @@ WORKING_SPACES = ("lin_rec709", "ACEScg")
 #: The file formats ``fhdr export`` writes, and the hosts it writes for.
 FORMATS = ("torchscript", "onnx")
 HOSTS = ("raw", "nuke")
+#: ``blend_low``: chosen for the plate. A lossless plate's channels below full scale are measurements (8-bit's
+#: 254 too), so only a channel at full scale takes the network; a lossy codec (JPEG) moves near-white values, in
+#: clipped areas too, so the network blends in from 0.95.
+AUTO_BLEND = -1.0
+LOSSLESS_BLEND_LOW = 0.996
+LOSSY_BLEND_LOW = 0.95
 #: The largest expansion strength (the reconstruction's ratio to the plate, raised to this power).
 MAX_STRENGTH = 4.0
 #: The types a parameter may have, by name.
@@ -219,7 +225,10 @@ class BlendParams(Params):
         choices=MODES,
     )
     blend_low: float = param(
-        0.95, "anchored mode: display value of a channel where the network starts to blend into it"
+        AUTO_BLEND,
+        f"anchored mode: display value of a channel where the network starts to blend into it; {AUTO_BLEND:g}: "
+        f"{LOSSLESS_BLEND_LOW:g} for a lossless plate (only a clipped channel is reconstructed), "
+        f"{LOSSY_BLEND_LOW:g} for a lossy one (JPEG, WebP: the codec moved its near-white values)",
     )
     blend_high: float = param(
         1.0, "anchored mode: display value where the network fully takes over (never darker than the input)"
@@ -232,8 +241,16 @@ class BlendParams(Params):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.blend_low < self.blend_high <= 1.0:
-            raise FhdrError(f"{self.where}: need 0 <= blend_low < blend_high <= 1")
+        low = self.for_plate(lossy=False).blend_low
+        if not 0.0 <= low < self.blend_high <= 1.0:
+            raise FhdrError(f"{self.where}: need 0 <= blend_low < blend_high <= 1 (or blend_low {AUTO_BLEND:g})")
+
+    def for_plate(self, lossy: bool) -> BlendParams:
+        """These parameters with ``blend_low`` chosen for a plate stored lossily or not, when it is automatic."""
+        if self.blend_low != AUTO_BLEND:
+            return self
+        low = LOSSY_BLEND_LOW if lossy else LOSSLESS_BLEND_LOW
+        return dataclasses.replace(self, blend_low=min(low, self.blend_high - 1e-3))
 
 
 @dataclass(frozen=True)

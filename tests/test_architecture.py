@@ -164,7 +164,8 @@ def test_the_blend_s_fields_reach_every_host_and_the_loss():
     assert set(blend) <= set(FIELDS)  # hence in convert/batch --help, fhdr ops and ldr_to_hdr's signature
     assert list(inspect.signature(maths.blend).parameters)[3:] == blend
     assert [p for p in inspect.signature(scale.blend).parameters][3:] == ["params"]
-    numbers = {f.name: f.default for f in BlendParams.fields() if type_name(f) in ("float", "int")}
+    lossless = BlendParams().for_plate(lossy=False)  # the module gets pixels, not a file
+    numbers = {f.name: getattr(lossless, f.name) for f in BlendParams.fields() if type_name(f) in ("float", "int")}
     module = SceneLinearFhdr(FHDR(1), {"fhdr:headroom": "256", "fhdr:encoding": "mu-law"})
     assert {name: getattr(module, name) for name in KNOBS} == numbers
     assert module.mode == "anchored"  # a choice is fixed at export

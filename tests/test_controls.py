@@ -24,8 +24,11 @@ def plate(sample_ldr) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+LOSSLESS = BlendParams().for_plate(lossy=False)  # the plates here are PNG and EXR
+
+
 def smoothstep_weight(
-    display: np.ndarray, low: float = BlendParams().blend_low, high: float = BlendParams().blend_high
+    display: np.ndarray, low: float = LOSSLESS.blend_low, high: float = LOSSLESS.blend_high
 ) -> np.ndarray:
     t = np.clip((display.max(axis=-1) - low) / (high - low), 0.0, 1.0)
     return t * t * (3 - 2 * t)
@@ -93,3 +96,23 @@ def test_a_bad_strength_is_one_clear_line(tmp_path, ldr_png, value):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert "strength must be 0-4" in result.output
+
+
+def test_the_blend_ramp_follows_how_the_plate_was_stored(tmp_path, plate):
+    png = write_image(tmp_path / "plate.png", plate)
+    jpg = write_image(tmp_path / "plate.jpg", plate, attrs={"compression": "jpeg:95"})
+    (tmp_path / "png").mkdir(), (tmp_path / "jpg").mkdir()
+    out_png, out_jpg = convert(tmp_path / "png", png), convert(tmp_path / "jpg", jpg)
+    assert out_png.spec().get_string_attribute("fhdr:blend") == "0.996-1"
+    assert out_jpg.spec().get_string_attribute("fhdr:blend") == "0.95-1"  # the codec moved the near-white values
+    chosen = convert(tmp_path, jpg, "--blend-low", "0.99")
+    assert chosen.spec().get_string_attribute("fhdr:blend") == "0.99-1"
+    # every channel the PNG did not clip is a measurement, 254 of 255 included: it comes out as the plate
+    display = pixels(oiio.ImageBuf(str(png)))
+    linear = color.convert(display, "srgb_tx", "lin_rec709")
+    kept = (display < 1.0) & (display.max(axis=-1, keepdims=True) >= 1.0)
+    assert kept.sum() > 100
+    change = np.abs(pixels(out_png) - linear)[kept] / np.maximum(linear[kept], 1e-4)
+    assert change.mean() < 1e-3 and change.max() < 0.02
+    # while the clipped channels are reconstructed
+    assert pixels(out_png)[display >= 1.0].mean() > 1.2

@@ -150,7 +150,11 @@ def test_the_loss_weighs_the_pixels_the_node_takes_from_the_network():
     assert loss([gt], gt, ldr).item() == 0.0
 
 
-RAMP = (BlendParams().blend_low, BlendParams().blend_high)
+LOSSLESS = BlendParams().for_plate(lossy=False)
+RAMP = (LOSSLESS.blend_low, LOSSLESS.blend_high)
+#: The lossy plate's ramp, wide enough for random crops to have measured channels in it.
+WIDE = BlendParams().for_plate(lossy=True)
+WIDE_RAMP = (WIDE.blend_low, WIDE.blend_high)
 
 
 def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
@@ -164,8 +168,8 @@ def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
     for i in range(len(ldr)):
         display = ldr[i].permute(1, 2, 0).numpy()
         linear = data.srgb_decode(display)
-        node = scale.anchored(linear, display, decode(out[i].permute(1, 2, 0).numpy(), meta), *RAMP)
-        weight = scale.blend_weight(display, *RAMP)
+        node = scale.anchored(linear, display, decode(out[i].permute(1, 2, 0).numpy(), meta), *WIDE_RAMP)
+        weight = scale.blend_weight(display, *WIDE_RAMP)
         err = np.abs(encode(node, SYN.headroom, SYN.encoding) - tgt[i].permute(1, 2, 0).numpy())
         composite += float((weight * err).mean()) / len(ldr)
         truth = decode(tgt[i].permute(1, 2, 0).numpy(), meta)
@@ -174,10 +178,22 @@ def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
         kept += float((measured * change).mean()) / len(ldr)
     assert kept > 0.0  # the crops have measured channels in the ramp, and a random prediction lifts some
     raw = float((out - tgt).abs().mean())
-    got = FHDRLoss(focus=0.9, headroom=SYN.headroom, keep=0.0)([out], tgt, ldr).item()
+    got = FHDRLoss(focus=0.9, headroom=SYN.headroom, keep=0.0, blend=WIDE)([out], tgt, ldr).item()
     assert got == pytest.approx(composite + 0.1 * raw, rel=1e-3)
-    both = FHDRLoss(focus=0.9, headroom=SYN.headroom, keep=2.0)([out], tgt, ldr).item()
+    both = FHDRLoss(focus=0.9, headroom=SYN.headroom, keep=2.0, blend=WIDE)([out], tgt, ldr).item()
     assert both == pytest.approx(composite + 0.1 * raw + 2.0 * kept, rel=1e-3)
+    # a JPEG plate's samples are scored with the node's wider ramp for a lossy plate, the others with the narrow one
+    lossy = torch.tensor([True, False, True, False])
+    wide = FHDRLoss(focus=0.9, headroom=SYN.headroom, blend=WIDE)
+    narrow = FHDRLoss(focus=0.9, headroom=SYN.headroom, blend=LOSSLESS)
+    auto = FHDRLoss(focus=0.9, headroom=SYN.headroom)
+    mixed = auto([out], tgt, ldr, lossy).item()
+    parts = [
+        (wide if flag else narrow)([out[i : i + 1]], tgt[i : i + 1], ldr[i : i + 1]).item()
+        for i, flag in enumerate(lossy)
+    ]
+    assert mixed == pytest.approx(sum(parts) / len(parts), rel=1e-4)
+    assert mixed != pytest.approx(got, rel=1e-3)
     # a prediction below the input in the blended pixels changes nothing in the node's output: only the raw term sees it
     low = FHDRLoss(focus=1.0, headroom=SYN.headroom)([torch.zeros_like(tgt)], tgt, ldr).item()
     lin = torch.from_numpy(encode(data.srgb_decode(ldr.numpy()), SYN.headroom, SYN.encoding))

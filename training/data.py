@@ -237,6 +237,10 @@ class Level:
 class HDRCrops:
     """Random crops of HDR images with synthesised LDR inputs (see ``Synthesis``); deterministic for a given seed."""
 
+    #: Whether the last crop's camera coded it as JPEG, and each pair of the last ``batch`` (N,).
+    last_lossy = False
+    lossy = np.zeros(0, dtype=bool)
+
     def __init__(self, images: list[np.ndarray], crop: int, syn: Synthesis, seed: int, pole_margin: float = 0.15):
         if not images:
             raise ValueError("no HDR images to train on")
@@ -292,16 +296,22 @@ class HDRCrops:
             if self.syn.white_balance:
                 window = window * white_balance(self.rng, self.syn.white_balance)
             camera = Camera.draw(self.rng, self.syn)
+            self.last_lossy = camera.jpeg_quality is not None
             rels = [window[: self.crop, : self.crop]]
             rels += [subpixel_shift(window, *self.rng.uniform(0.0, 1.0, 2)) for _ in range(frames - 1)]
             return [(camera.render(rel, self.rng), target(rel, self.syn)) for rel in rels]
 
     def batch(self, size: int, frames: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``size`` pairs stacked as (N, 3, crop, crop) arrays: ``size // frames`` shots of ``frames`` consecutive
-        pairs (``shot``), or ``size`` independent pairs for 1."""
+        pairs (``shot``), or ``size`` independent pairs for 1; ``lossy`` then says which were JPEG-coded."""
         if size % frames:
             raise ValueError(f"a batch of {size} does not hold whole shots of {frames} frames")
-        pairs = [p for _ in range(size // frames) for p in (self.shot(frames) if frames > 1 else [self.sample()])]
+        pairs, lossy = [], []
+        for _ in range(size // frames):
+            shot = self.shot(frames) if frames > 1 else [self.sample()]
+            pairs += shot
+            lossy += [self.last_lossy] * len(shot)
+        self.lossy = np.array(lossy)
         ldr = np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2)
         hdr = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(ldr), np.ascontiguousarray(hdr)
@@ -352,9 +362,12 @@ def load_pair(ldr_path: Path, hdr_path: Path) -> tuple[np.ndarray, np.ndarray]:
 class PairedCrops:
     """Random aligned crops of (LDR, HDR) pairs; the same interface and determinism as ``HDRCrops``.
 
-    The LDR is the network's input as stored; the target is the HDR relative to the LDR's white (see
-    ``white_ratio``) divided by the headroom.
+    The LDR is the network's input as stored (scored as a lossless plate: ``lossy`` is all false); the target is
+    the HDR relative to the LDR's white (see ``white_ratio``) divided by the headroom.
     """
+
+    last_lossy = False
+    lossy = np.zeros(0, dtype=bool)
 
     def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], crop: int, syn: Synthesis, seed: int):
         if not pairs:

@@ -3,7 +3,8 @@
 The node's default (anchored) output keeps the linearised input where the plate is well exposed and uses the
 network only in the channels that near saturation: linear + w · max(predicted − linear, 0), with w the per-channel
 blend weight. The loss computes that output with ``fhdr_plugin.node.maths.blend`` (the node's maths in torch) from a
-``BlendParams``, the node's own defaults unless told otherwise. Two losses are offered, both L1 on μ-law values of
+``BlendParams``, the node's own defaults unless told otherwise, with the ramp the node picks for each sample's
+plate (a JPEG one's wider: ``BlendParams.for_plate``). Two losses are offered, both L1 on μ-law values of
 HDR / headroom:
 
 - ``composite`` (the default): w × L1 of that anchored composite, plus (1 − focus) × L1 of the raw output, which
@@ -22,6 +23,8 @@ the truth does (the flicker of ``benchmarks/temporal.py``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -49,7 +52,7 @@ class FHDRLoss(nn.Module):
         focus: float = 0.9,
         blend: BlendParams | None = None,
         kind: str = "composite",
-        keep: float = 1.0,
+        keep: float = 0.0,
         consistency: float = 0.0,
         frames: int = 1,
     ) -> None:
@@ -71,10 +74,19 @@ class FHDRLoss(nn.Module):
         """μ-law values of a network output or target."""
         return x if self.encoding == "mu-law" else maths.encode(x, 1.0, MU)
 
-    def composite(self, out: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
+    def per_plate(self, make: Callable[[BlendParams], torch.Tensor], lossy: torch.Tensor | None = None) -> torch.Tensor:
+        """``make(blend)`` with the blend the node uses for each sample's plate (``BlendParams.for_plate``): a
+        lossy one's where ``lossy`` (N,) is true, a lossless one's elsewhere."""
+        lossless, coded = self.blend.for_plate(lossy=False), self.blend.for_plate(lossy=True)
+        if lossy is None or coded == lossless or not bool(lossy.any()):
+            return make(lossless)
+        return torch.where(lossy.view(-1, 1, 1, 1), make(coded), make(lossless))
+
+    def composite(self, out: torch.Tensor, ldr: torch.Tensor, lossy: torch.Tensor | None = None) -> torch.Tensor:
         """μ-law values of the node's output for network output ``out`` (``maths.blend`` with ``self.blend``)."""
         predicted = maths.decode(out, self.headroom, MU if self.encoding == "mu-law" else 0.0)
-        node = maths.blend(maths.srgb_decode(ldr), ldr, predicted, **vars(self.blend))
+        linear = maths.srgb_decode(ldr)
+        node = self.per_plate(lambda b: maths.blend(linear, ldr, predicted, **vars(b)), lossy)
         return maths.encode(node, self.headroom, MU)
 
     def measured(self, gt: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
@@ -90,11 +102,18 @@ class FHDRLoss(nn.Module):
         return (blended * (err[:, 1:] - err[:, :1]).abs()).sum() / (n * c * h * w)
 
     def term(
-        self, out: torch.Tensor, tgt: torch.Tensor, ldr: torch.Tensor, weight: torch.Tensor, kept: torch.Tensor
+        self,
+        out: torch.Tensor,
+        tgt: torch.Tensor,
+        ldr: torch.Tensor,
+        weight: torch.Tensor,
+        kept: torch.Tensor,
+        lossy: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The L1 part for one output (plain means, so that slices of a batch under DDP average to it)."""
         raw = (self.tone(out) - tgt).abs()
-        node = self.composite(out, ldr) if self.kind == "composite" or self.keep or self.consistency else raw
+        composite = self.kind == "composite" or self.keep or self.consistency
+        node = self.composite(out, ldr, lossy) if composite else raw
         if self.kind == "weighted":
             l1 = (raw * (1.0 - self.focus + self.focus * weight)).mean()
         else:
@@ -106,15 +125,18 @@ class FHDRLoss(nn.Module):
             l1 = l1 + self.consistency * self.steady(node, tgt, weight)
         return l1
 
-    def forward(self, outputs: list[torch.Tensor], gt: torch.Tensor, ldr: torch.Tensor) -> torch.Tensor:
-        """The loss of a list of iteration outputs against one target, for the LDR input they came from."""
+    def forward(
+        self, outputs: list[torch.Tensor], gt: torch.Tensor, ldr: torch.Tensor, lossy: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss of a list of iteration outputs against one target, for the LDR input they came from;
+        ``lossy`` (N,): which samples' plates were stored lossily (JPEG), whose blend the node widens."""
         tgt = self.tone(gt)
-        weight = maths.blend_weight(ldr, self.blend.blend_low, self.blend.blend_high)
+        weight = self.per_plate(lambda b: maths.blend_weight(ldr, b.blend_low, b.blend_high), lossy)
         kept = self.measured(gt, ldr) * (weight > 0).to(gt.dtype)
         total = gt.new_zeros(())
         for out in outputs:
             out = out.float()
-            total = total + self.term(out, tgt, ldr, weight, kept)
+            total = total + self.term(out, tgt, ldr, weight, kept, lossy)
             if self.perceptual is not None:
                 total = total + self.vgg_weight * self.perceptual(self.tone(out), tgt)
         return total / len(outputs)

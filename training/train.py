@@ -52,7 +52,7 @@ class TrainConfig(Params):
     threads: int = param(0, "torch CPU threads; 0: torch's default")
     focus: float = param(0.9, "loss weight of the pixels the anchored blend takes from the network (losses.py)")
     loss: str = param("composite", "composite (L1 of the node's output) or weighted (losses.py)", choices=LOSSES)
-    keep: float = param(1.0, "loss weight of the measured channels the blend must keep as the plate (losses.py)")
+    keep: float = param(0.0, "loss weight of the measured channels the blend must keep as the plate (losses.py)")
     consistency: float = param(0.0, "loss weight of steadiness over two shifted, re-noised frames; 0: none")
     precision: str = param("float32", "float32, or bfloat16 autocast of the forward pass", choices=PRECISIONS)
     channels_last: bool = param(True, "run in channels-last memory layout", flag="--channels-last/--contiguous")
@@ -235,10 +235,11 @@ def train_loop(
     t0, seen = time.time(), 0
     while step < cfg.steps:
         ldr, hdr = (torch.from_numpy(a[mine]).to(dev) for a in train_data.batch(cfg.batch, frames))
+        lossy = torch.from_numpy(train_data.lossy[mine]).to(dev)
         ldr = ldr.contiguous(memory_format=layout)
         with autocast:
             outputs = net(ldr)
-        loss = loss_fn(outputs, hdr, ldr)
+        loss = loss_fn(outputs, hdr, ldr, lossy)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

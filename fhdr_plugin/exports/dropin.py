@@ -61,9 +61,14 @@ LIBTORCH_1_6_OPS = frozenset(
     )
 )
 
-#: The module's knobs: the number fields of the blend's parameters, at their defaults (its choices, such as
-#: ``mode``, are fixed at export: the drop-in returns the anchored result).
-KNOBS = {f.name: f.default for f in BlendParams.fields() if type_name(f) in ("float", "int")}
+#: The module's knobs: the number fields of the blend's parameters, at their defaults for a lossless plate (Nuke
+#: hands the module pixels, not a file: set ``blend_low`` to ``params.LOSSY_BLEND_LOW`` for a JPEG plate). Its
+#: choices, such as ``mode``, are fixed at export: the drop-in returns the anchored result.
+KNOBS = {
+    f.name: getattr(BlendParams().for_plate(lossy=False), f.name)
+    for f in BlendParams.fields()
+    if type_name(f) in ("float", "int")
+}
 
 
 def primaries_matrix(src: str, dst: str) -> list[float]:

@@ -29,6 +29,9 @@ _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 TRUNCATED = "the file is cut short (truncated, or still being written): {}"
 #: Every atomic write goes through ``.NAME.HOST.PID.tmp`` beside ``NAME``; ``remove_stale_temps`` knows that name.
 TEMP_SUFFIX = ".tmp"
+#: File formats whose usual coding is lossy, and compressions (any format's) that are.
+LOSSY_FORMATS = ("jpeg", "webp", "heif", "jpeg2000")
+LOSSY_COMPRESSIONS = ("jpeg", "dwaa", "dwab", "b44", "b44a")
 
 log = logging.getLogger("fhdr")
 
@@ -70,6 +73,15 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
     if spec.width < 1 or spec.height < 1 or spec.nchannels < 1:
         raise FhdrError(f"{p}: empty image ({spec.width}x{spec.height}, {spec.nchannels} channels)")
     return buf
+
+
+def stored_lossily(spec: oiio.ImageSpec) -> bool:
+    """Whether the image of ``spec`` was read from a lossy file (JPEG, WebP, a JPEG-compressed TIFF, DWA EXR):
+    by the ``oiio:SourceFileFormat`` and ``compression`` OIIO records when it reads a file (an image made in memory
+    is lossless)."""
+    source = spec.get_string_attribute("oiio:SourceFileFormat").lower()
+    compression = spec.get_string_attribute("compression").lower().split(":")[0]
+    return source in LOSSY_FORMATS or compression in LOSSY_COMPRESSIONS
 
 
 def incomplete(p: Path, format_name: str) -> str:

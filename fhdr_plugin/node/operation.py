@@ -5,6 +5,7 @@ unpack → to model space (OCIO) → infer (FHDR, tiled) → scale → to output
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -14,7 +15,7 @@ from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.channels import Layout, layout
 from fhdr_plugin.imaging.color import REC709_LUMA
-from fhdr_plugin.imaging.io import check_buffer, from_array, to_array
+from fhdr_plugin.imaging.io import check_buffer, from_array, stored_lossily, to_array
 from fhdr_plugin.node import scale
 from fhdr_plugin.node.encoding import decode
 from fhdr_plugin.node.engine import Engine, engine_for
@@ -117,13 +118,16 @@ def provenance(engine: Engine, meta: dict[str, str], params: LdrToHdrParams, src
         "fhdr:iterations": str(engine.iterations),
         "fhdr:precision": engine.describe()["dtype"],
         "fhdr:mode": params.blend.mode,
+        "fhdr:blend": f"{params.blend.blend_low:g}-{params.blend.blend_high:g}",
         "fhdr:strength": f"{params.blend.strength:g}",
         "fhdr:input_colorspace": src_space,
     }
 
 
 def predict_linear(rgb: np.ndarray, src_space: str, params: LdrToHdrParams) -> tuple[np.ndarray, dict[str, str]]:
-    """Linear Rec.709 HDR (H, W, 3) for colour ``rgb`` in ``src_space``, and the provenance attributes."""
+    """Linear Rec.709 HDR (H, W, 3) for colour ``rgb`` in ``src_space``, and the provenance attributes; an array
+    has no file, so an automatic ``blend_low`` is a lossless plate's."""
+    params = dataclasses.replace(params, blend=params.blend.for_plate(lossy=False))
     engine, meta = engine_for(params.engine)
     linear, display = to_model_space(rgb, src_space)
     return reconstruct(engine, meta, linear, display, params), provenance(engine, meta, params, src_space)
@@ -170,6 +174,7 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
         raise FhdrError(f"{source}: volume images (depth {spec.depth}) are not supported")
     chans = layout(spec, source)
     pixels = to_array(buf, source)
+    params = dataclasses.replace(params, blend=params.blend.for_plate(stored_lossily(spec)))
     src_space = color.input_space(params.input_colorspace, spec)
     out_space = color.resolve(params.output_colorspace)
 

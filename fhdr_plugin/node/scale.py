@@ -54,9 +54,11 @@ def strengthen(linear: np.ndarray, expanded: np.ndarray, strength: float) -> np.
 
 
 def blend(linear: np.ndarray, display: np.ndarray, predicted: np.ndarray, params: BlendParams) -> np.ndarray:
-    """The node's output for the plate (linearised and display-referred) and the network's decoded prediction."""
+    """The node's output for the plate (linearised and display-referred) and the network's decoded prediction;
+    ``params`` as ``BlendParams.for_plate`` gives them (an automatic ``blend_low`` reads as a lossless plate's)."""
     if params.mode == "raw":
         return predicted
+    params = params.for_plate(lossy=False)
     expanded = anchored(linear, display, predicted, params.blend_low, params.blend_high)
     return strengthen(linear, expanded, params.strength)
 
@@ -65,4 +67,5 @@ def matte_of(display: np.ndarray, params: BlendParams) -> np.ndarray:
     """How much of each pixel came from the network (H, W, 1), 0-1: ``matte`` in anchored mode, 1 in raw mode."""
     if params.mode == "raw":
         return np.ones((*display.shape[:2], 1), dtype=np.float32)
+    params = params.for_plate(lossy=False)
     return matte(display, params.blend_low, params.blend_high).astype(np.float32)
