@@ -192,7 +192,7 @@ class Params:
 
     @classmethod
     def describe(cls) -> list[Described]:
-        """The parameters in declaration order, as ``fhdr ops`` and the manifest list them."""
+        """The parameters in declaration order, as ``fhdr ops`` lists them."""
         return [
             Described(f.name, type_name(f), f.default, f.metadata["fhdr"].choices, f.metadata["fhdr"].help)
             for f in cls.fields()
