@@ -100,7 +100,8 @@ def test_evaluate_synthesised_and_paired(hdr_folder: Path, tmp_path: Path):
             )
 
 
-def test_evaluate_rejects_unknown_stems(hdr_folder: Path):
-    result = CliRunner().invoke(app, ["evaluate", "--data", str(hdr_folder), "--val", "lobby,nowhere"])
+@pytest.mark.parametrize("command", ["evaluate", "validate"])
+def test_scoring_commands_reject_unknown_stems(hdr_folder: Path, command: str):
+    result = CliRunner().invoke(app, [command, "--data", str(hdr_folder), "--val", "lobby,nowhere"])
     assert result.exit_code != 0
     assert "nowhere" in result.output

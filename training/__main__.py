@@ -80,6 +80,16 @@ def split_images(folder: Path, val_stems: set[str]) -> tuple[list[Path], list[Pa
     return [f for f in files if f.stem not in val_stems], [f for f in files if f.stem in val_stems]
 
 
+def files_of_stems(folder: Path, stems: str) -> list[Path]:
+    """The HDR files of ``folder`` named by the comma-separated ``stems``, in their order; every stem must match."""
+    wanted = [s for s in stems.split(",") if s]
+    files = {f.stem: f for f in list_images(folder, HDR_SUFFIXES)}
+    missing = [s for s in wanted if s not in files]
+    if missing or not wanted:
+        raise typer.BadParameter(f"{folder}: no HDR image for stem(s) {', '.join(missing) or '(none given)'}")
+    return [files[s] for s in wanted]
+
+
 @app.command("train")
 @with_params(cfg=TrainConfig)
 def train_cmd(
@@ -203,12 +213,8 @@ def evaluate_cmd(
     if paired is not None:
         cases = paired_cases(paired)
     else:
-        stems = [s for s in val.split(",") if s]
-        files = {f.stem: f for f in list_images(data, HDR_SUFFIXES)}
-        missing = [s for s in stems if s not in files]
-        if missing or not stems:
-            raise typer.BadParameter(f"{data}: no HDR image for stem(s) {', '.join(missing) or '(none given)'}")
-        cases = synthetic_cases([files[s] for s in stems], tuple(float(f) for f in fractions.split(",")), seed, views)
+        files = files_of_stems(data, val)
+        cases = synthetic_cases(files, tuple(float(f) for f in fractions.split(",")), seed, views)
     results, rows = evaluate(cases, params, sheet_method)
     typer.echo(report(results))
     meta = {**params.to_dict(), "seed": seed, "paired": str(paired or "")}
@@ -233,13 +239,9 @@ def validate_cmd(
 ) -> None:
     """Score weights through the node with ``params`` on the validation cases of training (whole views of the
     held-out scenes at each clipped fraction): the figures training logs, the highlight figures, and per case."""
-    stems = [s for s in val.split(",") if s]
-    files = {f.stem: f for f in list_images(data, HDR_SUFFIXES)}
-    missing = [s for s in stems if s not in files]
-    if missing or not stems:
-        raise typer.BadParameter(f"{data}: no HDR image for stem(s) {', '.join(missing) or '(none given)'}")
+    files = files_of_stems(data, val)
     camera = CAMERA if not jpeg else replace(CAMERA, jpeg=1.0, jpeg_quality=(jpeg, jpeg))
-    cases = validation_cases(synthetic_cases([files[s] for s in stems], FRACTIONS, 0, True, camera))
+    cases = validation_cases(synthetic_cases(files, FRACTIONS, 0, True, camera))
     if checkpoint is not None:
         ck = torch.load(checkpoint, weights_only=True, map_location="cpu")
         model = build(ck["config"]["arch"], ck["config"]["iterations"])
