@@ -15,7 +15,6 @@ from fhdr_plugin.host.cli import with_params
 from fhdr_plugin.imaging.io import write_atomic
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.node.encoding import ENCODINGS
-from fhdr_plugin.node.model import build
 from fhdr_plugin.node.operation import LdrToHdrParams
 from fhdr_plugin.node.weights import load_model
 from training.data import (
@@ -41,7 +40,7 @@ from training.evaluate import (
     write_json,
     write_sheet,
 )
-from training.export import export
+from training.export import checkpoint_model, export, load_checkpoint
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
 from training.validation import validate, validation_cases
 from training.views import is_panorama, training_views
@@ -243,9 +242,8 @@ def validate_cmd(
     camera = CAMERA if not jpeg else replace(CAMERA, jpeg=1.0, jpeg_quality=(jpeg, jpeg))
     cases = validation_cases(synthetic_cases(files, FRACTIONS, 0, True, camera))
     if checkpoint is not None:
-        ck = torch.load(checkpoint, weights_only=True, map_location="cpu")
-        model = build(ck["config"]["arch"], ck["config"]["iterations"])
-        model.load_state_dict(ck["model"])
+        ck = load_checkpoint(checkpoint)
+        model = checkpoint_model(ck)
         meta = decoding_metadata(Synthesis(**ck["synthesis"]))
     else:
         model, meta = load_model(manifest().model(params.engine.weights.model or None))

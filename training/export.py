@@ -11,9 +11,21 @@ import torch
 from fhdr_plugin.imaging.io import write_bytes_atomic
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest_path, read_manifest
 from fhdr_plugin.node.encoding import MU
-from fhdr_plugin.node.model import build
+from fhdr_plugin.node.model import FHDR, build
 from fhdr_plugin.node.weights import save_weights
 from fhdr_plugin.version import __version__
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, read without executing code (``weights_only``), on the CPU."""
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
+def checkpoint_model(ck: dict) -> FHDR:
+    """The network a training checkpoint holds, built as its config says and loaded with its weights."""
+    net = build(ck["config"].get("arch", "fhdr"), ck["config"]["iterations"])
+    net.load_state_dict(ck["model"])
+    return net
 
 
 def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
@@ -88,9 +100,8 @@ def export(checkpoint: Path, model: str, extra: dict[str, str], manifest_file: P
     """Write the checkpoint's weights to the file ``model`` names in the manifest; returns (path, sha256)."""
     manifest_file = manifest_file or manifest_path()
     spec = read_manifest(manifest_file).model(model)
-    ck = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    net = build(ck["config"].get("arch", "fhdr"), ck["config"]["iterations"])
-    net.load_state_dict(ck["model"])
+    ck = load_checkpoint(checkpoint)
+    net = checkpoint_model(ck)
     spec.path.parent.mkdir(parents=True, exist_ok=True)
     sha = save_weights(net, spec.path, checkpoint_metadata(ck, extra))
     set_manifest_sha(manifest_file, model, sha)
