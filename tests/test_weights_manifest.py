@@ -18,8 +18,9 @@ def raw_manifest() -> dict:
         return tomli.load(f)
 
 
-def test_shipped_weights_match_the_manifest_and_load():
-    spec = manifest().model()
+@pytest.mark.parametrize("name", sorted(manifest().models))
+def test_shipped_weights_match_the_manifest_and_load(name):
+    spec = manifest().model(name)
     assert hashlib.sha256(spec.path.read_bytes()).hexdigest() == spec.sha256
     model, meta = load_model(spec)
     assert isinstance(model, FHDR) and model.iterations == int(meta["fhdr:iterations"])
