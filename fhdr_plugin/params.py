@@ -238,6 +238,12 @@ class BlendParams(Params):
         "anchored mode: expansion strength in log space; 1: as trained, 0: the linearised input, >1: exaggerated",
         check=_check_strength,
     )
+    context: bool = param(
+        True,
+        "anchored mode: brighten large highlights (windows, lamps, suns) from the whole frame's context with the "
+        "model's lift head, when it has one; off: the network's expansion alone",
+        flag="--context/--no-context",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

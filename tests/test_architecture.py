@@ -163,7 +163,7 @@ def test_the_blend_s_fields_reach_every_host_and_the_loss():
     assert [f.name for f in LdrToHdrParams.fields() if f.name in blend] == blend
     assert set(blend) <= set(FIELDS)  # hence in convert/batch --help, fhdr ops and ldr_to_hdr's signature
     assert list(inspect.signature(maths.blend).parameters)[3:] == blend
-    assert [p for p in inspect.signature(scale.blend).parameters][3:] == ["params"]
+    assert [p for p in inspect.signature(scale.blend).parameters][3:] == ["params", "lift"]
     lossless = BlendParams().for_plate(lossy=False)  # the module gets pixels, not a file
     numbers = {f.name: getattr(lossless, f.name) for f in BlendParams.fields() if type_name(f) in ("float", "int")}
     module = SceneLinearFhdr(FHDR(1), {"fhdr:headroom": "256", "fhdr:encoding": "mu-law"})

@@ -1,4 +1,4 @@
-"""Command line of the training package: ``python -m training train|synthesise|export|evaluate|validate``."""
+"""Command line of the training package: ``python -m training train|synthesise|export|evaluate|validate|fit-lift``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import typer
 
 from fhdr_plugin.host.cli import with_params
 from fhdr_plugin.imaging.io import write_atomic
-from fhdr_plugin.manifest import manifest
+from fhdr_plugin.manifest import manifest, manifest_path
 from fhdr_plugin.node.encoding import ENCODINGS
 from fhdr_plugin.node.operation import LdrToHdrParams
-from fhdr_plugin.node.weights import load_model
+from fhdr_plugin.node.weights import load_model, save_weights
+from training import lift
 from training.data import (
     HDR_SUFFIXES,
     HDRCrops,
@@ -40,7 +41,7 @@ from training.evaluate import (
     write_json,
     write_sheet,
 )
-from training.export import checkpoint_model, export, load_checkpoint
+from training.export import checkpoint_model, export, load_checkpoint, set_manifest_sha
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
 from training.validation import validate, validation_cases
 from training.views import is_panorama, training_views
@@ -258,6 +259,53 @@ def validate_cmd(
     typer.echo(json.dumps(summary))
     if json_out is not None:
         write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
+
+
+@app.command("fit-lift")
+def fit_lift_cmd(
+    model: str = typer.Option("fhdr-i1", help="Shipped model whose lift head is fitted (its file is rewritten)."),
+    data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
+    val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out: scored, never fitted on."),
+    steps: int = typer.Option(3000, help="Adam steps of the head."),
+    per_frame: int = typer.Option(3000, help="Pixels sampled from each training frame."),
+    factors: str = typer.Option("0,0.5,0.75,1", help="Scales of the fitted head to choose from on validation."),
+    seed: int = typer.Option(0, help="Seed of the sampling and of the head's initial weights."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+) -> None:
+    """Fit the lift head of a shipped model on whole frames of the training images, choose its scale on the
+    validation cases through the node, and write it into the model's weights file (sha256 into plugin.toml)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    spec = manifest().model(model)
+    net, meta = load_model(spec)
+    val_stems = {s for s in val.split(",") if s}
+    train_files, val_files = split_images(data, val_stems)
+    samples = lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, seed), per_frame, seed)
+    head = lift.fit(samples, steps, seed=seed)
+    cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0))
+    scored = []
+    for factor in (float(f) for f in factors.split(",")):
+        net.lift = lift.scaled(head, factor) if factor else None
+        result = validate(net, meta, cases)
+        typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}")
+        scored.append((result["guard"], result["pu21_clipped"], factor, result))
+    _, _, factor, best = max(scored, key=lambda s: (s[0], s[1]))
+    none = next(s[3] for s in scored if s[2] == 0) if any(s[2] == 0 for s in scored) else None
+    net.lift = lift.scaled(head, factor) if factor else None
+    extra = lift.metadata(samples, steps, factor, best, none, fit_command(model, steps, per_frame, factors, seed))
+    keep = {k: v for k, v in meta.items() if k != "fhdr:model" and not k.startswith(("fhdr:lift", "fhdr:val_"))}
+    sha = save_weights(net, spec.path, {**keep, **extra})
+    set_manifest_sha(manifest_path(), model, sha)
+    typer.echo(f"{spec.path}: lift head scale {factor:g}, sha256 {sha}")
+
+
+def fit_command(model: str, steps: int, per_frame: int, factors: str, seed: int) -> str:
+    """The command line that fits a lift head with these options, as the metadata records it."""
+    return (
+        f"python -m training fit-lift --model {model} --steps {steps} --per-frame {per_frame} --factors {factors} "
+        f"--seed {seed}"
+    )
 
 
 if __name__ == "__main__":

@@ -75,14 +75,21 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
         "fhdr:version": __version__,
         "fhdr:exported_on": platform.platform(),
     }
+    meta.update(validation_metadata(val))
+    meta.update(extra)
+    return meta
+
+
+def validation_metadata(val: dict, prefix: str = "fhdr:val_") -> dict[str, str]:
+    """A validation result's figures (``validation.validate``) as metadata keys starting with ``prefix``."""
+    meta = {}
     for key in ("pu21_clipped", "gain_clipped", "worst_all", "unclipped_max", "log_lift_median", "log_lift_min"):
         if key in val:
-            meta[f"fhdr:val_{key}"] = f"{val[key]:.3f}"
+            meta[f"{prefix}{key}"] = f"{val[key]:.3f}"
     if "hollow" in val:
-        meta["fhdr:val_hollow"] = ",".join(val["hollow"])
+        meta[f"{prefix}hollow"] = ",".join(val["hollow"])
     if val.get("cases"):
-        meta["fhdr:val_cases"] = ",".join(sorted({c["case"].split("@")[0] for c in val["cases"]}))
-    meta.update(extra)
+        meta[f"{prefix}cases"] = ",".join(sorted({c["case"].split("@")[0] for c in val["cases"]}))
     return meta
 
 

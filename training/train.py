@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fhdr_plugin.imaging.io import write_atomic
 from fhdr_plugin.node.encoding import MU
+from fhdr_plugin.node.lift import PREFIX as LIFT_PREFIX
 from fhdr_plugin.node.model import ARCHITECTURES, FHDR, build
 from fhdr_plugin.node.weights import sha256_bytes
 from fhdr_plugin.params import Params, check_iterations, param
@@ -132,7 +133,9 @@ class Init:
             meta = f.metadata() or {}
         steps = int(meta.get("fhdr:total_steps", meta.get("fhdr:steps", "0")) or 0)
         seconds = float(meta.get("fhdr:total_seconds", "0") or 0)
-        return cls(safetensors.torch.load(data), path.name, sha256_bytes(data), steps, seconds)
+        # A lift head is fitted to the network it follows: a run that changes the network starts without it.
+        state = {k: v for k, v in safetensors.torch.load(data).items() if not k.startswith(LIFT_PREFIX)}
+        return cls(state, path.name, sha256_bytes(data), steps, seconds)
 
 
 def better(result: dict, best: float) -> bool:

@@ -3,11 +3,13 @@
 Nuke's Inference node hands a module the working space's scene-linear RGB (1, 3, H, W), float32 or half, and
 takes back what it returns. ``SceneLinearFhdr`` does the whole node inside: the working space's primaries to
 linear Rec.709 (a matrix chosen at export, since the module cannot call OCIO), the sRGB encoding the network
-sees (clipped to [0, 1]), FHDR, the decoding of its output (``encoding.py``), the anchored blend, the strength,
-and back to the working space; with ``matte`` the blend weight follows as a fourth channel. It is scripted,
-not traced, so any frame size runs, and uses only operators that libtorch 1.6 has (see ``LIBTORCH_1_6_OPS``).
+sees (clipped to [0, 1]), FHDR, the decoding of its output (``encoding.py``), the anchored blend, the model's
+lift head on the frame Nuke hands it (``lift.py``), the strength, and back to the working space; with ``matte``
+the blend weight follows as a fourth channel. It is scripted, not traced, so any frame size runs, and uses only
+operators that libtorch 1.6 has (see ``LIBTORCH_1_6_OPS``).
 """
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -21,6 +23,7 @@ from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.io import write_bytes_atomic
 from fhdr_plugin.node import maths
 from fhdr_plugin.node.encoding import decoding
+from fhdr_plugin.node.lift import LiftHead
 from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.params import BlendParams, type_name
 
@@ -33,16 +36,19 @@ LIBTORCH_1_6_OPS = frozenset(
         "_set_item",
         "add",
         "append",
+        "avg_pool2d",
         "cat",
         "clamp",
         "conv2d",
         "div",
         "detach",
         "eq",
+        "exp",
         "expm1",
         "gt",
         "le",
         "len",
+        "log",
         "log1p",
         "max",
         "mul",
@@ -52,6 +58,7 @@ LIBTORCH_1_6_OPS = frozenset(
         "pow",
         "reflection_pad2d",
         "relu",
+        "replication_pad2d",
         "slice",
         "sub",
         "tanh",
@@ -95,6 +102,7 @@ class SceneLinearFhdr(nn.Module):
     mu: float
     mode: str
     matte: int
+    context: int
     to_rec709: list[float]
     from_rec709: list[float]
 
@@ -106,6 +114,9 @@ class SceneLinearFhdr(nn.Module):
             setattr(self, name, value)
         self.mode = "anchored"
         self.matte = int(matte)
+        self.context = int(model.lift is not None)
+        self.lift = copy.deepcopy(model.lift) if model.lift is not None else LiftHead()
+        self.lift.float()
         self.to_rec709 = primaries_matrix(working_space, color.LINEAR_SPACE)
         self.from_rec709 = primaries_matrix(color.LINEAR_SPACE, working_space)
         self.eval()
@@ -116,7 +127,13 @@ class SceneLinearFhdr(nn.Module):
         linear = _mix(maths.finite(x.float()), self.to_rec709)
         display = maths.srgb_encode(linear)
         predicted = maths.decode(self.net(display.to(weight.dtype)).float(), self.headroom, self.mu)
-        hdr = maths.blend(linear, display, predicted, self.mode, self.blend_low, self.blend_high, self.strength)
+        if self.mode == "raw":
+            hdr = predicted
+        else:
+            hdr = maths.anchored(linear, display, predicted, self.blend_low, self.blend_high)
+            if self.context:
+                hdr = self.lift(display, linear, hdr, self.blend_low, self.blend_high)
+            hdr = maths.strengthen(linear, hdr, self.strength)
         out = maths.finite(_mix(maths.finite(hdr), self.from_rec709))
         if self.matte:
             out = torch.cat([out, maths.matte_of(display, self.mode, self.blend_low, self.blend_high)], 1)

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 
 import numpy as np
@@ -37,6 +37,8 @@ MAX_TILE = 1024
 MIN_TILE = 64
 #: The most haloed tiles run in one batch (CUDA; the CPU gains nothing from batching and runs one at a time).
 MAX_BATCH = 8
+#: Rows per band of the lift head's per-pixel pass.
+LIFT_ROWS = 256
 #: CPU flags of native bfloat16 dot products, where bfloat16 autocast pays on the CPU.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -283,6 +285,26 @@ class Engine:
         result = self._collect(launched)
         for (sy, sx, cy, cx), tile_out in zip(chunk, result, strict=True):
             out[sy, sx][cy, cx] = tile_out[cy, cx]
+
+    @property
+    def lift(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray, float, float], np.ndarray] | None:
+        """The model's lift head on whole (H, W, 3) frames, as ``scale.blend`` calls it; None when it has none."""
+        return self._lift if self.model.lift is not None else None
+
+    @torch.inference_mode()
+    def _lift(
+        self, display: np.ndarray, linear: np.ndarray, expanded: np.ndarray, low: float, high: float
+    ) -> np.ndarray:
+        """The anchored expansion of a whole frame lifted by the model's lift head, in float32; the per-pixel part
+        runs on bands of ``LIFT_ROWS`` rows, so its memory stays bounded on large frames."""
+        head = self.model.lift
+        d, li, e = (
+            torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(self.device)
+            for a in (display, linear, expanded)
+        )
+        feats = head.features(d, li, e, low, high)
+        gain = torch.cat([head.gain(feats[:, :, i : i + LIFT_ROWS]) for i in range(0, feats.shape[2], LIFT_ROWS)], 2)
+        return head.apply(d, li, e, gain, low, high)[0].permute(1, 2, 0).cpu().numpy()
 
     def describe(self) -> dict[str, str]:
         """The device, compute dtype and tile size this engine runs with."""

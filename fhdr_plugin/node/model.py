@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fhdr_plugin.node.lift import LiftHead
+
 FEATURES = 64
 GROWTH = 32
 DENSE_LAYERS = 4
@@ -92,6 +94,13 @@ class FHDR(nn.Module):
         self.feedback = FeedbackBlock()
         self.hrb1 = _conv(FEATURES, FEATURES, 3)
         self.hrb2 = nn.Sequential(nn.ReflectionPad2d(1), _conv(FEATURES, 3, 3, pad=False))
+        #: The lift head the node runs on the whole frame after the network (``lift.py``); None: none fitted.
+        self.lift: LiftHead | None = None
+
+    def add_lift(self) -> LiftHead:
+        """Give the model a lift head (starting as no change) and return it."""
+        self.lift = LiftHead()
+        return self.lift
 
     def head_input(self, ldr: torch.Tensor, coarse: torch.Tensor | None, offset: list[int]) -> torch.Tensor | None:
         """What the reconstruction adds to its input besides the features (none in the paper's network)."""

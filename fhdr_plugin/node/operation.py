@@ -102,13 +102,19 @@ def to_model_space(rgb: np.ndarray, src_space: str) -> tuple[np.ndarray, np.ndar
 def reconstruct(
     engine: Engine, meta: dict[str, str], linear: np.ndarray, display: np.ndarray, params: LdrToHdrParams
 ) -> np.ndarray:
-    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network, decoded, then scaled."""
-    return scale.blend(linear, display, decode(engine.run(display), meta), params.blend)
+    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network, decoded, then scaled
+    (and lifted by the model's lift head, when it has one)."""
+    return scale.blend(linear, display, decode(engine.run(display), meta), params.blend, engine.lift)
 
 
 def to_output_space(hdr: np.ndarray, out_space: str) -> np.ndarray:
     """Linear Rec.709 HDR in ``out_space``, finite and within half-float range."""
     return _finite_nonnegative(color.convert(_finite_nonnegative(hdr), color.LINEAR_SPACE, out_space))
+
+
+def lifted(engine: Engine, params: LdrToHdrParams) -> bool:
+    """Whether the model's lift head runs for ``params``: anchored mode, context on, and a model that has one."""
+    return params.blend.mode == "anchored" and params.blend.context and engine.lift is not None
 
 
 def provenance(engine: Engine, meta: dict[str, str], params: LdrToHdrParams, src_space: str) -> dict[str, str]:
@@ -120,6 +126,7 @@ def provenance(engine: Engine, meta: dict[str, str], params: LdrToHdrParams, src
         "fhdr:mode": params.blend.mode,
         "fhdr:blend": f"{params.blend.blend_low:g}-{params.blend.blend_high:g}",
         "fhdr:strength": f"{params.blend.strength:g}",
+        "fhdr:context": "lift head" if lifted(engine, params) else "off",
         "fhdr:input_colorspace": src_space,
     }
 

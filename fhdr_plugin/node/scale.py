@@ -5,11 +5,14 @@ exposed, so a diffuse white stays at 1.0, and blends the network's expansion in
 only where the input nears saturation, channel by channel (a channel the plate
 did not clip is a measurement and stays as it is), never darker than the input. ``raw``
 returns the network's output as trained: linear, relative to the LDR's white,
-times the training headroom. ``strengthen`` dials the anchored expansion.
+times the training headroom. The model's lift head (``lift.py``) may raise the anchored expansion of large
+highlights from the frame's context; ``strengthen`` then dials the expansion.
 ``maths.py`` is the torch twin of these functions.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -53,13 +56,22 @@ def strengthen(linear: np.ndarray, expanded: np.ndarray, strength: float) -> np.
     return (linear + fraction[..., None] * (expanded - linear)).astype(np.float32)
 
 
-def blend(linear: np.ndarray, display: np.ndarray, predicted: np.ndarray, params: BlendParams) -> np.ndarray:
+#: A lift of the anchored expansion from the whole frame: (display, linear, expanded, low, high) -> lifted.
+Lift = Callable[[np.ndarray, np.ndarray, np.ndarray, float, float], np.ndarray]
+
+
+def blend(
+    linear: np.ndarray, display: np.ndarray, predicted: np.ndarray, params: BlendParams, lift: Lift | None = None
+) -> np.ndarray:
     """The node's output for the plate (linearised and display-referred) and the network's decoded prediction;
-    ``params`` as ``BlendParams.for_plate`` gives them (an automatic ``blend_low`` reads as a lossless plate's)."""
+    ``params`` as ``BlendParams.for_plate`` gives them (an automatic ``blend_low`` reads as a lossless plate's).
+    ``lift``: the model's lift head, run on the anchored expansion when ``params.context`` is on."""
     if params.mode == "raw":
         return predicted
     params = params.for_plate(lossy=False)
     expanded = anchored(linear, display, predicted, params.blend_low, params.blend_high)
+    if lift is not None and params.context:
+        expanded = lift(display, linear, expanded, params.blend_low, params.blend_high)
     return strengthen(linear, expanded, params.strength)
 
 

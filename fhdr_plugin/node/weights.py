@@ -12,6 +12,7 @@ import safetensors.torch
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging.io import write_bytes_atomic
 from fhdr_plugin.manifest import ModelSpec, manifest
+from fhdr_plugin.node.lift import PREFIX
 from fhdr_plugin.node.model import ARCHITECTURES, FHDR, build
 
 REQUIRED_METADATA = ("fhdr:iterations", "fhdr:headroom", "fhdr:hdr_normalisation", "fhdr:perceptual_loss")
@@ -57,7 +58,8 @@ def model_metadata(spec: ModelSpec) -> dict[str, str]:
 
 
 def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, dict[str, str]]:
-    """The network of a shipped weights file (of its ``fhdr:architecture``, FHDR when absent) and its metadata;
+    """The network of a shipped weights file (of its ``fhdr:architecture``, FHDR when absent, with its lift head
+    when the file has one) and its metadata;
     ``iterations``, when given, must be the count the weights were trained with (FHDR's iterations share weights,
     but other counts switch the expansion off)."""
     data = read_checked(spec)
@@ -73,6 +75,8 @@ def load_model(spec: ModelSpec, iterations: int | None = None) -> tuple[FHDR, di
     model = build(architecture, trained)
     try:
         state = safetensors.torch.load(data)
+        if any(key.startswith(PREFIX) for key in state):
+            model.add_lift()
         model.load_state_dict(state)
     except (safetensors.SafetensorError, RuntimeError) as exc:
         raise FhdrError(f"{spec.path}: weights do not fit the FHDR network: {str(exc).splitlines()[0]}") from exc

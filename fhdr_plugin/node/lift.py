@@ -1,0 +1,110 @@
+"""The lift head (beyond the paper): how much brighter a highlight is, from the frame's context.
+
+FHDR sees 29 px around a pixel (54 at 2 iterations): deep inside a window, a lamp or the sun it sees flat white
+and expands it like the rim. The head looks at the whole frame after the network: per pixel, the anchored
+expansion's log lift, how much of the neighbourhood is clipped at radii of 2 to 64 px (the size of the clipped
+area and the depth into it), the plate's brightness around it, and the lift the network gave the neighbourhood.
+A small per-pixel MLP (1x1 convolutions) maps these to a log gain of the clipped channels. It is fitted on whole
+frames of the training images against their truth (``training/lift.py``) and ships inside the model's weights
+file (tensors ``lift.*``). Every feature is a box mean over the whole frame, so the node computes it once per
+frame, after the tiled network, and the result does not depend on the tiling. TorchScript-compatible, and only
+operators that libtorch 1.6 has, for the Nuke drop-in.
+"""
+
+import torch
+from torch import nn
+
+from fhdr_plugin.node import maths
+
+#: Radii (px) of the clipped-area densities, and of the plate's and the lift's neighbourhood means.
+DENSITY_RADII = (2, 4, 8, 16, 32, 64)
+SURROUND_RADII = (4, 16, 64)
+FEATURES = 2 + len(DENSITY_RADII) + 2 * len(SURROUND_RADII)
+HIDDEN = 16
+#: Prefix of the head's tensors in a weights file.
+PREFIX = "lift."
+
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean of ``x`` (N, C, H, W) over a (2r+1)² box around each pixel, the frame's edges replicated."""
+    k = 2 * radius + 1
+    x = torch.ops.aten.replication_pad2d(x, [radius, radius, radius, radius])
+    x = nn.functional.avg_pool2d(x, [1, k], [1, 1])
+    return nn.functional.avg_pool2d(x, [k, 1], [1, 1])
+
+
+def log_lift(linear: torch.Tensor, expanded: torch.Tensor) -> torch.Tensor:
+    """log(luminance of ``expanded`` / luminance of ``linear``) per pixel (N, 1, H, W), 0 where not lifted."""
+    plate = torch.clamp(maths.luminance(linear), min=1e-6)
+    return torch.clamp(torch.log(torch.clamp(maths.luminance(expanded), min=1e-6) / plate), min=0.0)
+
+
+def features(
+    display: torch.Tensor,
+    linear: torch.Tensor,
+    expanded: torch.Tensor,
+    low: float,
+    high: float,
+    density_radii: list[int],
+    surround_radii: list[int],
+) -> torch.Tensor:
+    """The head's input (N, F, H, W) for a whole frame: the lift, the matte, the clipped densities at
+    ``density_radii``, and the plate's display luminance and the lift around each pixel at ``surround_radii``."""
+    ell = log_lift(linear, expanded)
+    matte = maths.matte(display, low, high)
+    bright = maths.luminance(display)
+    out = [ell, matte]
+    for r in density_radii:
+        out.append(box_mean(matte, r))
+    for r in surround_radii:
+        out.append(box_mean(bright, r))
+        out.append(box_mean(ell, r))
+    return torch.cat(out, 1)
+
+
+class LiftHead(nn.Module):
+    """A per-pixel MLP from ``features`` to the log gain of the clipped channels (``FEATURES`` → 16 → 16 → 1)."""
+
+    density_radii: list[int]
+    surround_radii: list[int]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.density_radii = list(DENSITY_RADII)
+        self.surround_radii = list(SURROUND_RADII)
+        self.fc1 = nn.Conv2d(FEATURES, HIDDEN, 1)
+        self.fc2 = nn.Conv2d(HIDDEN, HIDDEN, 1)
+        self.out = nn.Conv2d(HIDDEN, 1, 1)
+        nn.init.zeros_(self.out.weight)  # starts as no change
+        nn.init.zeros_(self.out.bias)
+
+    def features(
+        self, display: torch.Tensor, linear: torch.Tensor, expanded: torch.Tensor, low: float, high: float
+    ) -> torch.Tensor:
+        """The head's input (N, ``FEATURES``, H, W) for a whole frame (``features`` at the head's radii)."""
+        return features(display, linear, expanded, low, high, self.density_radii, self.surround_radii)
+
+    def gain(self, feats: torch.Tensor) -> torch.Tensor:
+        """The log gain (N, 1, H, W) of each pixel's features."""
+        return self.out(torch.relu(self.fc2(torch.relu(self.fc1(feats)))))
+
+    def apply(
+        self,
+        display: torch.Tensor,
+        linear: torch.Tensor,
+        expanded: torch.Tensor,
+        gain: torch.Tensor,
+        low: float,
+        high: float,
+    ) -> torch.Tensor:
+        """``expanded`` with each channel raised by ``gain`` as far as that channel is blended, never darker than
+        the plate: a channel the plate did not clip stays the measured value."""
+        weight = maths.blend_weight(display, low, high)
+        return torch.max(expanded * torch.exp(gain * weight), linear)
+
+    def forward(
+        self, display: torch.Tensor, linear: torch.Tensor, expanded: torch.Tensor, low: float, high: float
+    ) -> torch.Tensor:
+        """The anchored expansion ``expanded`` of a whole frame (N, 3, H, W), lifted from the frame's context."""
+        feats = self.features(display, linear, expanded, low, high)
+        return self.apply(display, linear, expanded, self.gain(feats), low, high)

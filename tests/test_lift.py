@@ -1,0 +1,134 @@
+"""The lift head: its context features, what it may change, how it is stored, run by the node and fitted."""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from fhdr_plugin.imaging import color
+from fhdr_plugin.manifest import manifest
+from fhdr_plugin.node import lift, scale
+from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.weights import REQUIRED_METADATA, load_model, save_weights
+from training import lift as fitting
+from training.evaluate import Case
+from training.train import Init
+
+RNG = np.random.default_rng(3)
+LOW, HIGH = 0.996, 1.0
+
+
+def nchw(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)[None], dtype=np.float32))
+
+
+def plate(h: int = 40, w: int = 56) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A display plate with a large clipped area, a red-only clipped patch and mid-tones; its linearisation; and an
+    anchored expansion of it (clipped channels raised 2x)."""
+    display = RNG.uniform(0.05, 0.9, (h, w, 3)).astype(np.float32)
+    display[5:30, 10:40] = 1.0
+    display[32:38, 2:8, 0] = 1.0
+    linear = color.convert(display, color.MODEL_SPACE, color.LINEAR_SPACE)
+    expanded = linear * (1.0 + scale.blend_weight(display, LOW, HIGH))
+    return display, linear, expanded
+
+
+def random_head(seed: int = 0) -> lift.LiftHead:
+    """A head with random weights, its output layer too, so that it changes the frame."""
+    torch.manual_seed(seed)
+    head = lift.LiftHead()
+    torch.nn.init.normal_(head.out.weight, std=0.5)
+    torch.nn.init.constant_(head.out.bias, 0.3)
+    return head.eval()
+
+
+def box_reference(x: np.ndarray, r: int) -> np.ndarray:
+    padded = np.pad(x, r, mode="edge")
+    h, w = x.shape
+    return np.array([[padded[i : i + 2 * r + 1, j : j + 2 * r + 1].mean() for j in range(w)] for i in range(h)])
+
+
+@pytest.mark.parametrize("radius", [1, 4, 30])
+def test_box_mean_is_the_mean_over_the_box_with_the_edges_replicated(radius):
+    x = RNG.uniform(0, 1, (9, 13)).astype(np.float32)
+    got = lift.box_mean(torch.from_numpy(x)[None, None], radius)[0, 0].numpy()
+    np.testing.assert_allclose(got, box_reference(x, radius), rtol=1e-5, atol=1e-6)
+
+
+def test_features_see_how_deep_a_pixel_is_inside_a_clipped_area():
+    display, linear, expanded = plate()
+    feats = lift.LiftHead().features(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].detach().numpy()
+    assert feats.shape == (lift.FEATURES, *display.shape[:2])
+    r8 = 2 + lift.DENSITY_RADII.index(8)
+    assert feats[1, 17, 25] == 1.0 and feats[1, 39, 55] < 1.0  # the matte
+    assert feats[r8, 17, 25] == 1.0 > feats[r8, 5, 10] > feats[r8, 39, 55]  # centre > rim > outside
+    np.testing.assert_allclose(feats[0, 17, 25], np.log(2.0), rtol=1e-4)  # the expansion's own lift
+
+
+def test_a_new_head_changes_nothing():
+    display, linear, expanded = plate()
+    with torch.no_grad():
+        out = lift.LiftHead()(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)
+    np.testing.assert_array_equal(out[0].permute(1, 2, 0).numpy(), np.maximum(expanded, linear))
+
+
+def test_the_head_changes_only_clipped_channels_and_never_darkens():
+    display, linear, expanded = plate()
+    with torch.no_grad():
+        out = random_head()(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].permute(1, 2, 0).numpy()
+    measured = display < LOW
+    np.testing.assert_array_equal(out[measured], linear[measured])
+    assert not np.allclose(out[~measured], expanded[~measured]), "the head must act on the clipped channels"
+    assert np.isfinite(out).all() and (out >= linear).all()
+    assert (out[32:38, 2:8, 1:] == linear[32:38, 2:8, 1:]).all(), "green and blue of the red-only patch are kept"
+
+
+def test_the_engine_runs_the_head_in_bands_exactly_as_on_the_whole_frame(monkeypatch, one_thread):
+    from fhdr_plugin.node import engine as engine_module
+
+    net = FHDR(1)
+    net.lift = random_head(1)
+    engine = Engine(net, "cpu", "float32", tile=0)
+    display, linear, expanded = plate(70, 24)
+    monkeypatch.setattr(engine_module, "LIFT_ROWS", 16)
+    banded = engine.lift(display, linear, expanded, LOW, HIGH)
+    with torch.no_grad():
+        whole = net.lift(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(banded, whole, rtol=1e-6, atol=1e-7)
+    assert Engine(FHDR(1), "cpu", "float32").lift is None
+
+
+def test_weights_keep_their_lift_head_and_a_retrained_network_drops_it(tmp_path):
+    net = FHDR(1)
+    net.lift = random_head(2)
+    meta = {k: "1" for k in REQUIRED_METADATA}
+    path = tmp_path / "w.safetensors"
+    sha = save_weights(net, path, meta)
+    spec = dataclasses.replace(manifest().model(), path=path, sha256=sha)
+    again, _ = load_model(spec)
+    assert again.lift is not None
+    for name, value in net.lift.state_dict().items():
+        assert torch.equal(again.lift.state_dict()[name], value)
+    assert not any(k.startswith(lift.PREFIX) for k in Init.load(path).state)
+    plain = tmp_path / "plain.safetensors"
+    sha = save_weights(FHDR(1), plain, meta)
+    assert load_model(dataclasses.replace(spec, path=plain, sha256=sha))[0].lift is None
+    assert hashlib.sha256(plain.read_bytes()).hexdigest() == sha
+
+
+def test_fitting_learns_the_gain_the_truth_asks_for(one_thread):
+    display, linear, _ = plate(48, 64)
+    hdr = linear * (1.0 + 7.0 * scale.blend_weight(display, LOW, HIGH))  # the clipped channels are 8x in truth
+    meta = {"fhdr:encoding": "mu-law", "fhdr:headroom": "256", "fhdr:mu": "5000"}
+    samples = fitting.collect(FHDR(1), meta, [Case("flat", 0.1, display, hdr)], per_frame=500)
+    assert samples.features.shape[1] == lift.FEATURES and samples.targets.numel() == 500
+    head = fitting.fit(samples, steps=300, batch=500)
+    x = samples.features.float().T[None, :, :, None]
+    with torch.no_grad():
+        error = (head.gain(x)[0, 0, :, 0] - samples.targets).abs().mean()
+        half = (fitting.scaled(head, 0.5).gain(x) / head.gain(x)).mean()
+    assert error < 0.1 * samples.targets.abs().mean(), float(error)
+    assert abs(float(half) - 0.5) < 1e-4

@@ -1,0 +1,147 @@
+"""Fitting the lift head (``fhdr_plugin/node/lift.py``) on whole frames of the training images.
+
+The network is fixed: each training frame goes through the node's own path (the tiled engine, the decoding, the
+anchored blend at the plate's ramp), and the head learns, per pixel the network reconstructs, the log of the
+truth's luminance over the expansion's, from the frame's context features (``lift.features``, the same function
+the node runs). The loss is L1 in log luminance with every frame weighted equally, so a frame with a large sun
+does not outweigh one with a barely clipped sky. The fitted head is then scaled (a shrinkage towards no change)
+by the factor that scores best through the node on the validation cases, no head at all among the choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fhdr_plugin.imaging import color
+from fhdr_plugin.node import lift, scale
+from fhdr_plugin.node.encoding import decode
+from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.params import BlendParams
+from training.evaluate import INPUT_SPACE, Case
+from training.export import validation_metadata
+from training.metrics import luminance
+
+log = logging.getLogger("fhdr.lift")
+
+#: Where the target log gain is clipped: the network never darkens by more than e, nor brightens beyond e^6.
+TARGET_RANGE = (-1.0, 6.0)
+#: Pixels whose matte is above this are the head's training samples (the ones the network reconstructs).
+MATTE_MIN = 0.5
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, C) array to a (1, C, H, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The head's training set: features (n, ``lift.FEATURES``), target log gains (n,), and each sample's frame."""
+
+    features: torch.Tensor
+    targets: torch.Tensor
+    frames: torch.Tensor
+
+
+def frame_samples(
+    engine: Engine, meta: dict[str, str], case: Case, per_frame: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Up to ``per_frame`` (features, target) samples of one whole frame through the node's path; None when the
+    network reconstructs no pixel of it."""
+    ramp = BlendParams().for_plate(lossy=False)
+    low, high = ramp.blend_low, ramp.blend_high
+    linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
+    expanded = scale.anchored(linear, case.ldr, decode(engine.run(case.ldr), meta), low, high)
+    with torch.inference_mode():
+        feats = lift.LiftHead().features(to_tensor(case.ldr), to_tensor(linear), to_tensor(expanded), low, high)[0]
+    feats = feats.numpy().reshape(lift.FEATURES, -1).T
+    chosen = np.flatnonzero(feats[:, 1] > MATTE_MIN)
+    if chosen.size == 0:
+        return None
+    chosen = rng.choice(chosen, min(per_frame, chosen.size), replace=False)
+    truth = np.maximum(luminance(case.hdr).ravel()[chosen], 1e-6)
+    out = np.maximum(luminance(expanded).ravel()[chosen], 1e-6)
+    return feats[chosen], np.clip(np.log(truth / out), *TARGET_RANGE)
+
+
+def collect(model: FHDR, meta: dict[str, str], cases: Iterable[Case], per_frame: int, seed: int = 0) -> Samples:
+    """The head's training samples from whole frames, the network run as the node runs it (on the CPU)."""
+    net = copy.deepcopy(model)
+    net.lift = None
+    engine = Engine(net, "cpu")
+    rng = np.random.default_rng(seed)
+    feats, targets, frames = [], [], []
+    for case in cases:
+        got = frame_samples(engine, meta, case, per_frame, rng)
+        if got is None:
+            continue
+        feats.append(got[0])
+        targets.append(got[1])
+        frames.append(np.full(got[1].size, len(frames)))
+        log.info("%s: %d samples", case.name, got[1].size)
+    if not feats:
+        raise ValueError("no training frame has pixels the network reconstructs")
+    return Samples(*(torch.from_numpy(np.concatenate(a)) for a in (feats, targets, frames)))
+
+
+def fit(samples: Samples, steps: int = 3000, batch: int = 16384, lr: float = 3e-3, seed: int = 0) -> lift.LiftHead:
+    """A lift head fitted to ``samples``: L1 of the log gain, every frame weighted equally (Adam)."""
+    torch.manual_seed(seed)
+    head = lift.LiftHead()
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    x = samples.features.float().T[None, :, :, None]  # (1, F, n, 1): the 1x1 convolutions see a column of pixels
+    per_frame = 1.0 / torch.bincount(samples.frames).float()
+    weight = per_frame[samples.frames]
+    n = samples.targets.numel()
+    for step in range(steps):
+        i = torch.randint(0, n, (min(batch, n),))
+        pred = head.gain(x[:, :, i])[0, 0, :, 0]
+        loss = (weight[i] * (pred - samples.targets[i].float()).abs()).sum() / weight[i].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (step + 1) % 500 == 0:
+            log.info("lift head step %d/%d: L1 %.4f", step + 1, steps, loss.item())
+    return head.eval()
+
+
+def scaled(head: lift.LiftHead, factor: float) -> lift.LiftHead:
+    """A copy of ``head`` whose log gain is ``factor`` times the original's."""
+    out = copy.deepcopy(head)
+    with torch.no_grad():
+        out.out.weight.mul_(factor)
+        out.out.bias.mul_(factor)
+    return out
+
+
+def metadata(
+    samples: Samples, steps: int, factor: float, chosen: dict, without: dict | None, command: str
+) -> dict[str, str]:
+    """What a weights file records of its lift head: how it was fitted, the scale chosen, and the validation
+    figures through the node with it (``fhdr:val_*``) and without it (``fhdr:val_nolift_*``)."""
+    frames = int(samples.frames.max()) + 1
+    meta = {
+        "fhdr:lift": (
+            f"per-pixel MLP {lift.FEATURES}-{lift.HIDDEN}-{lift.HIDDEN}-1 on the frame's context (fhdr_plugin/node/"
+            f"lift.py), fitted {steps} steps on {samples.targets.numel()} pixels of {frames} whole training frames "
+            "(views at 0.5-10 % clipped, plain 8-bit sRGB camera): L1 of the log luminance, frames weighted "
+            f"equally; scaled by {factor:g}, chosen on validation"
+        )
+        if factor
+        else "none (no scale of the fitted head beat the network alone on validation)",
+        "fhdr:lift_scale": f"{factor:g}",
+        "fhdr:lift_command": command,
+        "fhdr:val_node": "fhdr defaults (anchored, blend ramp chosen for the plate, lift head on); "
+        "python -m training validate",
+        **validation_metadata(chosen),
+    }
+    if without is not None:
+        meta.update(validation_metadata({k: v for k, v in without.items() if k != "cases"}, "fhdr:val_nolift_"))
+    return meta
