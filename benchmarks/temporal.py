@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     rng = np.random.default_rng(0)
     ldr = [synthesise(frame, rng, Synthesis.plain()) for frame in truth]
     params = LdrToHdrParams.from_kwargs(
-        precision=args.precision, tile=args.tile, strength=args.strength, model=args.model
+        precision=args.precision, tile=args.tile, strength=args.strength, model=args.model, context=args.context
     )
     start = time.perf_counter()
     fhdr = [node.predict_linear(frame, "srgb_tx", params)[0] for frame in ldr]
@@ -138,6 +138,9 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=96, help="engine tile size (tile borders cross the highlights)")
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--strength", type=float, default=1.0)
+    ap.add_argument(
+        "--context", action=argparse.BooleanOptionalAction, default=True, help="the model's lift head on or off"
+    )
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = ap.parse_args()
     result = run(args)

@@ -278,7 +278,9 @@ def test_every_node_parameter_is_an_option_of_convert_and_batch(tmp_path):
         for p in LdrToHdrParams.describe():
             assert f"--{p.name.replace('_', '-')}" in shown, (command, p.name)
     src = plate(tmp_path)
-    for name, extra in (("default.exr", []), ("low.exr", ["--blend-low", "0.8"])):
+    # The blend alone (--no-context): a lower ramp blends more of the network in, never less.
+    runs = (("default.exr", ["--no-context"]), ("low.exr", ["--no-context", "--blend-low", "0.8"]), ("context.exr", []))
+    for name, extra in runs:
         run = fhdr("convert", src, tmp_path / name, "--float", *FAST, *extra)
         assert run.returncode == 0, run.stderr
     default, low = pixels(tmp_path / "default.exr"), pixels(tmp_path / "low.exr")
@@ -287,6 +289,10 @@ def test_every_node_parameter_is_an_option_of_convert_and_batch(tmp_path):
     ramp = (peak > 0.8) & (peak < 0.9)
     assert (np.abs(low - default).max(axis=-1)[ramp] > 1e-3).sum() > 10
     assert (low >= default - 1e-6).all()
+    # The lift head changes the clipped pixels only.
+    context = pixels(tmp_path / "context.exr")
+    np.testing.assert_array_equal(context[peak < 0.99], default[peak < 0.99])
+    assert not np.array_equal(context, default)
 
 
 # 9. convert and batch create the output folder

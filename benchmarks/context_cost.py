@@ -1,0 +1,77 @@
+"""What the lift head costs: the node's seconds per frame with the model's lift head on and off, in one run.
+
+The same plate (the shipped sample, resized) goes through ``predict_linear`` with ``context`` off (the network and
+the anchored blend: the node as it was before the head) and on, alternately, after one warm-up of each; the
+fastest of ``--repeat`` runs counts. The ratio on / off is the head's price on this machine. Run from the
+repository root:
+
+    .venv/bin/python benchmarks/context_cost.py --size 1920x1080 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import torch
+
+from fhdr_plugin.node.engine import engine_for
+from fhdr_plugin.node.operation import predict_linear
+from fhdr_plugin.params import LdrToHdrParams
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "quarry_ldr.png"
+
+
+def plate(width: int, height: int) -> np.ndarray:
+    """The shipped sample resized to ``width`` x ``height``, display-referred in [0, 1]."""
+    src = oiio.ImageBuf(str(SAMPLE))
+    resized = oiio.ImageBufAlgo.resize(src, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, 3))
+    if resized.has_error or src.has_error:
+        raise SystemExit(f"{SAMPLE}: {src.geterror() or resized.geterror()}")
+    return np.clip(resized.get_pixels(oiio.FLOAT), 0.0, 1.0)
+
+
+def seconds(rgb: np.ndarray, params: LdrToHdrParams) -> float:
+    """Seconds of one ``predict_linear`` of ``rgb``."""
+    start = time.perf_counter()
+    predict_linear(rgb, "srgb_tx", params)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="1920x1080", help="frame size WxH")
+    ap.add_argument("--model", default="", help="shipped model name [default: the default model]")
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs of each; the fastest counts")
+    ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    args = ap.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    rgb = plate(width, height)
+    runs = {name: LdrToHdrParams.from_kwargs(model=args.model, context=name == "on") for name in ("off", "on")}
+    engine, meta = engine_for(runs["on"].engine)
+    if engine.lift is None:
+        raise SystemExit(f"{meta['fhdr:model']} has no lift head: on and off are the same")
+    best = {name: min(seconds(rgb, p) for _ in range(args.repeat + 1)) for name, p in runs.items()}
+    result = {
+        "size": f"{width}x{height}",
+        "model": meta["fhdr:model"],
+        "device": engine.describe()["device"],
+        "dtype": engine.describe()["dtype"],
+        "torch_threads": torch.get_num_threads(),
+        "seconds_off": round(best["off"], 3),
+        "seconds_on": round(best["on"], 3),
+        "on_over_off": round(best["on"] / best["off"], 3),
+    }
+    print(f"{result['size']} {result['model']} on {result['device']} ({result['dtype']}):")
+    print(f"  lift head off {best['off']:.2f} s/frame, on {best['on']:.2f} s/frame")
+    print(f"  on / off: {result['on_over_off']:.3f}")
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
