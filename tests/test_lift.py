@@ -132,3 +132,12 @@ def test_fitting_learns_the_gain_the_truth_asks_for(one_thread):
         half = (fitting.scaled(head, 0.5).gain(x) / head.gain(x)).mean()
     assert error < 0.1 * samples.targets.abs().mean(), float(error)
     assert abs(float(half) - 0.5) < 1e-4
+
+
+def test_a_channel_above_white_is_a_measurement_the_head_keeps():
+    display, linear, expanded = plate()
+    linear[5:30, 10:40] = 3.0  # an input that is already HDR: display clips at 1, the value was measured
+    expanded = np.maximum(expanded, linear)
+    with torch.no_grad():
+        out = random_head()(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(out[5:30, 10:40], linear[5:30, 10:40])

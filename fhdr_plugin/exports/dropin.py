@@ -115,8 +115,7 @@ class SceneLinearFhdr(nn.Module):
         self.mode = "anchored"
         self.matte = int(matte)
         self.context = int(model.lift is not None)
-        self.lift = copy.deepcopy(model.lift) if model.lift is not None else LiftHead()
-        self.lift.float()
+        self.lift = copy.deepcopy(model.lift).float() if model.lift is not None else LiftHead()
         self.to_rec709 = primaries_matrix(working_space, color.LINEAR_SPACE)
         self.from_rec709 = primaries_matrix(color.LINEAR_SPACE, working_space)
         self.eval()

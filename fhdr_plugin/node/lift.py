@@ -11,6 +11,8 @@ frame, after the tiled network, and the result does not depend on the tiling. To
 operators that libtorch 1.6 has, for the Nuke drop-in.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,6 +23,8 @@ DENSITY_RADII = (2, 4, 8, 16, 32, 64)
 SURROUND_RADII = (4, 16, 64)
 FEATURES = 2 + len(DENSITY_RADII) + 2 * len(SURROUND_RADII)
 HIDDEN = 16
+#: The linearised plate's white: a channel above it is a measurement of an input that is already HDR.
+WHITE = 1.001
 #: Prefix of the head's tensors in a weights file.
 PREFIX = "lift."
 
@@ -62,19 +66,36 @@ def features(
     return torch.cat(out, 1)
 
 
+class Pointwise(nn.Module):
+    """A 1x1 convolution (initialised as ``nn.Conv2d``'s, with its tensor names) computed in the dtype of its
+    input whatever its own, so a host that casts the module to half still gets the head in float32."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(cout, cin, 1, 1))
+        self.bias = nn.Parameter(torch.empty(cout))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        nn.init.uniform_(self.bias, -1.0 / math.sqrt(cin), 1.0 / math.sqrt(cin))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+
 class LiftHead(nn.Module):
     """A per-pixel MLP from ``features`` to the log gain of the clipped channels (``FEATURES`` → 16 → 16 → 1)."""
 
     density_radii: list[int]
     surround_radii: list[int]
+    white: float
 
     def __init__(self) -> None:
         super().__init__()
         self.density_radii = list(DENSITY_RADII)
         self.surround_radii = list(SURROUND_RADII)
-        self.fc1 = nn.Conv2d(FEATURES, HIDDEN, 1)
-        self.fc2 = nn.Conv2d(HIDDEN, HIDDEN, 1)
-        self.out = nn.Conv2d(HIDDEN, 1, 1)
+        self.white = WHITE
+        self.fc1 = Pointwise(FEATURES, HIDDEN)
+        self.fc2 = Pointwise(HIDDEN, HIDDEN)
+        self.out = Pointwise(HIDDEN, 1)
         nn.init.zeros_(self.out.weight)  # starts as no change
         nn.init.zeros_(self.out.bias)
 
@@ -98,8 +119,10 @@ class LiftHead(nn.Module):
         high: float,
     ) -> torch.Tensor:
         """``expanded`` with each channel raised by ``gain`` as far as that channel is blended, never darker than
-        the plate: a channel the plate did not clip stays the measured value."""
-        weight = maths.blend_weight(display, low, high)
+        the plate: a channel the plate did not clip stays the measured value, and so does one above white (an
+        input that is already HDR measured it)."""
+        ldr = torch.where(linear <= self.white, torch.ones_like(linear), torch.zeros_like(linear))
+        weight = maths.blend_weight(display, low, high) * ldr
         return torch.max(expanded * torch.exp(gain * weight), linear)
 
     def forward(
