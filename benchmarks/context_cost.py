@@ -1,8 +1,8 @@
 """What the lift head costs: the node's seconds per frame with the model's lift head on and off, in one run.
 
 The same plate (the shipped sample, resized) goes through ``predict_linear`` with ``context`` off (the network and
-the anchored blend: the node as it was before the head) and on, alternately, after one warm-up of each; the
-fastest of ``--repeat`` runs counts. The ratio on / off is the head's price on this machine. Run from the
+the anchored blend: the node as it was before the head) and on, each ``--repeat`` + 1 times (the first warms
+up); the fastest counts. The ratio on / off is the head's price on this machine. Run from the
 repository root:
 
     .venv/bin/python benchmarks/context_cost.py --size 1920x1080 --repeat 2
