@@ -30,7 +30,7 @@ from training.metrics import luminance
 
 log = logging.getLogger("fhdr.lift")
 
-#: Where the target log gain is clipped: the network never darkens by more than e, nor brightens beyond e^6.
+#: Where the target log gain is clipped: the head is never asked to darken by more than e, nor to brighten beyond e^6.
 TARGET_RANGE = (-1.0, 6.0)
 #: Pixels whose matte is above this are the head's training samples (the ones the network reconstructs).
 MATTE_MIN = 0.5
@@ -138,8 +138,9 @@ def metadata(
         else "none (no scale of the fitted head beat the network alone on validation)",
         "fhdr:lift_scale": f"{factor:g}",
         "fhdr:lift_command": command,
-        "fhdr:val_node": "fhdr defaults (anchored, blend ramp chosen for the plate, lift head on); "
-        "python -m training validate",
+        "fhdr:val_node": "fhdr defaults (anchored, blend ramp chosen for the plate, "
+        + ("lift head on" if factor else "no lift head")
+        + "); python -m training validate",
         **validation_metadata(chosen),
     }
     if without is not None:
