@@ -291,9 +291,9 @@ def fit_lift_cmd(
         typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}")
         scored.append((result["guard"], result["pu21_clipped"], factor, result))
     _, _, factor, best = max(scored, key=lambda s: (s[0], s[1]))
-    none = next(s[3] for s in scored if s[2] == 0) if any(s[2] == 0 for s in scored) else None
+    without = {s[2]: s[3] for s in scored}.get(0.0)
     net.lift = lift.scaled(head, factor) if factor else None
-    extra = lift.metadata(samples, steps, factor, best, none, fit_command(model, steps, per_frame, factors, seed))
+    extra = lift.metadata(samples, steps, factor, best, without, fit_command(model, steps, per_frame, factors, seed))
     keep = {k: v for k, v in meta.items() if k != "fhdr:model" and not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
     set_manifest_sha(manifest_path(), model, sha)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from fhdr_plugin.imaging import color
-from fhdr_plugin.node import lift, scale
-from fhdr_plugin.node.encoding import decode
+from fhdr_plugin.node import lift
 from fhdr_plugin.node.engine import Engine
 from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
 from fhdr_plugin.params import BlendParams
 from training.evaluate import INPUT_SPACE, Case
 from training.export import validation_metadata
@@ -58,7 +58,7 @@ def frame_samples(
     ramp = BlendParams().for_plate(lossy=False)
     low, high = ramp.blend_low, ramp.blend_high
     linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
-    expanded = scale.anchored(linear, case.ldr, decode(engine.run(case.ldr), meta), low, high)
+    expanded = reconstruct(engine, meta, linear, case.ldr, LdrToHdrParams())  # the engine's model has no head
     with torch.inference_mode():
         feats = lift.LiftHead().features(to_tensor(case.ldr), to_tensor(linear), to_tensor(expanded), low, high)[0]
     feats = feats.numpy().reshape(lift.FEATURES, -1).T

@@ -201,9 +201,12 @@ class Engine:
         """The context pass of the whole frame (a context model only), computed once and cut per window."""
         if not self.context:
             return None
-        x = torch.from_numpy(np.ascontiguousarray(ldr.transpose(2, 0, 1)))[None].to(self.device)
         with self._autocast():
-            return self.model.context.coarse(x)
+            return self.model.context.coarse(self._on_device(ldr))
+
+    def _on_device(self, image: np.ndarray) -> torch.Tensor:
+        """An (H, W, C) frame as a (1, C, H, W) tensor on the engine's device."""
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(self.device)
 
     @staticmethod
     def _coarse_window(coarse: torch.Tensor, wy: slice, wx: slice) -> tuple[torch.Tensor, list[int]]:
@@ -298,10 +301,7 @@ class Engine:
         """The anchored expansion of a whole frame lifted by the model's lift head, in float32; the per-pixel part
         runs on bands of ``LIFT_ROWS`` rows, so its memory stays bounded on large frames."""
         head = self.model.lift
-        d, li, e = (
-            torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(self.device)
-            for a in (display, linear, expanded)
-        )
+        d, li, e = (self._on_device(a) for a in (display, linear, expanded))
         feats = head.features(d, li, e, low, high)
         gain = torch.cat([head.gain(feats[:, :, i : i + LIFT_ROWS]) for i in range(0, feats.shape[2], LIFT_ROWS)], 2)
         return head.apply(d, li, e, gain, low, high)[0].permute(1, 2, 0).cpu().numpy()
