@@ -15,7 +15,18 @@ from typer.testing import CliRunner
 from training import data
 from training.__main__ import app
 from training.baselines import BASELINES
-from training.evaluate import SHEET_CELL, SHEET_STOPS, synthetic_cases
+from fhdr_plugin.imaging import color
+from training.evaluate import (
+    BARELY_PIXELS,
+    BARELY_TRUTH,
+    CAMERA,
+    INPUT_SPACE,
+    SHEET_CELL,
+    SHEET_STOPS,
+    barely_case,
+    synthetic_cases,
+)
+from training.metrics import clipped_ratio
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,6 +56,22 @@ def test_synthetic_cases_are_deterministic(hdr_folder: Path):
         assert np.array_equal(x.ldr, y.ldr) and np.array_equal(x.hdr, y.hdr)
     assert a[0].clipped.mean() == pytest.approx(0.02, abs=0.003)
     assert a[1].clipped.mean() == pytest.approx(0.08, abs=0.005)
+
+
+def test_barely_clipped_case_is_a_sky_just_above_white():
+    sky = np.tile(np.linspace(0.05, 1.0, 256, dtype=np.float32), (128, 1))
+    case = barely_case("sky", np.repeat(sky[..., None], 3, -1), (0,), CAMERA)
+    assert case is not None and case.barely and case.name.endswith(" barely")
+    linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
+    assert case.clipped.sum() >= BARELY_PIXELS
+    assert 1.0 <= clipped_ratio(case.hdr, linear, case.clipped) <= BARELY_TRUTH
+
+
+def test_a_sun_has_no_barely_clipped_case():
+    y, x = np.mgrid[:128, :256]
+    r = np.hypot(y - 64.0, x - 128.0)
+    hdr = np.where(r < 12, 1000.0 * np.exp(-r / 2), 0.1).astype(np.float32)
+    assert barely_case("sun", np.repeat(hdr[..., None], 3, -1), (0,), CAMERA) is None
 
 
 def test_evaluate_synthesised_and_paired(hdr_folder: Path, tmp_path: Path):

@@ -137,7 +137,7 @@ def train_cmd(
         images += [v for im in images if is_panorama(im) for v in training_views(im, view_rng, views)]
         images = [im for im in images if min(im.shape[:2]) >= crop]
         train_set = HDRCrops(images, crop, syn, seed)
-        val_cases = list(synthetic_cases(val_files, FRACTIONS, seed))
+        val_cases = list(synthetic_cases(val_files, FRACTIONS, seed, barely=True))
         logging.info(
             "training on %d images (%d with their views), validating on %d",
             len(train_files),
@@ -214,7 +214,7 @@ def evaluate_cmd(
         cases = paired_cases(paired)
     else:
         files = files_of_stems(data, val)
-        cases = synthetic_cases(files, tuple(float(f) for f in fractions.split(",")), seed, views)
+        cases = synthetic_cases(files, tuple(float(f) for f in fractions.split(",")), seed, views, barely=True)
     results, rows = evaluate(cases, params, sheet_method)
     typer.echo(report(results))
     meta = {**params.to_dict(), "seed": seed, "paired": str(paired or "")}
@@ -241,7 +241,7 @@ def validate_cmd(
     held-out scenes at each clipped fraction): the figures training logs, the highlight figures, and per case."""
     files = files_of_stems(data, val)
     camera = CAMERA if not jpeg else replace(CAMERA, jpeg=1.0, jpeg_quality=(jpeg, jpeg))
-    cases = validation_cases(synthetic_cases(files, FRACTIONS, 0, True, camera))
+    cases = validation_cases(synthetic_cases(files, FRACTIONS, 0, True, camera, barely=True))
     if checkpoint is not None:
         ck = load_checkpoint(checkpoint)
         model = checkpoint_model(ck)
@@ -283,7 +283,7 @@ def fit_lift_cmd(
     train_files, val_files = split_images(data, val_stems)
     samples = lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, seed), per_frame, seed)
     head = lift.fit(samples, steps, seed=seed)
-    cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0))
+    cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0, barely=True))
     scored = []
     for factor in (float(f) for f in factors.split(",")):
         net.lift = lift.scaled(head, factor) if factor else None

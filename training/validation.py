@@ -1,9 +1,10 @@
 """Validation through the node's own code path: whole held-out images, the tiled engine, the anchored blend.
 
-Each held-out image is exposed at the evaluation's clipped fractions (``evaluate.FRACTIONS``) like a plain sRGB
-camera. A model is scored by PU21-PSNR over the input's clipped pixels and over the whole image, against the
-linearised input (no expansion) on the same case. ``best`` is the model with the highest mean clipped-pixel
-PU21-PSNR among those whose whole-image PU21-PSNR is nowhere more than ``GUARD_DB`` below the linearised input's.
+Each held-out image is exposed at the evaluation's clipped fractions (``evaluate.FRACTIONS``), and barely clipped
+where it can be (``evaluate.barely_case``), like a plain sRGB camera. A model is scored by PU21-PSNR over the
+input's clipped pixels and over the whole image, against the linearised input (no expansion) on the same case.
+``best`` is the model with the highest mean clipped-pixel PU21-PSNR among those whose whole-image PU21-PSNR is
+nowhere more than ``GUARD_DB`` below the linearised input's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fhdr_plugin.imaging import color
 from fhdr_plugin.node.engine import Engine
 from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
-from training.evaluate import GUARD_DB, INPUT_SPACE, Case
+from training.evaluate import BARELY_TRUTH, GUARD_DB, INPUT_SPACE, Case
 from training.highlights import figures, hollow
 from training.metrics import clipped_ratio, pu21_psnr
 
@@ -69,7 +70,7 @@ def highlight_summary(rows: list[dict]) -> dict:
     log-lift ratio where the truth is at least twice the plate, the hollow cases, and the largest lift where the
     truth is within 1.1x."""
     bright = [r["log_lift"] for r in rows if r["truth_ratio"] >= 2.0]
-    flat = [r["ratio"] for r in rows if r["truth_ratio"] <= 1.1]
+    flat = [r["ratio"] for r in rows if r["truth_ratio"] <= BARELY_TRUTH]
     changes = [r["unclipped_change"] for r in rows if not np.isnan(r["unclipped_change"])]
     return {
         "unclipped_max": float(max(changes, default=float("nan"))),
