@@ -3,13 +3,21 @@
 import logging
 
 import numpy as np
+import OpenImageIO as oiio
 import pytest
 import torch
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.imaging import color
+from fhdr_plugin.manifest import manifest
 from fhdr_plugin.node import engine as engine_module
+from fhdr_plugin.node import scale
+from fhdr_plugin.node.encoding import decode
 from fhdr_plugin.node.engine import Engine, auto_tile, resolve_precision, select_device, tiles
 from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
+from fhdr_plugin.node.weights import load_model
+from fhdr_plugin.params import BlendParams
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +100,36 @@ def test_a_long_frame_logs_its_progress_over_tiles(model, monkeypatch, caplog):
         Engine(model, "cpu", "float32", tile=64).run(frame)
     lines = [r.getMessage() for r in caplog.records if "tiles" in r.getMessage()]
     assert lines[0].startswith("140x150: 1 of 9 tiles") and lines[-1].startswith("140x150: 9 of 9 tiles, about 0 s")
+
+
+def test_only_the_tiles_the_blend_uses_run_and_the_node_gives_the_same_pixels(sample_ldr, one_thread):
+    net, meta = load_model(manifest().model("fhdr-i1"))
+    display = np.clip(oiio.ImageBuf(str(sample_ldr)).get_pixels(oiio.FLOAT)[:192, :320, :3], 0.0, 1.0)
+    linear = color.convert(display, "srgb_tx", color.LINEAR_SPACE)
+    params = BlendParams().for_plate(lossy=False)
+    needed = scale.needed(display, params)
+    assert 0.0 < needed.mean() < 0.5
+    engine = Engine(net, "cpu", "float32", tile=64)
+    full, sparse = engine.run(display), engine.run(display, needed)
+    assert np.abs(sparse - full)[needed].max() < 1e-5
+    assert (sparse == 0).all(axis=-1).mean() > 0.3  # the tiles far from any highlight did not run
+    assert len(engine.jobs(*needed.shape, needed)) < len(engine.jobs(*needed.shape))
+    expected = scale.blend(linear, display, decode(full, meta), params, engine.lift)
+    assert np.abs(reconstruct(engine, meta, linear, display, LdrToHdrParams()) - expected).max() < 1e-4
+
+
+def test_a_single_needed_pixel_runs_one_small_window(model):
+    engine = Engine(model, "cpu", "float32", tile=512)
+    needed = np.zeros((512, 512), bool)
+    needed[300, 200] = True
+    (job,) = engine.jobs(512, 512, needed)
+    assert (job[0].stop - job[0].start) <= 128 + 2 * engine.halo
+    out = engine.run(np.full((512, 512, 3), 0.5, np.float32), needed)
+    assert out[300, 200].any() and not out[0, 0].any()
+    assert not engine.run(np.ones((64, 64, 3), np.float32), np.zeros((64, 64), bool)).any()
+
+
+def test_raw_mode_needs_every_pixel():
+    display = np.ones((8, 8, 3), np.float32)
+    assert scale.needed(display, BlendParams(mode="raw")) is None
+    assert scale.needed(display, BlendParams()).all()

@@ -12,10 +12,10 @@ import pytest
 from conftest import shared, write_image
 from typer.testing import CliRunner
 
+from fhdr_plugin.imaging import color
 from training import data
 from training.__main__ import app
 from training.baselines import BASELINES
-from fhdr_plugin.imaging import color
 from training.evaluate import (
     BARELY_PIXELS,
     BARELY_TRUTH,

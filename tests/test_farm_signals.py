@@ -42,9 +42,9 @@ def read_until(proc: subprocess.Popen, text: str, seconds: float = 300) -> list[
     ("sig", "code", "said"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
 )
 def test_a_signal_stops_convert_with_its_own_code(tmp_path: Path, sig: signal.Signals, code: int, said: str) -> None:
-    """A long convert (small tiles), signalled once it has said which engine it runs: it stops with the signal's
-    code and one line, no output, no temporary file."""
-    src = write_image(tmp_path / "plate.png", plate_frame(1, shape=(384, 512)))
+    """A long convert (small tiles, near-white noise in every one of them so that each runs), signalled once it has
+    said which engine it runs: it stops with the signal's code and one line, no output, no temporary file."""
+    src = write_image(tmp_path / "plate.png", plate_frame(1, shape=(384, 512), low=0.5, high=1.0))
     out = tmp_path / "out"
     out.mkdir()
     proc = start("--debug", "convert", src, out / "o.exr", "--tile", "32", "--precision", "float32")

@@ -175,10 +175,10 @@ def test_one_worker_per_gpu_or_a_share_of_each_node(
 
 
 def long_shot(folder: Path, slow: int) -> Path:
-    """Frames 1-16 of a 48x32 plate, frame ``slow`` 384x256 (so that a worker can be killed while it converts
-    it); returns the input pattern."""
+    """Frames 1-16 of a 48x32 plate, frame ``slow`` 384x256 with near-white noise everywhere (so that every tile
+    runs and a worker can be killed while it converts it); returns the input pattern."""
     plate(folder, [f for f in range(1, 17) if f != slow], shape=(32, 48))
-    write_image(folder / f"plate.{slow:04d}.png", plate_frame(slow, shape=(256, 384)))
+    write_image(folder / f"plate.{slow:04d}.png", plate_frame(slow, shape=(256, 384), low=0.5, high=1.0))
     return folder / "plate.####.png"
 
 

@@ -5,6 +5,9 @@ radius, so the stitched result equals a full-frame pass up to float rounding,
 while memory stays bounded by the tile size. Every haloed window of a frame has
 the same size, so several run as one batch (on CUDA: from pinned host memory,
 with non-blocking copies, the next batch queued before the last one is stitched).
+A caller that uses the network's output only at some pixels (the anchored blend:
+where a channel nears saturation) says which, and only the tiles that hold one
+run, at the tile size that runs the fewest pixels.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ MAX_TILE = 1024
 MIN_TILE = 64
 #: The most haloed tiles run in one batch (CUDA; the CPU gains nothing from batching and runs one at a time).
 MAX_BATCH = 8
+#: Smaller tile sizes tried when only some pixels are needed, and what each window costs beyond its pixels (in
+#: pixels: the launch and the stitching), so that tiny tiles win only when they save real work.
+SPARSE_TILES = (128, 256, 512)
+WINDOW_COST = 128 * 128
 #: Rows per band of the lift head's per-pixel pass.
 LIFT_ROWS = 256
 #: CPU flags of native bfloat16 dot products, where bfloat16 autocast pays on the CPU.
@@ -256,17 +263,38 @@ class Engine:
             event.synchronize()
         return out.numpy()
 
-    def run(self, ldr: np.ndarray) -> np.ndarray:
-        """The network's output (H, W, 3) float32 in [0, 1] for an LDR frame (H, W, 3) in [0, 1]."""
+    def jobs(self, height: int, width: int, needed: np.ndarray | None = None) -> list:
+        """The haloed tiles (``tiles``) that ``run`` runs: every one at this engine's tile size, or, with
+        ``needed`` (H, W) bool, those whose core holds a needed pixel, at the tile size (this engine's or a smaller
+        one of ``SPARSE_TILES``) that runs the fewest pixels."""
+        size = self.tile or max(height, width)
+        uniform = self.batch > 1
+        if needed is None:
+            return list(tiles(height, width, size, self.halo, uniform))
+        best: tuple[int, list] | None = None
+        for t in sorted({size, *(s for s in SPARSE_TILES if s < size)}, reverse=True):
+            jobs = [j for j in tiles(height, width, t, self.halo, uniform) if needed[j[0], j[1]][j[2], j[3]].any()]
+            cost = sum((sy.stop - sy.start) * (sx.stop - sx.start) + WINDOW_COST for sy, sx, _, _ in jobs)
+            if best is None or cost < best[0]:
+                best = (cost, jobs)
+        return best[1]
+
+    def run(self, ldr: np.ndarray, needed: np.ndarray | None = None) -> np.ndarray:
+        """The network's output (H, W, 3) float32 in [0, 1] for an LDR frame (H, W, 3) in [0, 1]. ``needed`` (H, W)
+        bool: the pixels the caller uses; the tiles without one do not run, and the output is 0 there."""
         if ldr.ndim != 3 or ldr.shape[2] != 3:
             raise FhdrError(f"the network takes (H, W, 3) images, got shape {ldr.shape}")
         ldr = np.clip(np.nan_to_num(ldr.astype(np.float32, copy=False)), 0.0, 1.0)
         h, w, _ = ldr.shape
+        if needed is not None and needed.shape != (h, w):
+            raise FhdrError(f"the needed pixels' mask has shape {needed.shape}, the frame {(h, w)}")
         if h < 2 or w < 2:
             padded = np.pad(ldr, ((0, max(0, 2 - h)), (0, max(0, 2 - w)), (0, 0)), mode="edge")
             return self.run(padded)[:h, :w]
-        jobs = list(tiles(h, w, self.tile or max(h, w), self.halo, uniform=self.batch > 1))
-        out = np.empty((h, w, 3), dtype=np.float32)
+        jobs = self.jobs(h, w, needed)
+        out = np.zeros((h, w, 3), dtype=np.float32)
+        if not jobs:
+            return out
         coarse = self._coarse(ldr)
         pending = None
         start = last = time.monotonic()

@@ -102,9 +102,10 @@ def to_model_space(rgb: np.ndarray, src_space: str) -> tuple[np.ndarray, np.ndar
 def reconstruct(
     engine: Engine, meta: dict[str, str], linear: np.ndarray, display: np.ndarray, params: LdrToHdrParams
 ) -> np.ndarray:
-    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network, decoded, then scaled
-    (and lifted by the model's lift head, when it has one)."""
-    return scale.blend(linear, display, decode(engine.run(display), meta), params.blend, engine.lift)
+    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network (on the tiles whose
+    pixels the blend uses), decoded, then scaled (and lifted by the model's lift head, when it has one)."""
+    predicted = decode(engine.run(display, scale.needed(display, params.blend)), meta)
+    return scale.blend(linear, display, predicted, params.blend, engine.lift)
 
 
 def to_output_space(hdr: np.ndarray, out_space: str) -> np.ndarray:

@@ -75,6 +75,15 @@ def blend(
     return strengthen(linear, expanded, params.strength)
 
 
+def needed(display: np.ndarray, params: BlendParams) -> np.ndarray | None:
+    """The pixels (H, W) bool whose network output ``blend`` uses: in anchored mode those with a channel above
+    ``blend_low`` (elsewhere the output is the linearised plate whatever the network says); None (every pixel) in
+    raw mode."""
+    if params.mode == "raw":
+        return None
+    return (display > params.for_plate(lossy=False).blend_low).any(axis=-1)
+
+
 def matte_of(display: np.ndarray, params: BlendParams) -> np.ndarray:
     """How much of each pixel came from the network (H, W, 1), 0-1: ``matte`` in anchored mode, 1 in raw mode."""
     if params.mode == "raw":
