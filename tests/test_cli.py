@@ -10,6 +10,8 @@ import OpenImageIO as oiio
 from conftest import ROOT, shared
 from helpers import fhdr
 
+from fhdr_plugin.manifest import manifest
+
 
 def test_convert_writes_an_hdr_exr_with_provenance(sample_ldr, tmp_path):
     out = tmp_path / "q.exr"
@@ -19,7 +21,7 @@ def test_convert_writes_an_hdr_exr_with_provenance(sample_ldr, tmp_path):
     buf = oiio.ImageBuf(str(out))
     spec = buf.spec()
     assert spec.format == oiio.HALF
-    assert spec.get_string_attribute("fhdr:model") == "fhdr-i1"
+    assert spec.get_string_attribute("fhdr:model") == manifest().default_model
     peak = np.asarray(buf.get_pixels(oiio.FLOAT)).max()
     assert peak > 1.0
     # make demo's summary of the same output: its peak, and most of the clipped area raised above white
@@ -96,6 +98,10 @@ def test_version_ops_models_hooks():
     ops = fhdr("ops").stdout
     assert "ldr_to_hdr" in ops and "output_colorspace" in ops and "anchored|raw" in ops
     models = fhdr("models").stdout
-    assert "fhdr-i1 (default)" in models and "fhdr:headroom" in models and "fhdr:perceptual_loss" in models
+    assert (
+        f"{manifest().default_model} (default)" in models
+        and "fhdr:headroom" in models
+        and "fhdr:perceptual_loss" in models
+    )
     hooks = fhdr("hooks").stdout
     assert "generic_host.py" in hooks and "NUKE_PATH" in hooks

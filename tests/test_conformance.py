@@ -22,6 +22,7 @@ from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.host.pipeline import convert_file
 from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.channels import layout
+from fhdr_plugin.manifest import manifest
 from fhdr_plugin.node import operation as node
 from fhdr_plugin.params import LdrToHdrParams
 
@@ -113,7 +114,7 @@ def test_suite_file_converts(relative: str, tmp_path: Path, caplog) -> None:
     parts = oiio.ImageBuf(str(SUITE / relative)).nsubimages
     if parts > 1:
         assert f"{parts} parts; converting only part 0 (" in caplog.text
-    check_conversion(relative, out, "fhdr-i1")
+    check_conversion(relative, out, manifest().default_model)
     assert [p.name for p in tmp_path.iterdir()] == ["out.exr"]
 
 
@@ -145,7 +146,7 @@ def test_real_command_and_network(relative: str, tmp_path: Path) -> None:
     assert lines[-1] == f"fhdr: wrote {out}"
     if "multipart" in relative:
         assert "10 parts; converting only part 0 (rgba_right), the first with colour" in run.stderr
-    check_conversion(relative, out, "fhdr-i1")
+    check_conversion(relative, out, manifest().default_model)
     assert [p.name for p in tmp_path.iterdir()] == ["out.exr"]
 
 

@@ -64,7 +64,7 @@ def test_torchscript_export_reloads_and_matches_the_eager_model(tmp_path, crop, 
     assert out.shape == crop.shape and out.dtype == torch.float32
     assert relative_error(out.numpy(), eager) < 1e-3
     meta = json.loads(extra[METADATA_FILE])
-    assert meta["fhdr:model"] == "fhdr-i1" and float(meta["fhdr:headroom"]) > 1
+    assert meta["fhdr:model"] == manifest().default_model and float(meta["fhdr:headroom"]) > 1
 
 
 def test_torchscript_export_runs_in_half_precision_and_clamps(shipped, crop, eager):
@@ -95,7 +95,7 @@ def test_onnx_export_reloads_in_onnxruntime_and_matches_the_eager_model(tmp_path
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims[2:]] == ["height", "width"]
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert meta["fhdr:model"] == "fhdr-i1"
+    assert meta["fhdr:model"] == manifest().default_model
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"ldr": crop.numpy()})
     assert out.shape == tuple(crop.shape)

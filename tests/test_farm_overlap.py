@@ -16,6 +16,7 @@ import OpenImageIO as oiio
 from helpers import FHDR, pixels, plate
 
 from fhdr_plugin.imaging.io import remove_stale_temps
+from fhdr_plugin.manifest import manifest
 
 FRAMES = {"a": range(1, 9), "b": range(1, 7)}
 
@@ -76,7 +77,10 @@ def test_overlapping_batches_leave_every_output_whole(tmp_path: Path) -> None:
     assert reference.returncode == 0, reference.stderr
     for f in range(1, 9):
         assert read_whole(out / f"h.{f:04d}.exr") is not None
-        assert oiio.ImageBuf(str(out / f"h.{f:04d}.exr")).spec().get_string_attribute("fhdr:model") == "fhdr-i1"
+        assert (
+            oiio.ImageBuf(str(out / f"h.{f:04d}.exr")).spec().get_string_attribute("fhdr:model")
+            == manifest().default_model
+        )
     np.testing.assert_array_equal(pixels(out / "h.0003.exr"), pixels(tmp_path / "ref.exr"))
 
 

@@ -16,8 +16,9 @@ from helpers import FHDR, plate, plate_frame
 from typer.testing import CliRunner
 
 from fhdr_plugin.host.cli import app
+from fhdr_plugin.manifest import manifest
 
-ENGINE_LINE = "fhdr: engine: model fhdr-i1, device cpu, precision "
+ENGINE_LINE = f"fhdr: engine: model {manifest().default_model}, device cpu, precision "
 
 
 def start(*args: object) -> subprocess.Popen:

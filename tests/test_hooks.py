@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.manifest import manifest
 
 #: Display 0.5 in sRGB, linearised.
 SRGB_HALF_LINEAR = ((0.5 + 0.055) / 1.055) ** 2.4
@@ -21,7 +22,7 @@ def test_generic_host_converts_a_file(sample_ldr, tmp_path):
     host = load_generic_host()
     out = host["ldr_to_hdr_file"](str(sample_ldr), str(tmp_path / "q.exr"), tile=256)
     buf = oiio.ImageBuf(out)
-    assert buf.spec().get_string_attribute("fhdr:model") == "fhdr-i1"
+    assert buf.spec().get_string_attribute("fhdr:model") == manifest().default_model
     assert np.asarray(buf.get_pixels(oiio.FLOAT)).max() > 1.0
 
 

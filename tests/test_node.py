@@ -10,9 +10,11 @@ import fhdr_plugin
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.io import read_image
+from fhdr_plugin.manifest import manifest
 from fhdr_plugin.node.encoding import decode
 from fhdr_plugin.node.engine import engine_for
 from fhdr_plugin.node.operation import LdrToHdrParams
+from fhdr_plugin.node.weights import load_model
 
 
 def test_sample_expands_clipped_highlights_and_keeps_the_rest(sample_ldr):
@@ -42,8 +44,8 @@ def test_raw_mode_returns_the_decoded_network_output(sample_ldr):
 
 def test_provenance_attributes(sample_ldr):
     spec = fhdr_plugin.ldr_to_hdr(read_image(sample_ldr), tile=128).spec()
-    assert spec.get_string_attribute("fhdr:model") == "fhdr-i1"
-    assert spec.get_string_attribute("fhdr:iterations") == "1"
+    assert spec.get_string_attribute("fhdr:model") == manifest().default_model
+    assert spec.get_string_attribute("fhdr:iterations") == load_model(manifest().model())[1]["fhdr:iterations"]
     assert spec.get_string_attribute("fhdr:precision") in ("float32", "bfloat16")
     f32 = fhdr_plugin.ldr_to_hdr(read_image(sample_ldr), tile=128, precision="float32").spec()
     assert f32.get_string_attribute("fhdr:precision") == "float32"

@@ -21,7 +21,10 @@ from helpers import FHDR, pixels
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.host.pipeline import convert_file
 from fhdr_plugin.imaging import color
+from fhdr_plugin.manifest import manifest as read_manifest
 from fhdr_plugin.params import LdrToHdrParams
+
+DEFAULT_MODEL = read_manifest().default_model
 
 GOOD = b"a good output of an earlier run"
 FAST = {"tile": 256}
@@ -227,7 +230,7 @@ def run_copy(site: Path, *args: object) -> subprocess.CompletedProcess:
 
 
 def test_tampered_weights_stop_the_command(installed_copy: Path, tmp_path: Path) -> None:
-    weights = installed_copy / "fhdr_plugin" / "models" / "fhdr-i1.safetensors"
+    weights = installed_copy / "fhdr_plugin" / "models" / f"{DEFAULT_MODEL}.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
@@ -244,7 +247,7 @@ def test_tampered_weights_stop_the_command(installed_copy: Path, tmp_path: Path)
 
 def test_bad_manifest_stops_every_command(installed_copy: Path, tmp_path: Path) -> None:
     manifest = installed_copy / "plugin.toml"
-    manifest.write_text(manifest.read_text().replace('default_model = "fhdr-i1"', 'default_model = "fhdr-i9"'))
+    manifest.write_text(manifest.read_text().replace(f'default_model = "{DEFAULT_MODEL}"', 'default_model = "fhdr-i9"'))
     src = write_image(tmp_path / "in.png", picture(8, 8))
     for args in (["convert", src, tmp_path / "out.exr"], ["ops"], ["models"]):
         run = run_copy(installed_copy, *args)

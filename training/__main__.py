@@ -241,6 +241,7 @@ def validate_cmd(
     held-out scenes at each clipped fraction): the figures training logs, the highlight figures, and per case."""
     files = files_of_stems(data, val)
     camera = CAMERA if not jpeg else replace(CAMERA, jpeg=1.0, jpeg_quality=(jpeg, jpeg))
+    params = replace(params, blend=params.blend.for_plate(lossy=bool(jpeg)))  # as the node reads such a file
     cases = validation_cases(synthetic_cases(files, FRACTIONS, 0, True, camera, barely=True))
     if checkpoint is not None:
         ck = load_checkpoint(checkpoint)
