@@ -114,6 +114,8 @@ def test_only_the_tiles_the_blend_uses_run_and_the_node_gives_the_same_pixels(sa
     assert np.abs(sparse - full)[needed].max() < 1e-5
     assert (sparse == 0).all(axis=-1).mean() > 0.3  # the tiles far from any highlight did not run
     assert len(engine.jobs(*needed.shape, needed)) < len(engine.jobs(*needed.shape))
+    batched = Engine(net, "cpu", "float32", tile=64, batch=3)  # CUDA's path: equal windows, several per batch
+    assert np.abs(batched.run(display, needed) - sparse).max() < 1e-5
     expected = scale.blend(linear, display, decode(full, meta), params, engine.lift)
     assert np.abs(reconstruct(engine, meta, linear, display, LdrToHdrParams()) - expected).max() < 1e-4
 
