@@ -132,3 +132,9 @@ def test_scoring_commands_reject_unknown_stems(hdr_folder: Path, command: str):
     result = CliRunner().invoke(app, [command, "--data", str(hdr_folder), "--val", "lobby,nowhere"])
     assert result.exit_code != 0
     assert "nowhere" in result.output
+
+
+@pytest.mark.parametrize("extra", [["--jpeg", "90"], ["--strength", "2"], ["--checkpoint", "x.pt"]])
+def test_validate_records_only_a_shipped_model_at_the_node_blend(extra: list[str]):
+    result = CliRunner().invoke(app, ["validate", "--record", *extra])
+    assert result.exit_code == 2 and "--record scores a shipped model" in result.output

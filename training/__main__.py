@@ -17,6 +17,7 @@ from fhdr_plugin.manifest import manifest, manifest_path
 from fhdr_plugin.node.encoding import ENCODINGS
 from fhdr_plugin.node.operation import LdrToHdrParams
 from fhdr_plugin.node.weights import load_model, save_weights
+from fhdr_plugin.params import BlendParams
 from training import lift
 from training.data import (
     HDR_SUFFIXES,
@@ -41,7 +42,7 @@ from training.evaluate import (
     write_json,
     write_sheet,
 )
-from training.export import checkpoint_model, export, load_checkpoint, set_manifest_sha
+from training.export import checkpoint_model, export, load_checkpoint, set_manifest_sha, validation_metadata
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
 from training.validation import validate, validation_cases
 from training.views import is_panorama, training_views
@@ -234,11 +235,20 @@ def validate_cmd(
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems of --data to score on."),
     jpeg: int = typer.Option(0, help="Make the plates with a JPEG of this quality (0: the plain camera's PNG)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the summary and the per-case rows as JSON."),
+    record: bool = typer.Option(
+        False,
+        help="Write the figures into the shipped model's metadata (fhdr:val_*, or fhdr:val_nolift_* with "
+        "--no-context) and its new sha256 into plugin.toml; plain plates and the node's blend only.",
+    ),
     *,
     params: LdrToHdrParams,
 ) -> None:
     """Score weights through the node with ``params`` on the validation cases of training (whole views of the
-    held-out scenes at each clipped fraction): the figures training logs, the highlight figures, and per case."""
+    held-out scenes at each clipped fraction, and barely clipped where they can be): the figures training logs,
+    the highlight figures, and per case."""
+    node_blend = replace(BlendParams(), context=params.blend.context)
+    if record and (checkpoint is not None or jpeg or params.blend != node_blend):
+        raise typer.BadParameter("--record scores a shipped model on plain plates at the node's blend: drop the rest")
     files = files_of_stems(data, val)
     camera = CAMERA if not jpeg else replace(CAMERA, jpeg=1.0, jpeg_quality=(jpeg, jpeg))
     params = replace(params, blend=params.blend.for_plate(lossy=bool(jpeg)))  # as the node reads such a file
@@ -260,6 +270,26 @@ def validate_cmd(
     typer.echo(json.dumps(summary))
     if json_out is not None:
         write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
+    if record:
+        name = params.engine.weights.model or manifest().default_model
+        prefix = "fhdr:val_" if params.blend.context else "fhdr:val_nolift_"
+        figures = {
+            **validation_metadata(result, prefix),
+            f"{prefix}command": record_command(name, params.blend.context),
+        }
+        sha = save_weights(model, manifest().model(name).path, {**without_model(meta), **figures})
+        set_manifest_sha(manifest_path(), name, sha)
+        typer.echo(f"{name}: {prefix}* recorded, sha256 {sha}")
+
+
+def record_command(model: str, context: bool) -> str:
+    """The command line that records a shipped model's validation figures, as the metadata keeps it."""
+    return f"python -m training validate --model {model}{'' if context else ' --no-context'} --record"
+
+
+def without_model(meta: dict[str, str]) -> dict[str, str]:
+    """A loaded model's metadata as its file stores it (``load_model`` adds ``fhdr:model``)."""
+    return {k: v for k, v in meta.items() if k != "fhdr:model"}
 
 
 @app.command("fit-lift")
@@ -295,7 +325,7 @@ def fit_lift_cmd(
     without = {s[2]: s[3] for s in scored}.get(0.0)
     net.lift = lift.scaled(head, factor) if factor else None
     extra = lift.metadata(samples, steps, factor, best, without, fit_command(model, steps, per_frame, factors, seed))
-    keep = {k: v for k, v in meta.items() if k != "fhdr:model" and not k.startswith(("fhdr:lift", "fhdr:val_"))}
+    keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
     set_manifest_sha(manifest_path(), model, sha)
     typer.echo(f"{spec.path}: lift head scale {factor:g}, sha256 {sha}")
