@@ -269,7 +269,7 @@ class ModelParams(Params):
     iterations: int = param(
         0,
         "feedback iterations: 0 for the count the model was trained with, the only count it accepts (fhdr models "
-        "shows fhdr:iterations; fhdr-i1: 1)",
+        "shows fhdr:iterations: fhdr-i2 2, fhdr-i1 1)",
         check=check_iterations,
     )
 

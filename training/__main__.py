@@ -294,7 +294,9 @@ def without_model(meta: dict[str, str]) -> dict[str, str]:
 
 @app.command("fit-lift")
 def fit_lift_cmd(
-    model: str = typer.Option("fhdr-i1", help="Shipped model whose lift head is fitted (its file is rewritten)."),
+    model: str = typer.Option(
+        "", help="Shipped model whose lift head is fitted (its file is rewritten) [default: the default model]."
+    ),
     data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out: scored, never fitted on."),
     steps: int = typer.Option(3000, help="Adam steps of the head."),
@@ -324,10 +326,11 @@ def fit_lift_cmd(
     _, _, factor, best = max(scored, key=lambda s: (s[0], s[1]))
     without = {s[2]: s[3] for s in scored}.get(0.0)
     net.lift = lift.scaled(head, factor) if factor else None
-    extra = lift.metadata(samples, steps, factor, best, without, fit_command(model, steps, per_frame, factors, seed))
+    command = fit_command(spec.name, steps, per_frame, factors, seed)
+    extra = lift.metadata(samples, steps, factor, best, without, command)
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
-    set_manifest_sha(manifest_path(), model, sha)
+    set_manifest_sha(manifest_path(), spec.name, sha)
     typer.echo(f"{spec.path}: lift head scale {factor:g}, sha256 {sha}")
 
 
