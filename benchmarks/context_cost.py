@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
 import torch
+from model_speed import SAMPLE, parse_size
 
 from fhdr_plugin.node.engine import engine_for
 from fhdr_plugin.node.operation import predict_linear
 from fhdr_plugin.params import LdrToHdrParams
-
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "quarry_ldr.png"
 
 
 def plate(width: int, height: int) -> np.ndarray:
@@ -49,7 +47,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each; the fastest counts")
     ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     args = ap.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = parse_size(args.size)
     rgb = plate(width, height)
     runs = {name: LdrToHdrParams.from_kwargs(model=args.model, context=name == "on") for name in ("off", "on")}
     engine, meta = engine_for(runs["on"].engine)

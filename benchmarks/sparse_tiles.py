@@ -18,12 +18,14 @@ import time
 import numpy as np
 import torch
 from context_cost import plate
+from model_speed import parse_size
 
 from fhdr_plugin.imaging import color
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.node import scale
 from fhdr_plugin.node.encoding import decode
 from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
 from fhdr_plugin.node.weights import load_model
 from fhdr_plugin.params import BlendParams
 
@@ -32,12 +34,14 @@ BASELINE = ("fhdr-i1", "every tile")
 
 
 def seconds(engine: Engine, meta: dict[str, str], display: np.ndarray, sparse: bool) -> float:
-    """Seconds of the node's reconstruction of ``display`` (the network, decoded, blended and lifted)."""
-    params = BlendParams().for_plate(lossy=False)
+    """Seconds of the node's reconstruction of ``display`` (the network, decoded, blended and lifted): its own
+    ``reconstruct`` with ``sparse``, else the same steps with the network on every tile."""
     start = time.perf_counter()
     linear = color.convert(display, "srgb_tx", color.LINEAR_SPACE)
-    needed = scale.needed(display, params) if sparse else None
-    scale.blend(linear, display, decode(engine.run(display, needed), meta), params, engine.lift)
+    if sparse:
+        reconstruct(engine, meta, linear, display, LdrToHdrParams())
+    else:
+        scale.blend(linear, display, decode(engine.run(display), meta), LdrToHdrParams().blend, engine.lift)
     return time.perf_counter() - start
 
 
@@ -47,7 +51,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each; the fastest counts")
     ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     args = ap.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = parse_size(args.size)
     sample = plate(width, height)
     plates = {"sample": sample, "bright": np.clip(sample * 1.6, 0.0, 1.0).astype(np.float32)}
     loaded = {name: load_model(manifest().model(name)) for name in MODELS}

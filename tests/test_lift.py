@@ -15,14 +15,11 @@ from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.node.weights import REQUIRED_METADATA, load_model, save_weights
 from training import lift as fitting
 from training.evaluate import Case
+from training.lift import to_tensor
 from training.train import Init
 
 RNG = np.random.default_rng(3)
 LOW, HIGH = 0.996, 1.0
-
-
-def nchw(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)[None], dtype=np.float32))
 
 
 def plate(h: int = 40, w: int = 56) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,7 +57,12 @@ def test_box_mean_is_the_mean_over_the_box_with_the_edges_replicated(radius):
 
 def test_features_see_how_deep_a_pixel_is_inside_a_clipped_area():
     display, linear, expanded = plate()
-    feats = lift.LiftHead().features(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].detach().numpy()
+    feats = (
+        lift.LiftHead()
+        .features(to_tensor(display), to_tensor(linear), to_tensor(expanded), LOW, HIGH)[0]
+        .detach()
+        .numpy()
+    )
     assert feats.shape == (lift.FEATURES, *display.shape[:2])
     r8 = 2 + lift.DENSITY_RADII.index(8)
     assert feats[1, 17, 25] == 1.0 and feats[1, 39, 55] < 1.0  # the matte
@@ -71,14 +73,18 @@ def test_features_see_how_deep_a_pixel_is_inside_a_clipped_area():
 def test_a_new_head_changes_nothing():
     display, linear, expanded = plate()
     with torch.no_grad():
-        out = lift.LiftHead()(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)
+        out = lift.LiftHead()(to_tensor(display), to_tensor(linear), to_tensor(expanded), LOW, HIGH)
     np.testing.assert_array_equal(out[0].permute(1, 2, 0).numpy(), np.maximum(expanded, linear))
 
 
 def test_the_head_changes_only_clipped_channels_and_never_darkens():
     display, linear, expanded = plate()
     with torch.no_grad():
-        out = random_head()(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].permute(1, 2, 0).numpy()
+        out = (
+            random_head()(to_tensor(display), to_tensor(linear), to_tensor(expanded), LOW, HIGH)[0]
+            .permute(1, 2, 0)
+            .numpy()
+        )
     measured = display < LOW
     np.testing.assert_array_equal(out[measured], linear[measured])
     assert not np.allclose(out[~measured], expanded[~measured]), "the head must act on the clipped channels"
@@ -96,7 +102,9 @@ def test_the_engine_runs_the_head_in_bands_exactly_as_on_the_whole_frame(monkeyp
     monkeypatch.setattr(engine_module, "LIFT_ROWS", 16)
     banded = engine.lift(display, linear, expanded, LOW, HIGH)
     with torch.no_grad():
-        whole = net.lift(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].permute(1, 2, 0).numpy()
+        whole = (
+            net.lift(to_tensor(display), to_tensor(linear), to_tensor(expanded), LOW, HIGH)[0].permute(1, 2, 0).numpy()
+        )
     np.testing.assert_allclose(banded, whole, rtol=1e-6, atol=1e-7)
     assert Engine(FHDR(1), "cpu", "float32").lift is None
 
@@ -139,5 +147,9 @@ def test_a_channel_above_white_is_a_measurement_the_head_keeps():
     linear[5:30, 10:40] = 3.0  # an input that is already HDR: display clips at 1, the value was measured
     expanded = np.maximum(expanded, linear)
     with torch.no_grad():
-        out = random_head()(nchw(display), nchw(linear), nchw(expanded), LOW, HIGH)[0].permute(1, 2, 0).numpy()
+        out = (
+            random_head()(to_tensor(display), to_tensor(linear), to_tensor(expanded), LOW, HIGH)[0]
+            .permute(1, 2, 0)
+            .numpy()
+        )
     np.testing.assert_array_equal(out[5:30, 10:40], linear[5:30, 10:40])
