@@ -33,6 +33,7 @@ from training.data import (
     write_ldr,
 )
 from training.evaluate import (
+    BARELY_TRUTH,
     CAMERA,
     FRACTIONS,
     evaluate,
@@ -301,7 +302,11 @@ def fit_lift_cmd(
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out: scored, never fitted on."),
     steps: int = typer.Option(3000, help="Adam steps of the head."),
     per_frame: int = typer.Option(3000, help="Pixels sampled from each training frame."),
-    factors: str = typer.Option("0,0.5,0.75,1", help="Scales of the fitted head to choose from on validation."),
+    factors: str = typer.Option(
+        "0,0.5,0.6,0.75,1",
+        help="Scales of the fitted head to choose from on validation: the best clipped-pixel PU21 among those that "
+        "keep the whole-image guard and the barely clipped cases within 1.1x.",
+    ),
     seed: int = typer.Option(0, help="Seed of the sampling and of the head's initial weights."),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
 ) -> None:
@@ -322,11 +327,11 @@ def fit_lift_cmd(
         net.lift = lift.scaled(head, factor) if factor else None
         result = validate(net, meta, cases)
         typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}")
-        scored.append((result["guard"], result["pu21_clipped"], factor, result))
-    _, _, factor, best = max(scored, key=lambda s: (s[0], s[1]))
-    without = {s[2]: s[3] for s in scored}.get(0.0)
+        scored.append((result["guard"], not result["flat_max"] > BARELY_TRUTH, result["pu21_clipped"], factor, result))
+    *_, factor, best = max(scored, key=lambda s: s[:3])
+    without = {s[3]: s[4] for s in scored}.get(0.0)
     net.lift = lift.scaled(head, factor) if factor else None
-    command = fit_command(spec.name, steps, per_frame, factors, seed)
+    command = fit_command(spec.name, steps, per_frame, factors, seed, threads)
     extra = lift.metadata(samples, steps, factor, best, without, command)
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
@@ -334,11 +339,12 @@ def fit_lift_cmd(
     typer.echo(f"{spec.path}: lift head scale {factor:g}, sha256 {sha}")
 
 
-def fit_command(model: str, steps: int, per_frame: int, factors: str, seed: int) -> str:
-    """The command line that fits a lift head with these options, as the metadata records it."""
+def fit_command(model: str, steps: int, per_frame: int, factors: str, seed: int, threads: int) -> str:
+    """The command line that fits a lift head with these options, as the metadata records it (the thread count
+    too: the fit repeats exactly only with the same number of threads)."""
     return (
         f"python -m training fit-lift --model {model} --steps {steps} --per-frame {per_frame} --factors {factors} "
-        f"--seed {seed}"
+        f"--seed {seed}" + (f" --threads {threads}" if threads else "")
     )
 
 
