@@ -70,20 +70,6 @@ def test_features_see_how_deep_a_pixel_is_inside_a_clipped_area():
     np.testing.assert_allclose(feats[0, 17, 25], np.log(2.0), rtol=1e-4)  # the expansion's own lift
 
 
-def test_the_context_is_a_share_of_the_frame_whatever_its_resolution():
-    small = plate(48, 64)
-    large = [np.repeat(np.repeat(a, 3, 0), 3, 1) for a in small]  # the same frame, 3x the pixels
-
-    def context(images):
-        feats = lift.LiftHead().features(*(to_tensor(a) for a in images), LOW, HIGH)[0].numpy()
-        return feats[2:]
-
-    got_small, got_large = context(small), context(large)[:, 1::3, 1::3]
-    assert np.abs(got_small - got_large).mean(axis=(1, 2)).max() < 0.02
-    h, w = lift.context_size(48 * 3, 64 * 3, lift.CONTEXT_SIDE)
-    assert max(h, w) == lift.CONTEXT_SIDE and abs(h / w - 0.75) < 0.01
-
-
 def test_a_new_head_changes_nothing():
     display, linear, expanded = plate()
     with torch.no_grad():

@@ -32,10 +32,8 @@ LIBTORCH_1_6_OPS = frozenset(
     f"aten::{name}"
     for name in (
         "Bool",
-        "Int",
         "__getitem__",
         "_set_item",
-        "adaptive_avg_pool2d",
         "add",
         "append",
         "avg_pool2d",
@@ -61,13 +59,10 @@ LIBTORCH_1_6_OPS = frozenset(
         "reflection_pad2d",
         "relu",
         "replication_pad2d",
-        "round",
-        "size",
         "slice",
         "sub",
         "tanh",
         "to",
-        "upsample_bilinear2d",
         "where",
         "zeros_like",
     )

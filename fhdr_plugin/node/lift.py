@@ -2,18 +2,13 @@
 
 FHDR sees 29 px around a pixel (54 at 2 iterations): deep inside a window, a lamp or the sun it sees flat white
 and expands it like the rim. The head looks at the whole frame after the network: per pixel, the anchored
-expansion's log lift and the matte, and around it how much of the neighbourhood is clipped at six radii (the size
-of the clipped area and the depth into it), the plate's brightness, and the lift the network gave the
-neighbourhood. A small per-pixel MLP (1x1 convolutions) maps these to a log gain of the clipped channels. It is
-fitted on whole frames of the training images against their truth (``training/lift.py``) and ships inside the
-model's weights file (tensors ``lift.*``).
-
-The neighbourhood features are box means on the frame resampled to ``CONTEXT_SIDE`` px on its long side, then
-brought back to the frame's size: the radii are shares of the frame, so a window covering a fifth of a 384-px
-preview and of a 4K plate gets the same context, and the cost of the wide boxes does not grow with the plate.
-Every feature is computed on the whole frame, so the node computes it once per frame, after the tiled network,
-and the result does not depend on the tiling. TorchScript-compatible, and only operators that libtorch 1.6 has,
-for the Nuke drop-in.
+expansion's log lift, how much of the neighbourhood is clipped at radii of 2 to 64 px (the size of the clipped
+area and the depth into it), the plate's brightness around it, and the lift the network gave the neighbourhood.
+A small per-pixel MLP (1x1 convolutions) maps these to a log gain of the clipped channels. It is fitted on whole
+frames of the training images against their truth (``training/lift.py``) and ships inside the model's weights
+file (tensors ``lift.*``). Every feature is a box mean over the whole frame, so the node computes it once per
+frame, after the tiled network, and the result does not depend on the tiling. TorchScript-compatible, and only
+operators that libtorch 1.6 has, for the Nuke drop-in.
 """
 
 import math
@@ -23,13 +18,11 @@ from torch import nn
 
 from fhdr_plugin.node import maths
 
-#: Radii (px at ``CONTEXT_SIDE``) of the clipped-area densities, and of the plate's and the lift's neighbourhood means.
+#: Radii (px) of the clipped-area densities, and of the plate's and the lift's neighbourhood means.
 DENSITY_RADII = (2, 4, 8, 16, 32, 64)
 SURROUND_RADII = (4, 16, 64)
 FEATURES = 2 + len(DENSITY_RADII) + 2 * len(SURROUND_RADII)
 HIDDEN = 16
-#: The long side (px) of the frame the neighbourhood features are computed on, whatever the plate's size.
-CONTEXT_SIDE = 384
 #: The linearised plate's white: a channel above it is a measurement of an input that is already HDR.
 WHITE = 1.001
 #: Prefix of the head's tensors in a weights file.
@@ -50,21 +43,6 @@ def log_lift(linear: torch.Tensor, expanded: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.log(torch.clamp(maths.luminance(expanded), min=1e-6) / plate), min=0.0)
 
 
-def context_size(height: int, width: int, side: int) -> list[int]:
-    """The (height, width) of a frame resampled so that its long side is ``side`` px, its shape kept."""
-    factor = side / max(height, width)
-    return [max(1, int(round(height * factor))), max(1, int(round(width * factor)))]
-
-
-def resample(x: torch.Tensor, size: list[int]) -> torch.Tensor:
-    """``x`` (N, C, H, W) at ``size``: area means when shrinking, bilinear when enlarging, itself when equal."""
-    if x.shape[2] == size[0] and x.shape[3] == size[1]:
-        return x
-    if size[0] <= x.shape[2] and size[1] <= x.shape[3]:
-        return torch.ops.aten.adaptive_avg_pool2d(x, size)
-    return torch.ops.aten.upsample_bilinear2d(x, size, False, None, None)
-
-
 def features(
     display: torch.Tensor,
     linear: torch.Tensor,
@@ -73,23 +51,19 @@ def features(
     high: float,
     density_radii: list[int],
     surround_radii: list[int],
-    side: int,
 ) -> torch.Tensor:
-    """The head's input (N, F, H, W) for a whole frame: the lift and the matte per pixel; and, computed on the frame
-    resampled to ``side`` px on its long side, the clipped densities at ``density_radii`` and the plate's display
-    luminance and the lift around each pixel at ``surround_radii``."""
+    """The head's input (N, F, H, W) for a whole frame: the lift, the matte, the clipped densities at
+    ``density_radii``, and the plate's display luminance and the lift around each pixel at ``surround_radii``."""
     ell = log_lift(linear, expanded)
     matte = maths.matte(display, low, high)
-    context = resample(
-        torch.cat([matte, maths.luminance(display), ell], 1), context_size(ell.shape[2], ell.shape[3], side)
-    )
-    around = []
+    bright = maths.luminance(display)
+    out = [ell, matte]
     for r in density_radii:
-        around.append(box_mean(context[:, 0:1], r))
+        out.append(box_mean(matte, r))
     for r in surround_radii:
-        around.append(box_mean(context[:, 1:2], r))
-        around.append(box_mean(context[:, 2:3], r))
-    return torch.cat([ell, matte, resample(torch.cat(around, 1), [ell.shape[2], ell.shape[3]])], 1)
+        out.append(box_mean(bright, r))
+        out.append(box_mean(ell, r))
+    return torch.cat(out, 1)
 
 
 class Pointwise(nn.Module):
@@ -112,14 +86,12 @@ class LiftHead(nn.Module):
 
     density_radii: list[int]
     surround_radii: list[int]
-    context_side: int
     white: float
 
     def __init__(self) -> None:
         super().__init__()
         self.density_radii = list(DENSITY_RADII)
         self.surround_radii = list(SURROUND_RADII)
-        self.context_side = CONTEXT_SIDE
         self.white = WHITE
         self.fc1 = Pointwise(FEATURES, HIDDEN)
         self.fc2 = Pointwise(HIDDEN, HIDDEN)
@@ -131,9 +103,7 @@ class LiftHead(nn.Module):
         self, display: torch.Tensor, linear: torch.Tensor, expanded: torch.Tensor, low: float, high: float
     ) -> torch.Tensor:
         """The head's input (N, ``FEATURES``, H, W) for a whole frame (``features`` at the head's radii)."""
-        return features(
-            display, linear, expanded, low, high, self.density_radii, self.surround_radii, self.context_side
-        )
+        return features(display, linear, expanded, low, high, self.density_radii, self.surround_radii)
 
     def gain(self, feats: torch.Tensor) -> torch.Tensor:
         """The log gain (N, 1, H, W) of each pixel's features."""
