@@ -33,7 +33,6 @@ from training.data import (
     write_ldr,
 )
 from training.evaluate import (
-    BARELY_TRUTH,
     CAMERA,
     FRACTIONS,
     evaluate,
@@ -322,14 +321,13 @@ def fit_lift_cmd(
     samples = lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, seed), per_frame, seed)
     head = lift.fit(samples, steps, seed=seed)
     cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0, barely=True))
-    scored = []
+    scored = {}
     for factor in (float(f) for f in factors.split(",")):
         net.lift = lift.scaled(head, factor) if factor else None
-        result = validate(net, meta, cases)
-        typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}")
-        scored.append((result["guard"], not result["flat_max"] > BARELY_TRUTH, result["pu21_clipped"], factor, result))
-    *_, factor, best = max(scored, key=lambda s: s[:3])
-    without = {s[3]: s[4] for s in scored}.get(0.0)
+        scored[factor] = validate(net, meta, cases)
+        typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in scored[factor].items() if k != 'cases'})}")
+    factor = lift.choose_scale(scored)
+    best, without = scored[factor], scored.get(0.0)
     net.lift = lift.scaled(head, factor) if factor else None
     command = fit_command(spec.name, steps, per_frame, factors, seed, threads)
     extra = lift.metadata(samples, steps, factor, best, without, command)

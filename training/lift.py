@@ -5,7 +5,8 @@ anchored blend at the plate's ramp), and the head learns, per pixel the network 
 truth's luminance over the expansion's, from the frame's context features (``lift.features``, the same function
 the node runs). The loss is L1 in log luminance with every frame weighted equally, so a frame with a large sun
 does not outweigh one with a barely clipped sky. The fitted head is then scaled (a shrinkage towards no change)
-by the factor that scores best through the node on the validation cases, no head at all among the choices.
+by the factor that scores best through the node on the validation cases while keeping the whole-image guard and
+the barely clipped cases within 1.1x (``choose_scale``), no head at all among the choices.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fhdr_plugin.node.engine import Engine
 from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
 from fhdr_plugin.params import BlendParams
-from training.evaluate import INPUT_SPACE, Case
+from training.evaluate import BARELY_TRUTH, INPUT_SPACE, Case
 from training.export import validation_metadata
 from training.metrics import luminance
 
@@ -119,6 +120,18 @@ def scaled(head: lift.LiftHead, factor: float) -> lift.LiftHead:
         out.out.weight.mul_(factor)
         out.out.bias.mul_(factor)
     return out
+
+
+def choose_scale(scored: dict[float, dict]) -> float:
+    """The scale whose validation (``validation.validate``'s result) has the best clipped-pixel PU21 among those that
+    keep the whole-image guard and every barely clipped case within ``BARELY_TRUTH``; failing that, among those
+    that keep the guard; failing that, among all."""
+
+    def rank(factor: float) -> tuple[bool, bool, float]:
+        result = scored[factor]
+        return result["guard"], not result["flat_max"] > BARELY_TRUTH, result["pu21_clipped"]
+
+    return max(scored, key=rank)
 
 
 def metadata(
