@@ -189,3 +189,29 @@ def test_a_half_frame_into_the_float_module_comes_back_half(tmp_path, plate):
     assert half.dtype == torch.half and full.dtype == torch.float32
     # The frame itself is rounded to half (2^-11), which the blend ramp and the output's rounding can double.
     np.testing.assert_allclose(half.float().numpy(), full.numpy(), rtol=8 * 2**-11, atol=1e-4)
+
+
+def test_the_dropin_runs_the_network_only_where_the_blend_takes_it_with_the_whole_frame_s_pixels(sample_ldr):
+    from fhdr_plugin.exports.dropin import SceneLinearFhdr
+    from fhdr_plugin.manifest import manifest
+    from fhdr_plugin.node.weights import load_model
+
+    net, meta = load_model(manifest().model())
+    sample = oiio.ImageBuf(str(sample_ldr))
+    spec = sample.spec()
+    larger = oiio.ImageBufAlgo.resize(sample, roi=oiio.ROI(0, 2 * spec.width, 0, 2 * spec.height, 0, 1, 0, 3))
+    rgb = np.clip(np.asarray(larger.get_pixels(oiio.FLOAT))[..., :3], 0.0, 1.0)  # the sun and its sky clipped
+    x = torch.from_numpy(color.convert(rgb, "srgb_tx", "lin_rec709").transpose(2, 0, 1)[None].copy())
+    module = torch.jit.script(SceneLinearFhdr(net, meta))
+    display = (x.clamp(min=0.0) ** (1 / 2.4)).clamp(max=1.0)  # near enough to find the highlights' tiles
+    regions = module.windows(display)
+    covered = sum((r[1] - r[0]) * (r[3] - r[2]) for r in regions)
+    assert 0 < covered < x.shape[2] * x.shape[3] // 2, "only the tiles with highlights run"
+    with torch.inference_mode():
+        sparse = module(x)
+        module.sparse = 0
+        whole = module(x)
+    assert module.windows(display) == [[0, x.shape[2], 0, x.shape[3]] * 2]
+    reconstructed = (whole - x).abs().amax(1) > 1e-3
+    assert reconstructed.sum() > 100, "the plate must exercise the network"
+    np.testing.assert_allclose(sparse.numpy(), whole.numpy(), rtol=1e-4, atol=1e-6)

@@ -5,8 +5,10 @@ takes back what it returns. ``SceneLinearFhdr`` does the whole node inside: the 
 linear Rec.709 (a matrix chosen at export, since the module cannot call OCIO), the sRGB encoding the network
 sees (clipped to [0, 1]), FHDR, the decoding of its output (``encoding.py``), the anchored blend, the model's
 lift head on the frame Nuke hands it (``lift.py``), the strength, and back to the working space; with ``matte``
-the blend weight follows as a fourth channel. It is scripted, not traced, so any frame size runs, and uses only
-operators that libtorch 1.6 has (see ``LIBTORCH_1_6_OPS``).
+the blend weight follows as a fourth channel. Like the node, it runs the network only on the tiles whose core holds
+a pixel the anchored blend takes from it (``windows``), each with a halo of the network's receptive radius, so a
+frame costs what its highlights cost and the pixels are those of the whole frame run at once. It is scripted,
+not traced, so any frame size runs, and uses only operators that libtorch 1.6 has (see ``LIBTORCH_1_6_OPS``).
 """
 
 import copy
@@ -23,8 +25,9 @@ from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.io import write_bytes_atomic
 from fhdr_plugin.node import maths
 from fhdr_plugin.node.encoding import decoding
+from fhdr_plugin.node.engine import SPARSE_TILES, WINDOW_COST
 from fhdr_plugin.node.lift import LiftHead
-from fhdr_plugin.node.model import FHDR
+from fhdr_plugin.node.model import FHDR, receptive_radius
 from fhdr_plugin.params import BlendParams, type_name
 
 #: The aten operators the scripted module may call: all in libtorch 1.6 (Nuke 13), the oldest build it targets.
@@ -32,6 +35,7 @@ LIBTORCH_1_6_OPS = frozenset(
     f"aten::{name}"
     for name in (
         "Bool",
+        "Float",
         "__getitem__",
         "_set_item",
         "add",
@@ -39,6 +43,7 @@ LIBTORCH_1_6_OPS = frozenset(
         "avg_pool2d",
         "cat",
         "clamp",
+        "copy_",
         "conv2d",
         "div",
         "detach",
@@ -50,7 +55,9 @@ LIBTORCH_1_6_OPS = frozenset(
         "len",
         "log",
         "log1p",
+        "lt",
         "max",
+        "max_pool2d",
         "mul",
         "ne",
         "neg",
@@ -58,12 +65,16 @@ LIBTORCH_1_6_OPS = frozenset(
         "pow",
         "reflection_pad2d",
         "relu",
+        "select",
+        "size",
         "replication_pad2d",
         "slice",
         "sub",
+        "sum",
         "tanh",
         "to",
         "where",
+        "zeros",
         "zeros_like",
     )
 )
@@ -103,6 +114,10 @@ class SceneLinearFhdr(nn.Module):
     mode: str
     matte: int
     context: int
+    sparse: int
+    halo: int
+    tiles: list[int]
+    window_cost: int
     to_rec709: list[float]
     from_rec709: list[float]
 
@@ -115,17 +130,61 @@ class SceneLinearFhdr(nn.Module):
         self.mode = "anchored"
         self.matte = int(matte)
         self.context = int(model.lift is not None)
+        self.sparse = int(type(model) is FHDR)  # a context pass needs the whole frame
+        self.halo = receptive_radius(model.iterations)
+        self.tiles = sorted(SPARSE_TILES)
+        self.window_cost = WINDOW_COST
         self.lift = copy.deepcopy(model.lift).float() if model.lift is not None else LiftHead()
         self.to_rec709 = primaries_matrix(working_space, color.LINEAR_SPACE)
         self.from_rec709 = primaries_matrix(color.LINEAR_SPACE, working_space)
         self.eval()
 
+    def windows(self, display: torch.Tensor) -> list[list[int]]:
+        """The regions the network runs on for ``display`` (N, 3, H, W), as [y0, y1, x0, x1] of a tile's core and
+        [wy0, wy1, wx0, wx1] of its haloed window: in anchored mode only the tiles whose core holds a pixel with a
+        channel above ``blend_low``, at the tile size (of ``tiles``) that runs the fewest pixels, each window
+        counted with ``window_cost`` more; the whole frame as one region when that costs less or in raw mode."""
+        height, width = display.shape[2], display.shape[3]
+        whole = [[0, height, 0, width, 0, height, 0, width]]
+        if self.mode == "raw" or self.sparse == 0:
+            return whole
+        need = (torch.max(torch.max(display, 1, keepdim=True)[0], 0, keepdim=True)[0] > self.blend_low).float()
+        best = 0
+        cost = float(height * width)
+        for t in self.tiles:
+            side = min(t + 2 * self.halo, height) * min(t + 2 * self.halo, width)
+            count = float(torch.max_pool2d(need, [t, t], [t, t], [0, 0], [1, 1], True).sum())
+            if count * float(side + self.window_cost) < cost:
+                best, cost = t, count * float(side + self.window_cost)
+        if best == 0:
+            return whole
+        flags = torch.max_pool2d(need, [best, best], [best, best], [0, 0], [1, 1], True)
+        out: list[list[int]] = []
+        for i in range(flags.shape[2]):
+            for j in range(flags.shape[3]):
+                if bool(flags[0, 0, i, j] > 0.0):
+                    y0, x0 = i * best, j * best
+                    y1, x1 = min(y0 + best, height), min(x0 + best, width)
+                    wy0, wx0 = max(0, y0 - self.halo), max(0, x0 - self.halo)
+                    wy1, wx1 = min(height, y1 + self.halo), min(width, x1 + self.halo)
+                    out.append([y0, y1, x0, x1, wy0, wy1, wx0, wx1])
+        return out
+
+    def network(self, display: torch.Tensor) -> torch.Tensor:
+        """The network's output (float32) on the cores of ``windows``, 0 elsewhere (where the blend does not use it)."""
+        dtype = self.net.feb1[1].weight.dtype
+        regions = self.windows(display)
+        out = torch.zeros(display.shape, dtype=torch.float32, device=display.device)
+        for r in regions:
+            result = self.net(display[:, :, r[4] : r[5], r[6] : r[7]].to(dtype)).float()
+            out[:, :, r[0] : r[1], r[2] : r[3]] = result[:, :, r[0] - r[4] : r[1] - r[4], r[2] - r[6] : r[3] - r[6]]
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Working-space RGB (N, 3, H, W) to the node's anchored HDR in the working space, in the input's dtype."""
-        weight = self.net.feb1[1].weight
         linear = _mix(maths.finite(x.float()), self.to_rec709)
         display = maths.srgb_encode(linear)
-        predicted = maths.decode(self.net(display.to(weight.dtype)).float(), self.headroom, self.mu)
+        predicted = maths.decode(self.network(display), self.headroom, self.mu)
         if self.mode == "raw":
             hdr = predicted
         else:
