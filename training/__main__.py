@@ -302,7 +302,7 @@ def fit_lift_cmd(
     steps: int = typer.Option(3000, help="Adam steps of the head."),
     per_frame: int = typer.Option(3000, help="Pixels sampled from each training frame."),
     factors: str = typer.Option(
-        "0,0.5,0.6,0.75,1",
+        "0,0.5,0.6,0.65,0.7,0.75,1",
         help="Scales of the fitted head to choose from on validation: the best clipped-pixel PU21 among those that "
         "keep the whole-image guard and the barely clipped cases within 1.1x.",
     ),
