@@ -33,6 +33,22 @@ def plate(width: int, height: int) -> np.ndarray:
     return np.clip(resized.get_pixels(oiio.FLOAT), 0.0, 1.0)
 
 
+def plates(width: int, height: int) -> dict[str, np.ndarray]:
+    """The tile benchmarks' two plates: ``plate`` (a few highlights) and the same 1.6x brighter in display values
+    (clipping spread over much of the frame: the case that saves least)."""
+    sample = plate(width, height)
+    return {"sample": sample, "bright": np.clip(sample * 1.6, 0.0, 1.0).astype(np.float32)}
+
+
+def frame_args(description: str) -> argparse.ArgumentParser:
+    """A parser with the frame-time benchmarks' options: ``--size``, ``--repeat`` and ``--json``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--size", default="1920x1080", help="frame size WxH")
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs of each; the fastest counts")
+    ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    return ap
+
+
 def seconds(rgb: np.ndarray, params: LdrToHdrParams) -> float:
     """Seconds of one ``predict_linear`` of ``rgb``."""
     start = time.perf_counter()
@@ -41,11 +57,8 @@ def seconds(rgb: np.ndarray, params: LdrToHdrParams) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="1920x1080", help="frame size WxH")
+    ap = frame_args(__doc__.splitlines()[0])
     ap.add_argument("--model", default="", help="shipped model name [default: the default model]")
-    ap.add_argument("--repeat", type=int, default=1, help="timed runs of each; the fastest counts")
-    ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     args = ap.parse_args()
     width, height = parse_size(args.size)
     rgb = plate(width, height)

@@ -11,13 +11,12 @@ repository root:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
 import torch
-from context_cost import plate
+from context_cost import frame_args, plates
 from model_speed import parse_size
 
 from fhdr_plugin.exports.dropin import SceneLinearFhdr
@@ -36,18 +35,12 @@ def seconds(module: torch.jit.ScriptModule, x: torch.Tensor, sparse: int) -> flo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="1920x1080", help="frame size WxH")
-    ap.add_argument("--repeat", type=int, default=1, help="timed runs of each; the fastest counts")
-    ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
-    args = ap.parse_args()
+    args = frame_args(__doc__.splitlines()[0]).parse_args()
     width, height = parse_size(args.size)
     name = manifest().default_model
     module = torch.jit.script(SceneLinearFhdr(*load_model(manifest().model(name))))
-    sample = plate(width, height)
-    plates = {"sample": sample, "bright": np.clip(sample * 1.6, 0.0, 1.0).astype(np.float32)}
     result = {"size": f"{width}x{height}", "model": name, "torch_threads": torch.get_num_threads(), "plates": {}}
-    for pname, display in plates.items():
+    for pname, display in plates(width, height).items():
         linear = color.convert(display, "srgb_tx", color.LINEAR_SPACE)
         x = torch.from_numpy(np.ascontiguousarray(linear.transpose(2, 0, 1)[None], dtype=np.float32))
         whole, tiles = (min(seconds(module, x, s) for _ in range(args.repeat + 1)) for s in (0, 1))

@@ -11,13 +11,12 @@ against ``fhdr-i1`` with every tile, the node before this change. Run from the r
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
 import torch
-from context_cost import plate
+from context_cost import frame_args, plates
 from model_speed import parse_size
 
 from fhdr_plugin.imaging import color
@@ -46,19 +45,13 @@ def seconds(engine: Engine, meta: dict[str, str], display: np.ndarray, sparse: b
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="1920x1080", help="frame size WxH")
-    ap.add_argument("--repeat", type=int, default=1, help="timed runs of each; the fastest counts")
-    ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
-    args = ap.parse_args()
+    args = frame_args(__doc__.splitlines()[0]).parse_args()
     width, height = parse_size(args.size)
-    sample = plate(width, height)
-    plates = {"sample": sample, "bright": np.clip(sample * 1.6, 0.0, 1.0).astype(np.float32)}
     loaded = {name: load_model(manifest().model(name)) for name in MODELS}
     engines = {name: Engine(net, "cpu") for name, (net, _) in loaded.items()}
     metas = {name: meta for name, (_, meta) in loaded.items()}
     result = {"size": f"{width}x{height}", "torch_threads": torch.get_num_threads(), "plates": {}}
-    for pname, display in plates.items():
+    for pname, display in plates(width, height).items():
         needed = scale.needed(display, BlendParams().for_plate(lossy=False))
         times = {
             (model, mode): min(
