@@ -142,6 +142,16 @@ def test_fitting_learns_the_gain_the_truth_asks_for(one_thread):
     assert abs(float(half) - 0.5) < 1e-4
 
 
+def test_samples_of_several_collections_keep_their_frames_apart():
+    def samples(frames: list[int]) -> fitting.Samples:
+        n = len(frames)
+        return fitting.Samples(torch.zeros(n, lift.FEATURES), torch.arange(n).float(), torch.tensor(frames))
+
+    both = fitting.Samples.concat(samples([0, 0, 1]), samples([0, 1, 1]), samples([0]))
+    assert both.frames.tolist() == [0, 0, 1, 2, 3, 3, 4]
+    assert both.targets.tolist() == [0, 1, 2, 0, 1, 2, 0] and both.features.shape == (7, lift.FEATURES)
+
+
 def test_a_channel_above_white_is_a_measurement_the_head_keeps():
     display, linear, expanded = plate()
     linear[5:30, 10:40] = 3.0  # an input that is already HDR: display clips at 1, the value was measured

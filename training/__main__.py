@@ -43,8 +43,10 @@ from training.evaluate import (
     write_sheet,
 )
 from training.export import checkpoint_model, export, load_checkpoint, set_manifest_sha, validation_metadata
+from training.scenes import folds as scene_folds
+from training.scenes import shared_scenes
 from training.train import Init, TrainConfig, decoding_metadata, torchrun_ranks, train
-from training.validation import validate, validation_cases
+from training.validation import predictions, summarise, validate, validation_cases
 from training.views import is_panorama, training_views
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Train and export FHDR weights.")
@@ -74,11 +76,16 @@ DEFAULT_VAL = ",".join(
 
 
 def split_images(folder: Path, val_stems: set[str]) -> tuple[list[Path], list[Path]]:
-    """HDR files of ``folder`` split into (train, validation) by stem."""
+    """HDR files of ``folder`` split into (train, validation) by stem; a scene on both sides (``scenes.scene_of``)
+    is an error."""
     files = list_images(folder, HDR_SUFFIXES)
     if not files:
         raise typer.BadParameter(f"{folder}: no .exr or .hdr files")
-    return [f for f in files if f.stem not in val_stems], [f for f in files if f.stem in val_stems]
+    train, val = [f for f in files if f.stem not in val_stems], [f for f in files if f.stem in val_stems]
+    both = shared_scenes(train, val)
+    if both:
+        raise typer.BadParameter(f"{folder}: scene(s) {', '.join(both)} on both sides of the split: hold out all files")
+    return train, val
 
 
 def files_of_stems(folder: Path, stems: str) -> list[Path]:
@@ -303,46 +310,60 @@ def fit_lift_cmd(
     per_frame: int = typer.Option(3000, help="Pixels sampled from each training frame."),
     factors: str = typer.Option(
         "0,0.5,0.6,0.65,0.7,0.75,1",
-        help="Scales of the fitted head to choose from on validation: the best clipped-pixel PU21 among those that "
-        "keep the whole-image guard and the barely clipped cases within 1.1x.",
+        help="Scales of the fitted head to choose from by cross-fitting on the training scenes: the best "
+        "clipped-pixel PU21 among those that keep the whole-image guard and the barely clipped cases within 1.1x.",
     ),
+    folds: int = typer.Option(5, help="Scene folds of the training images the scale is chosen by (cross-fitting)."),
     seed: int = typer.Option(0, help="Seed of the sampling and of the head's initial weights."),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
 ) -> None:
-    """Fit the lift head of a shipped model on whole frames of the training images, choose its scale on the
-    validation cases through the node, and write it into the model's weights file (sha256 into plugin.toml)."""
+    """Fit the lift head of a shipped model on whole frames of the training images, its scale chosen by
+    cross-fitting (each fold of training scenes scored through the node with a head fitted on the other folds),
+    score it on the validation cases and write it into the model's weights file (sha256 into plugin.toml)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if threads:
         torch.set_num_threads(threads)
     spec = manifest().model(model)
     net, meta = load_model(spec)
-    val_stems = {s for s in val.split(",") if s}
-    train_files, val_files = split_images(data, val_stems)
-    samples = lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, seed), per_frame, seed)
-    head = lift.fit(samples, steps, seed=seed)
-    cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0, barely=True))
-    scored = {}
-    for factor in (float(f) for f in factors.split(",")):
-        net.lift = lift.scaled(head, factor) if factor else None
-        scored[factor] = validate(net, meta, cases)
+    net.lift = None
+    train_files, val_files = split_images(data, {s for s in val.split(",") if s})
+    parts = [files for files in scene_folds(train_files, folds) if files]
+    samples = [lift.collect(net, meta, synthetic_cases(files, FRACTIONS, seed), per_frame, seed) for files in parts]
+    scales = [float(f) for f in factors.split(",")]
+    rows: dict[float, list[dict]] = {f: [] for f in scales}
+    for i, files in enumerate(parts):
+        head = lift.fit(lift.Samples.concat(*(s for j, s in enumerate(samples) if j != i)), steps, seed=seed)
+        cases = validation_cases(synthetic_cases(files, FRACTIONS, seed, barely=True))
+        predicted = predictions(net, meta, cases)
+        for factor in scales:
+            net.lift = lift.scaled(head, factor) if factor else None
+            rows[factor] += validate(net, meta, cases, predicted=predicted)["cases"]
+    scored = {factor: summarise(rows[factor]) for factor in scales}
+    for factor in scales:
         typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in scored[factor].items() if k != 'cases'})}")
     factor = lift.choose_scale(scored)
-    best, without = scored[factor], scored.get(0.0)
+    everything = lift.Samples.concat(*samples)
+    head = lift.fit(everything, steps, seed=seed)
+    val_cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0, barely=True))
+    predicted = predictions(net, meta, val_cases)
+    net.lift = None
+    without = validate(net, meta, val_cases, predicted=predicted)
     net.lift = lift.scaled(head, factor) if factor else None
-    command = fit_command(spec.name, steps, per_frame, factors, seed, threads)
-    extra = lift.metadata(samples, steps, factor, best, without, command)
+    chosen = validate(net, meta, val_cases, predicted=predicted) if factor else without
+    command = fit_command(spec.name, steps, per_frame, factors, folds, seed, threads)
+    extra = lift.metadata(everything, steps, factor, scored[factor], chosen, without, command)
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
     set_manifest_sha(manifest_path(), spec.name, sha)
     typer.echo(f"{spec.path}: lift head scale {factor:g}, sha256 {sha}")
 
 
-def fit_command(model: str, steps: int, per_frame: int, factors: str, seed: int, threads: int) -> str:
+def fit_command(model: str, steps: int, per_frame: int, factors: str, folds: int, seed: int, threads: int) -> str:
     """The command line that fits a lift head with these options, as the metadata records it (the thread count
     too: the fit repeats exactly only with the same number of threads)."""
     return (
         f"python -m training fit-lift --model {model} --steps {steps} --per-frame {per_frame} --factors {factors} "
-        f"--seed {seed}" + (f" --threads {threads}" if threads else "")
+        f"--folds {folds} --seed {seed}" + (f" --threads {threads}" if threads else "")
     )
 
 

@@ -4,9 +4,11 @@ The network is fixed: each training frame goes through the node's own path (the 
 anchored blend at the plate's ramp), and the head learns, per pixel the network reconstructs, the log of the
 truth's luminance over the expansion's, from the frame's context features (``lift.features``, the same function
 the node runs). The loss is L1 in log luminance with every frame weighted equally, so a frame with a large sun
-does not outweigh one with a barely clipped sky. The fitted head is then scaled (a shrinkage towards no change)
-by the factor that scores best through the node on the validation cases while keeping the whole-image guard and
-the barely clipped cases within 1.1x (``choose_scale``), no head at all among the choices.
+does not outweigh one with a barely clipped sky. The head's scale (a shrinkage towards no change, no head at all
+among the choices) is chosen without the validation scenes, by cross-fitting: the training scenes are split into
+folds (``scenes.folds``), each fold is scored through the node with a head fitted on the others, and the scale
+that scores best over all folds while keeping the whole-image guard and the barely clipped cases within 1.1x
+(``choose_scale``) is applied to the head fitted on every training scene.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ class Samples:
     features: torch.Tensor
     targets: torch.Tensor
     frames: torch.Tensor
+
+    @staticmethod
+    def concat(*parts: Samples) -> Samples:
+        """The samples of ``parts``, each part's frames numbered after those of the parts before it."""
+        offsets = np.cumsum([0] + [int(p.frames.max()) + 1 for p in parts[:-1]])
+        return Samples(
+            torch.cat([p.features for p in parts]),
+            torch.cat([p.targets for p in parts]),
+            torch.cat([p.frames + int(o) for p, o in zip(parts, offsets, strict=True)]),
+        )
 
 
 def frame_samples(
@@ -135,27 +147,28 @@ def choose_scale(scored: dict[float, dict]) -> float:
 
 
 def metadata(
-    samples: Samples, steps: int, factor: float, chosen: dict, without: dict | None, command: str
+    samples: Samples, steps: int, factor: float, selected: dict, chosen: dict, without: dict, command: str
 ) -> dict[str, str]:
-    """What a weights file records of its lift head: how it was fitted, the scale chosen, and the validation
-    figures through the node with it (``fhdr:val_*``) and without it (``fhdr:val_nolift_*``)."""
+    """What a weights file records of its lift head: how it was fitted, the scale chosen and its cross-fitted
+    figures on the training scenes it was chosen by (``fhdr:lift_select_*``), and the validation figures through
+    the node with it (``fhdr:val_*``) and without it (``fhdr:val_nolift_*``)."""
     frames = int(samples.frames.max()) + 1
     meta = {
         "fhdr:lift": (
             f"per-pixel MLP {lift.FEATURES}-{lift.HIDDEN}-{lift.HIDDEN}-1 on the frame's context (fhdr_plugin/node/"
             f"lift.py), fitted {steps} steps on {samples.targets.numel()} pixels of {frames} whole training frames "
             "(views at 0.5-10 % clipped, plain 8-bit sRGB camera): L1 of the log luminance, frames weighted "
-            f"equally; scaled by {factor:g}, chosen on validation"
+            f"equally; scaled by {factor:g}, chosen by cross-fitting on folds of the training scenes"
         )
         if factor
-        else "none (no scale of the fitted head beat the network alone on validation)",
+        else "none (no scale of the fitted head beat the network alone, cross-fitted on the training scenes)",
         "fhdr:lift_scale": f"{factor:g}",
         "fhdr:lift_command": command,
         "fhdr:val_node": "fhdr defaults (anchored, blend ramp chosen for the plate, "
         + ("lift head on" if factor else "no lift head")
         + "); python -m training validate",
+        **validation_metadata(selected, "fhdr:lift_select_"),
         **validation_metadata(chosen),
+        **validation_metadata({k: v for k, v in without.items() if k != "cases"}, "fhdr:val_nolift_"),
     }
-    if without is not None:
-        meta.update(validation_metadata({k: v for k, v in without.items() if k != "cases"}, "fhdr:val_nolift_"))
     return meta

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fhdr_plugin.imaging import color
+from fhdr_plugin.node import scale
 from fhdr_plugin.node.engine import Engine
 from fhdr_plugin.node.model import FHDR
-from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
+from fhdr_plugin.node.operation import LdrToHdrParams, predict
 from training.evaluate import BARELY_TRUTH, GUARD_DB, INPUT_SPACE, Case
 from training.highlights import figures, hollow
 from training.metrics import clipped_ratio, pu21_psnr
@@ -81,6 +82,21 @@ def highlight_summary(rows: list[dict]) -> dict:
     }
 
 
+def predictions(
+    model: FHDR,
+    meta: dict[str, str],
+    cases: list[ValCase],
+    device: str = "cpu",
+    precision: str = "auto",
+    params: LdrToHdrParams | None = None,
+) -> list[np.ndarray]:
+    """The network's decoded prediction of each case through the node's engine (``operation.predict``): what
+    ``validate`` blends, the same whatever the model's lift head."""
+    engine = Engine(copy.deepcopy(model), device, precision)
+    blend = (params or LdrToHdrParams()).blend
+    return [predict(engine, meta, case.display, blend) for case in cases]
+
+
 def validate(
     model: FHDR,
     meta: dict[str, str],
@@ -88,20 +104,18 @@ def validate(
     device: str = "cpu",
     precision: str = "auto",
     params: LdrToHdrParams | None = None,
+    predicted: list[np.ndarray] | None = None,
 ) -> dict:
     """Scores of ``model`` (its output decoded by ``meta``) on ``cases`` through the node with ``params`` (its
-    defaults when None).
-
-    Keys: ``pu21_clipped``, ``pu21_all`` (means), ``gain_clipped`` (mean over the linearised input),
-    ``worst_all`` (the lowest whole-image difference to the linearised input), ``guard`` (``worst_all`` within
-    ``GUARD_DB``), those of ``highlight_summary`` and ``cases`` (per case, with the output's and the truth's
-    clipped-area brightness ratios, the log-lift ratio, the unclipped-channel change and the depth ratios).
-    """
+    defaults when None), the network run again unless ``predicted`` holds its ``predictions`` of the cases; the
+    figures of ``summarise`` and ``cases`` (per case, with the output's and the truth's clipped-area brightness
+    ratios, the log-lift ratio, the unclipped-channel change and the depth ratios)."""
     engine = Engine(copy.deepcopy(model), device, precision)
     params = params or LdrToHdrParams()
     rows = []
-    for case in cases:
-        hdr = reconstruct(engine, meta, case.linear, case.display, params)
+    for i, case in enumerate(cases):
+        pred = predict(engine, meta, case.display, params.blend) if predicted is None else predicted[i]
+        hdr = scale.blend(case.linear, case.display, pred, params.blend, engine.lift)
         ratio = clipped_ratio(hdr, case.linear, case.clipped)
         rows.append(
             {
@@ -115,6 +129,14 @@ def validate(
                 **figures(hdr, case.hdr, case.linear, case.display, case.clipped, ratio, case.truth_ratio),
             }
         )
+    return summarise(rows)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The figures of per-case rows (``validate``'s, of one or several sets of cases): ``pu21_clipped``,
+    ``pu21_all`` (means), ``gain_clipped`` (mean over the linearised input), ``worst_all`` (the lowest whole-image
+    difference to the linearised input), ``guard`` (``worst_all`` within ``GUARD_DB``), those of
+    ``highlight_summary``, and the rows as ``cases``."""
     worst = min(r["pu21_all"] - r["base_all"] for r in rows)
     return {
         **highlight_summary(rows),

@@ -19,7 +19,7 @@ from fhdr_plugin.imaging.io import check_buffer, from_array, stored_lossily, to_
 from fhdr_plugin.node import scale
 from fhdr_plugin.node.encoding import decode
 from fhdr_plugin.node.engine import Engine, engine_for
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import BlendParams, LdrToHdrParams
 from fhdr_plugin.version import __version__
 
 __all__ = ["LdrToHdrParams", "apply", "predict_linear", "reconstruct"]
@@ -102,10 +102,15 @@ def to_model_space(rgb: np.ndarray, src_space: str) -> tuple[np.ndarray, np.ndar
 def reconstruct(
     engine: Engine, meta: dict[str, str], linear: np.ndarray, display: np.ndarray, params: LdrToHdrParams
 ) -> np.ndarray:
-    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network (on the tiles whose
-    pixels the blend uses), decoded, then scaled (and lifted by the model's lift head, when it has one)."""
-    predicted = decode(engine.run(display, scale.needed(display, params.blend)), meta)
-    return scale.blend(linear, display, predicted, params.blend, engine.lift)
+    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network's ``predict``, then
+    scaled (and lifted by the model's lift head, when it has one)."""
+    return scale.blend(linear, display, predict(engine, meta, display, params.blend), params.blend, engine.lift)
+
+
+def predict(engine: Engine, meta: dict[str, str], display: np.ndarray, blend: BlendParams) -> np.ndarray:
+    """The network's decoded linear prediction (H, W, 3) of the display-referred input, on the tiles whose pixels
+    ``blend`` uses (elsewhere 0); the model's lift head plays no part in it."""
+    return decode(engine.run(display, scale.needed(display, blend)), meta)
 
 
 def to_output_space(hdr: np.ndarray, out_space: str) -> np.ndarray:
