@@ -165,18 +165,18 @@ def test_a_channel_above_white_is_a_measurement_the_head_keeps():
     np.testing.assert_array_equal(out[5:30, 10:40], linear[5:30, 10:40])
 
 
-def test_the_scale_chosen_scores_best_among_those_that_keep_the_guard_and_barely_clipped_highlights():
-    def result(guard: bool, flat: float, pu21: float) -> dict:
-        return {"guard": guard, "flat_max": flat, "pu21_clipped": pu21}
+def test_the_scale_chosen_has_the_fewest_cases_below_the_guard_then_barely_clipped_over_then_the_best_pu21():
+    def result(below: int, over: int, pu21: float) -> dict:
+        return {"below_guard": below, "flat_over": over, "pu21_clipped": pu21}
 
     scored = {
-        0.0: result(True, 1.15, 18.6),
-        0.5: result(True, 1.11, 18.9),
-        0.65: result(True, 1.098, 18.8),
-        0.75: result(True, 1.09, 18.7),
-        1.0: result(False, 1.07, 19.5),
+        0.0: result(0, 1, 18.6),
+        0.5: result(0, 1, 18.9),
+        0.65: result(0, 0, 18.8),
+        0.75: result(0, 0, 18.7),
+        1.0: result(1, 0, 19.5),
     }
     assert fitting.choose_scale(scored) == 0.65
     del scored[0.65], scored[0.75]
     assert fitting.choose_scale(scored) == 0.5, "when none keeps barely clipped highlights, the guard still rules"
-    assert fitting.choose_scale({0.0: result(True, float("nan"), 18.0), 0.5: result(True, float("nan"), 18.5)}) == 0.5
+    assert fitting.choose_scale({0.0: result(3, 9, 18.0), 0.5: result(4, 0, 18.5), 1.0: result(3, 8, 17.0)}) == 1.0

@@ -310,10 +310,13 @@ def fit_lift_cmd(
     per_frame: int = typer.Option(3000, help="Pixels sampled from each training frame."),
     factors: str = typer.Option(
         "0,0.5,0.6,0.65,0.7,0.75,1",
-        help="Scales of the fitted head to choose from by cross-fitting on the training scenes: the best "
-        "clipped-pixel PU21 among those that keep the whole-image guard and the barely clipped cases within 1.1x.",
+        help="Scales of the fitted head to choose from by cross-fitting on the training scenes: the fewest cases "
+        "below the whole-image guard, then the fewest barely clipped beyond 1.1x, then the best clipped-pixel PU21.",
     ),
     folds: int = typer.Option(5, help="Scene folds of the training images the scale is chosen by (cross-fitting)."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the cross-fitted figures of each scale and the validation's, with their cases."
+    ),
     seed: int = typer.Option(0, help="Seed of the sampling and of the head's initial weights."),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
 ) -> None:
@@ -356,6 +359,9 @@ def fit_lift_cmd(
     sha = save_weights(net, spec.path, {**keep, **extra})
     set_manifest_sha(manifest_path(), spec.name, sha)
     typer.echo(f"{spec.path}: lift head scale {factor:g}, sha256 {sha}")
+    if json_out is not None:
+        report = {"crossfit": {f"{f:g}": scored[f] for f in scales}, "validation": chosen, "validation_nolift": without}
+        write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
 
 
 def fit_command(model: str, steps: int, per_frame: int, factors: str, folds: int, seed: int, threads: int) -> str:

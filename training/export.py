@@ -87,6 +87,9 @@ def validation_metadata(val: dict, prefix: str = "fhdr:val_") -> dict[str, str]:
     for key in keys:
         if key in val:
             meta[f"{prefix}{key}"] = f"{val[key]:.3f}"
+    for key in ("below_guard", "flat_over"):
+        if key in val:
+            meta[f"{prefix}{key}"] = str(val[key])
     if "hollow" in val:
         meta[f"{prefix}hollow"] = ",".join(val["hollow"])
     if val.get("cases"):

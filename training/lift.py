@@ -7,8 +7,8 @@ the node runs). The loss is L1 in log luminance with every frame weighted equall
 does not outweigh one with a barely clipped sky. The head's scale (a shrinkage towards no change, no head at all
 among the choices) is chosen without the validation scenes, by cross-fitting: the training scenes are split into
 folds (``scenes.folds``), each fold is scored through the node with a head fitted on the others, and the scale
-that scores best over all folds while keeping the whole-image guard and the barely clipped cases within 1.1x
-(``choose_scale``) is applied to the head fitted on every training scene.
+with the fewest cases over all folds below the whole-image guard, then the fewest barely clipped cases beyond
+1.1x, then the best PU21 (``choose_scale``) is applied to the head fitted on every training scene.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from fhdr_plugin.node.engine import Engine
 from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
 from fhdr_plugin.params import BlendParams
-from training.evaluate import BARELY_TRUTH, INPUT_SPACE, Case
+from training.evaluate import INPUT_SPACE, Case
 from training.export import validation_metadata
 from training.metrics import luminance
 
@@ -135,13 +135,14 @@ def scaled(head: lift.LiftHead, factor: float) -> lift.LiftHead:
 
 
 def choose_scale(scored: dict[float, dict]) -> float:
-    """The scale whose validation (``validation.validate``'s result) has the best clipped-pixel PU21 among those that
-    keep the whole-image guard and every barely clipped case within ``BARELY_TRUTH``; failing that, among those
-    that keep the guard; failing that, among all."""
+    """The scale whose validation (``validation.summarise``'s result) has the fewest cases below the whole-image
+    guard, then the fewest barely clipped cases lifted beyond ``BARELY_TRUTH``, then the best clipped-pixel PU21:
+    on cases the network alone keeps within both, the best PU21 among the scales that keep every case within
+    them."""
 
-    def rank(factor: float) -> tuple[bool, bool, float]:
+    def rank(factor: float) -> tuple[int, int, float]:
         result = scored[factor]
-        return result["guard"], not result["flat_max"] > BARELY_TRUTH, result["pu21_clipped"]
+        return -result["below_guard"], -result["flat_over"], result["pu21_clipped"]
 
     return max(scored, key=rank)
 

@@ -69,7 +69,7 @@ def validation_cases(cases: Iterable[Case]) -> list[ValCase]:
 def highlight_summary(rows: list[dict]) -> dict:
     """The large-highlight figures over the cases: the largest unclipped-channel change, the median and lowest
     log-lift ratio where the truth is at least twice the plate, the hollow cases, and the largest lift where the
-    truth is within 1.1x."""
+    truth is within 1.1x and how many such cases come out above 1.1x."""
     bright = [r["log_lift"] for r in rows if r["truth_ratio"] >= 2.0]
     flat = [r["ratio"] for r in rows if r["truth_ratio"] <= BARELY_TRUTH]
     changes = [r["unclipped_change"] for r in rows if not np.isnan(r["unclipped_change"])]
@@ -79,6 +79,7 @@ def highlight_summary(rows: list[dict]) -> dict:
         "log_lift_min": float(min(bright, default=float("nan"))),
         "hollow": [r["case"] for r in rows if hollow(r)],
         "flat_max": float(max(flat, default=float("nan"))),
+        "flat_over": sum(ratio > BARELY_TRUTH for ratio in flat),
     }
 
 
@@ -135,15 +136,17 @@ def validate(
 def summarise(rows: list[dict]) -> dict:
     """The figures of per-case rows (``validate``'s, of one or several sets of cases): ``pu21_clipped``,
     ``pu21_all`` (means), ``gain_clipped`` (mean over the linearised input), ``worst_all`` (the lowest whole-image
-    difference to the linearised input), ``guard`` (``worst_all`` within ``GUARD_DB``), those of
-    ``highlight_summary``, and the rows as ``cases``."""
-    worst = min(r["pu21_all"] - r["base_all"] for r in rows)
+    difference to the linearised input), ``below_guard`` (how many cases fall further below it than ``GUARD_DB``),
+    ``guard`` (none does), those of ``highlight_summary``, and the rows as ``cases``."""
+    whole = [r["pu21_all"] - r["base_all"] for r in rows]
+    worst = min(whole)
     return {
         **highlight_summary(rows),
         "pu21_clipped": float(np.mean([r["pu21_clipped"] for r in rows])),
         "pu21_all": float(np.mean([r["pu21_all"] for r in rows])),
         "gain_clipped": float(np.mean([r["pu21_clipped"] - r["base_clipped"] for r in rows])),
         "worst_all": float(worst),
+        "below_guard": sum(w < -GUARD_DB for w in whole),
         "guard": bool(worst >= -GUARD_DB),
         "cases": rows,
     }
