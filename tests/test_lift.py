@@ -142,14 +142,15 @@ def test_fitting_learns_the_gain_the_truth_asks_for(one_thread):
     assert abs(float(half) - 0.5) < 1e-4
 
 
-def test_samples_of_several_collections_keep_their_frames_apart():
-    def samples(frames: list[int]) -> fitting.Samples:
-        n = len(frames)
-        return fitting.Samples(torch.zeros(n, lift.FEATURES), torch.arange(n).float(), torch.tensor(frames))
-
-    both = fitting.Samples.concat(samples([0, 0, 1]), samples([0, 1, 1]), samples([0]))
-    assert both.frames.tolist() == [0, 0, 1, 2, 3, 3, 4]
-    assert both.targets.tolist() == [0, 1, 2, 0, 1, 2, 0] and both.features.shape == (7, lift.FEATURES)
+def test_samples_without_some_images_keep_the_other_frames_in_order():
+    frames = torch.tensor([0, 0, 1, 2, 2, 2, 3])
+    samples = fitting.Samples(
+        torch.arange(7.0)[:, None].repeat(1, lift.FEATURES), torch.arange(7.0), frames, tuple("abac")
+    )
+    rest = samples.without({"a"})
+    assert rest.images == ("b", "c") and rest.frames.tolist() == [0, 1]
+    assert rest.targets.tolist() == [2.0, 6.0] and rest.features[:, 0].tolist() == [2.0, 6.0]
+    assert samples.without(set()).frames.tolist() == frames.tolist()
 
 
 def test_a_channel_above_white_is_a_measurement_the_head_keeps():

@@ -331,11 +331,11 @@ def fit_lift_cmd(
     net.lift = None
     train_files, val_files = split_images(data, {s for s in val.split(",") if s})
     parts = [files for files in scene_folds(train_files, folds) if files]
-    samples = [lift.collect(net, meta, synthetic_cases(files, FRACTIONS, seed), per_frame, seed) for files in parts]
+    samples = lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, seed), per_frame, seed)
     scales = [float(f) for f in factors.split(",")]
     rows: dict[float, list[dict]] = {f: [] for f in scales}
-    for i, files in enumerate(parts):
-        head = lift.fit(lift.Samples.concat(*(s for j, s in enumerate(samples) if j != i)), steps, seed=seed)
+    for files in parts:
+        head = lift.fit(samples.without({f.stem for f in files}), steps, seed=seed)
         cases = validation_cases(synthetic_cases(files, FRACTIONS, seed, barely=True))
         predicted = predictions(net, meta, cases)
         for factor in scales:
@@ -345,8 +345,7 @@ def fit_lift_cmd(
     for factor in scales:
         typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in scored[factor].items() if k != 'cases'})}")
     factor = lift.choose_scale(scored)
-    everything = lift.Samples.concat(*samples)
-    head = lift.fit(everything, steps, seed=seed)
+    head = lift.fit(samples, steps, seed=seed)
     val_cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0, barely=True))
     predicted = predictions(net, meta, val_cases)
     net.lift = None
@@ -354,7 +353,7 @@ def fit_lift_cmd(
     net.lift = lift.scaled(head, factor) if factor else None
     chosen = validate(net, meta, val_cases, predicted=predicted) if factor else without
     command = fit_command(spec.name, steps, per_frame, factors, folds, seed, threads)
-    extra = lift.metadata(everything, steps, factor, scored[factor], chosen, without, command)
+    extra = lift.metadata(samples, steps, factor, scored[factor], chosen, without, command)
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
     set_manifest_sha(manifest_path(), spec.name, sha)

@@ -46,20 +46,25 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Samples:
-    """The head's training set: features (n, ``lift.FEATURES``), target log gains (n,), and each sample's frame."""
+    """The head's training set: features (n, ``lift.FEATURES``), target log gains (n,), each sample's frame, and
+    each frame's image (the stem of its HDR file)."""
 
     features: torch.Tensor
     targets: torch.Tensor
     frames: torch.Tensor
+    images: tuple[str, ...]
 
-    @staticmethod
-    def concat(*parts: Samples) -> Samples:
-        """The samples of ``parts``, each part's frames numbered after those of the parts before it."""
-        offsets = np.cumsum([0] + [int(p.frames.max()) + 1 for p in parts[:-1]])
+    def without(self, images: set[str]) -> Samples:
+        """The samples of the frames whose image is not in ``images``, the frames renumbered in order."""
+        keep = [i for i, image in enumerate(self.images) if image not in images]
+        number = torch.full((len(self.images),), -1, dtype=torch.long)
+        number[keep] = torch.arange(len(keep))
+        chosen = number[self.frames] >= 0
         return Samples(
-            torch.cat([p.features for p in parts]),
-            torch.cat([p.targets for p in parts]),
-            torch.cat([p.frames + int(o) for p, o in zip(parts, offsets, strict=True)]),
+            self.features[chosen],
+            self.targets[chosen],
+            number[self.frames][chosen],
+            tuple(self.images[i] for i in keep),
         )
 
 
@@ -90,7 +95,7 @@ def collect(model: FHDR, meta: dict[str, str], cases: Iterable[Case], per_frame:
     net.lift = None
     engine = Engine(net, "cpu")
     rng = np.random.default_rng(seed)
-    feats, targets, frames = [], [], []
+    feats, targets, frames, images = [], [], [], []
     for case in cases:
         got = frame_samples(engine, meta, case, per_frame, rng)
         if got is None:
@@ -98,10 +103,11 @@ def collect(model: FHDR, meta: dict[str, str], cases: Iterable[Case], per_frame:
         feats.append(got[0])
         targets.append(got[1])
         frames.append(np.full(got[1].size, len(frames)))
+        images.append(case.image)
         log.info("%s: %d samples", case.name, got[1].size)
     if not feats:
         raise ValueError("no training frame has pixels the network reconstructs")
-    return Samples(*(torch.from_numpy(np.concatenate(a)) for a in (feats, targets, frames)))
+    return Samples(*(torch.from_numpy(np.concatenate(a)) for a in (feats, targets, frames)), tuple(images))
 
 
 def fit(samples: Samples, steps: int = 3000, batch: int = 16384, lr: float = 3e-3, seed: int = 0) -> lift.LiftHead:
