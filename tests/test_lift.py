@@ -142,6 +142,19 @@ def test_fitting_learns_the_gain_the_truth_asks_for(one_thread):
     assert abs(float(half) - 0.5) < 1e-4
 
 
+def test_a_fit_that_pays_more_for_over_lifting_lifts_less(one_thread):
+    n = 2000
+    targets = torch.from_numpy(np.random.default_rng(0).uniform(0.0, 2.0, n).astype(np.float32))
+    samples = fitting.Samples(torch.ones(n, lift.FEATURES), targets, torch.zeros(n, dtype=torch.long), ("a",))
+    x = samples.features.T[None, :, :1, None]
+    median_head = fitting.fit(samples, steps=400, batch=n)
+    cautious_head = fitting.fit(samples, steps=400, batch=n, over=3.0)
+    with torch.no_grad():
+        median, cautious = float(median_head.gain(x)), float(cautious_head.gain(x))
+    assert abs(median - 1.0) < 0.15, median  # the median of U(0, 2)
+    assert abs(cautious - 0.5) < 0.15, cautious  # its quarter quantile: an over-lift costs 3x an under-lift
+
+
 def test_samples_without_some_images_keep_the_other_frames_in_order():
     frames = torch.tensor([0, 0, 1, 2, 2, 2, 3])
     samples = fitting.Samples(

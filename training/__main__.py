@@ -314,6 +314,9 @@ def fit_lift_cmd(
         "below the whole-image guard, then the fewest barely clipped beyond 1.1x, then the best clipped-pixel PU21.",
     ),
     folds: int = typer.Option(5, help="Scene folds of the training images the scale is chosen by (cross-fitting)."),
+    over_weight: float = typer.Option(
+        1.0, help="How much more an over-lift costs the fit than an under-lift (1: L1, the median gain)."
+    ),
     json_out: Path | None = typer.Option(
         None, "--json", help="Write the cross-fitted figures of each scale and the validation's, with their cases."
     ),
@@ -335,7 +338,7 @@ def fit_lift_cmd(
     scales = [float(f) for f in factors.split(",")]
     rows: dict[float, list[dict]] = {f: [] for f in scales}
     for files in parts:
-        head = lift.fit(samples.without({f.stem for f in files}), steps, seed=seed)
+        head = lift.fit(samples.without({f.stem for f in files}), steps, seed=seed, over=over_weight)
         cases = validation_cases(synthetic_cases(files, FRACTIONS, seed, barely=True))
         predicted = predictions(net, meta, cases)
         for factor in scales:
@@ -345,14 +348,14 @@ def fit_lift_cmd(
     for factor in scales:
         typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in scored[factor].items() if k != 'cases'})}")
     factor = lift.choose_scale(scored)
-    head = lift.fit(samples, steps, seed=seed)
+    head = lift.fit(samples, steps, seed=seed, over=over_weight)
     val_cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0, barely=True))
     predicted = predictions(net, meta, val_cases)
     net.lift = None
     without = validate(net, meta, val_cases, predicted=predicted)
     net.lift = lift.scaled(head, factor) if factor else None
     chosen = validate(net, meta, val_cases, predicted=predicted) if factor else without
-    command = fit_command(spec.name, steps, per_frame, factors, folds, seed, threads)
+    command = fit_command(spec.name, steps, per_frame, factors, folds, over_weight, seed, threads)
     extra = lift.metadata(samples, steps, factor, scored[factor], chosen, without, command)
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
@@ -363,12 +366,17 @@ def fit_lift_cmd(
         write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
 
 
-def fit_command(model: str, steps: int, per_frame: int, factors: str, folds: int, seed: int, threads: int) -> str:
+def fit_command(
+    model: str, steps: int, per_frame: int, factors: str, folds: int, over_weight: float, seed: int, threads: int
+) -> str:
     """The command line that fits a lift head with these options, as the metadata records it (the thread count
     too: the fit repeats exactly only with the same number of threads)."""
     return (
         f"python -m training fit-lift --model {model} --steps {steps} --per-frame {per_frame} --factors {factors} "
-        f"--folds {folds} --seed {seed}" + (f" --threads {threads}" if threads else "")
+        f"--folds {folds}"
+        + (f" --over-weight {over_weight:g}" if over_weight != 1 else "")
+        + f" --seed {seed}"
+        + (f" --threads {threads}" if threads else "")
     )
 
 

@@ -110,8 +110,11 @@ def collect(model: FHDR, meta: dict[str, str], cases: Iterable[Case], per_frame:
     return Samples(*(torch.from_numpy(np.concatenate(a)) for a in (feats, targets, frames)), tuple(images))
 
 
-def fit(samples: Samples, steps: int = 3000, batch: int = 16384, lr: float = 3e-3, seed: int = 0) -> lift.LiftHead:
-    """A lift head fitted to ``samples``: L1 of the log gain, every frame weighted equally (Adam)."""
+def fit(
+    samples: Samples, steps: int = 3000, batch: int = 16384, lr: float = 3e-3, seed: int = 0, over: float = 1.0
+) -> lift.LiftHead:
+    """A lift head fitted to ``samples``: L1 of the log gain, an error above the target weighted ``over`` times
+    one below (1: the median), every frame weighted equally (Adam)."""
     torch.manual_seed(seed)
     head = lift.LiftHead()
     opt = torch.optim.Adam(head.parameters(), lr=lr)
@@ -122,7 +125,8 @@ def fit(samples: Samples, steps: int = 3000, batch: int = 16384, lr: float = 3e-
     for step in range(steps):
         i = torch.randint(0, n, (min(batch, n),))
         pred = head.gain(x[:, :, i])[0, 0, :, 0]
-        loss = (weight[i] * (pred - samples.targets[i].float()).abs()).sum() / weight[i].sum()
+        err = pred - samples.targets[i].float()
+        loss = (weight[i] * torch.where(err > 0, over * err, -err)).sum() / weight[i].sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
