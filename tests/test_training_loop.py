@@ -25,7 +25,7 @@ from training.evaluate import Case
 from training.export import checkpoint_metadata
 from training.losses import FHDRLoss
 from training.metrics import pu21_psnr
-from training.train import Init, TrainConfig, better, train
+from training.train import Init, TrainConfig, better, lr_factor, train
 from training.validation import GUARD_DB, validate, validation_cases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,6 +82,16 @@ def test_a_few_steps_reduce_the_loss(images, tmp_path: Path):
     with torch.no_grad():
         after = loss([trained(ldr)], hdr, ldr).item()
     assert after < 0.7 * before
+
+
+def test_the_learning_rate_rises_over_the_warmup_then_holds_then_decays_to_zero():
+    cfg = TrainConfig(steps=100, warmup=10, decay_start=0.5)
+    factors = [lr_factor(step, cfg) for step in range(100)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert factors[10:50] == [1.0] * 40
+    assert factors[50] == pytest.approx(1.0) and factors[99] == pytest.approx(0.02)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert lr_factor(0, TrainConfig(steps=100)) == 1.0
 
 
 def test_resume_after_a_crash_gives_the_weights_of_an_uninterrupted_run(images, tmp_path: Path):

@@ -47,6 +47,7 @@ class TrainConfig(Params):
     beta2: float = param(0.999, "Adam's beta2")
     steps: int = param(6000, "optimiser steps of this run")
     decay_start: float = param(0.5, "fraction of the run after which the learning rate decays linearly to 0")
+    warmup: int = param(0, "steps over which the learning rate first rises linearly from 0 (for a run from --init)")
     checkpoint_every: int = param(250, "steps between checkpoints (last.pt)")
     validate_every: int = param(500, "steps between validations (a multiple of checkpoint_every)")
     seed: int = param(0, "seed of the data and of the initial weights")
@@ -60,11 +61,14 @@ class TrainConfig(Params):
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Constant, then linear decay to 0 from ``decay_start`` of the run (the paper's schedule)."""
+    """Constant, then linear decay to 0 from ``decay_start`` of the run (the paper's schedule), after a linear rise
+    over the first ``warmup`` steps: a run continued from trained weights starts Adam without moments, and its
+    first full-size steps move every weight by about the learning rate at once."""
+    rise = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
     start = int(cfg.steps * cfg.decay_start)
     if step < start:
-        return 1.0
-    return max(0.0, (cfg.steps - step) / max(1, cfg.steps - start))
+        return rise
+    return rise * max(0.0, (cfg.steps - step) / max(1, cfg.steps - start))
 
 
 def save_atomic(obj: dict, path: Path) -> None:
