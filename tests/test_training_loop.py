@@ -22,6 +22,7 @@ from training import data
 from training.__main__ import app
 from training.data import HDRCrops, Synthesis
 from training.evaluate import Case
+from training.loader import batches
 from training.export import checkpoint_metadata
 from training.losses import FHDRLoss
 from training.metrics import pu21_psnr
@@ -92,6 +93,28 @@ def test_the_learning_rate_rises_over_the_warmup_then_holds_then_decays_to_zero(
     assert factors[50] == pytest.approx(1.0) and factors[99] == pytest.approx(0.02)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
     assert lr_factor(0, TrainConfig(steps=100)) == 1.0
+
+
+def test_a_timed_run_decays_over_its_minutes_and_ends_with_a_checkpoint(images, tmp_path: Path):
+    cfg = TrainConfig(steps=1000, minutes=10.0, decay_start=0.5)
+    assert lr_factor(0, cfg, 0.0) == 1.0 and lr_factor(0, cfg, 299.0) == 1.0
+    assert lr_factor(0, cfg, 450.0) == pytest.approx(0.5) and lr_factor(0, cfg, 600.0) == 0.0
+    assert lr_factor(900, cfg, 60.0) == pytest.approx(0.2)  # the steps, further along, set the pace
+    train(
+        tiny(100_000, minutes=0.002, checkpoint_every=100_000), HDRCrops(images, 32, SYN, seed=0), None, tmp_path, SYN
+    )
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert 1 <= checkpoint["step"] < 100_000 and checkpoint["seconds"] >= 0.12
+
+
+def test_worker_processes_draw_different_batches_and_feed_a_run(images, tmp_path: Path):
+    jpeg = Synthesis(jpeg=1.0)  # every crop goes through OpenImageIO in a forked worker
+    stream = batches(HDRCrops(images, 32, jpeg, seed=0), 4, 1, workers=2, seed=0, start=0)
+    drawn = [next(stream) for _ in range(4)]
+    assert all(ldr.shape == (4, 3, 32, 32) and bool(lossy.all()) for ldr, _, lossy in drawn)
+    assert len({ldr.numpy().tobytes() for ldr, _, _ in drawn}) == 4
+    train(tiny(4, workers=2, checkpoint_every=4), HDRCrops(images, 32, SYN, seed=0), None, tmp_path, SYN)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4
 
 
 def test_resume_after_a_crash_gives_the_weights_of_an_uninterrupted_run(images, tmp_path: Path):

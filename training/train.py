@@ -22,6 +22,7 @@ from fhdr_plugin.node.model import ARCHITECTURES, FHDR, build
 from fhdr_plugin.node.weights import sha256_bytes
 from fhdr_plugin.params import Params, check_iterations, param
 from training.data import HDRCrops, Synthesis
+from training.loader import batches
 from training.losses import LOSSES, FHDRLoss
 
 log = logging.getLogger("fhdr.training")
@@ -46,11 +47,15 @@ class TrainConfig(Params):
     beta1: float = param(0.9, "Adam's beta1")
     beta2: float = param(0.999, "Adam's beta2")
     steps: int = param(6000, "optimiser steps of this run")
+    minutes: float = param(0.0, "end the run after this many minutes if its steps are not done by then; 0: no limit")
     decay_start: float = param(0.5, "fraction of the run after which the learning rate decays linearly to 0")
     warmup: int = param(0, "steps over which the learning rate first rises linearly from 0 (for a run from --init)")
     checkpoint_every: int = param(250, "steps between checkpoints (last.pt)")
     validate_every: int = param(500, "steps between validations (a multiple of checkpoint_every)")
     seed: int = param(0, "seed of the data and of the initial weights")
+    workers: int = param(
+        0, "processes that draw the batches (to keep a GPU fed); 0: the training process, resumed exactly"
+    )
     threads: int = param(0, "torch CPU threads; 0: torch's default")
     focus: float = param(0.9, "loss weight of the pixels the anchored blend takes from the network (losses.py)")
     loss: str = param("composite", "composite (L1 of the node's output) or weighted (losses.py)", choices=LOSSES)
@@ -60,15 +65,19 @@ class TrainConfig(Params):
     channels_last: bool = param(True, "run in channels-last memory layout", flag="--channels-last/--contiguous")
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
+def lr_factor(step: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
     """Constant, then linear decay to 0 from ``decay_start`` of the run (the paper's schedule), after a linear rise
     over the first ``warmup`` steps: a run continued from trained weights starts Adam without moments, and its
-    first full-size steps move every weight by about the learning rate at once."""
+    first full-size steps move every weight by about the learning rate at once. With ``cfg.minutes`` the run is
+    as far along as the larger of its steps and its ``seconds`` of training say."""
     rise = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
     start = int(cfg.steps * cfg.decay_start)
-    if step < start:
-        return rise
-    return rise * max(0.0, (cfg.steps - step) / max(1, cfg.steps - start))
+    by_steps = 1.0 if step < start else max(0.0, (cfg.steps - step) / max(1, cfg.steps - start))
+    if not cfg.minutes:
+        return rise * by_steps
+    done = seconds / (60.0 * cfg.minutes)
+    by_time = 1.0 if done < cfg.decay_start else max(0.0, (1.0 - done) / (1.0 - cfg.decay_start))
+    return rise * min(by_steps, by_time)
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -211,7 +220,6 @@ def train_loop(
     model = model.to(dev, memory_format=layout)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     frames = 2 if cfg.consistency else 1
     if (cfg.batch // world) % frames:
         raise ValueError(f"each process's share of the batch ({cfg.batch // world}) must hold whole shots of {frames}")
@@ -225,7 +233,6 @@ def train_loop(
         ck = torch.load(last, weights_only=True, map_location="cpu")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
         step, best, seconds, prior = ck["step"], ck["best"], ck["seconds"], ck["prior"]
         train_data.rng.bit_generator.state = ck["data_rng"]
         torch.set_rng_state(ck["torch_rng"])
@@ -239,10 +246,18 @@ def train_loop(
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bfloat16" else nullcontext()
     share = cfg.batch // world
     mine = slice(rank * share, (rank + 1) * share)  # this process's share of each global batch
+    stream = batches(train_data, cfg.batch, frames, cfg.workers, cfg.seed, step)
     t0, seen = time.time(), 0
-    while step < cfg.steps:
-        ldr, hdr = (torch.from_numpy(a[mine]).to(dev) for a in train_data.batch(cfg.batch, frames))
-        lossy = torch.from_numpy(train_data.lossy[mine]).to(dev)
+
+    def finished() -> bool:
+        return step >= cfg.steps or bool(cfg.minutes) and seconds + time.time() - t0 >= 60.0 * cfg.minutes
+
+    done = finished()
+    while not done:
+        lr = cfg.lr * lr_factor(step, cfg, seconds + time.time() - t0)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        ldr, hdr, lossy = (t[mine].to(dev) for t in next(stream))
         ldr = ldr.contiguous(memory_format=layout)
         with autocast:
             outputs = net(ldr)
@@ -250,9 +265,9 @@ def train_loop(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         step += 1
         seen += cfg.batch
+        done = finished()
         if step % 25 == 0:
             mean_loss = global_mean(loss)
             if rank == 0:
@@ -261,20 +276,15 @@ def train_loop(
                     step,
                     cfg.steps,
                     mean_loss,
-                    sched.get_last_lr()[0],
+                    lr,
                     seen / (time.time() - t0),
                 )
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            result = (
-                validator(model)
-                if validator is not None and (step % cfg.validate_every == 0 or step == cfg.steps)
-                else None
-            )
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or done):
+            result = validator(model) if validator is not None and (step % cfg.validate_every == 0 or done) else None
             elapsed, t_mark = time.time() - t0, time.time()
             state = {
                 "model": {k: v.contiguous() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
                 "step": step,
                 "best": best,
                 "seconds": seconds + elapsed,
