@@ -3,8 +3,10 @@ pixels the anchored blend uses, for each shipped model, in one run.
 
 Two plates: the shipped sample resized (a sun and its sky clipped: the common case of a few highlights) and the
 same plate 1.6x brighter in display values (clipping spread over much of the frame: the case that saves least).
-Each configuration runs ``--repeat`` + 1 times (the first warms up), the fastest counting; every time is printed
-against ``fhdr-i1`` with every tile, the node before this change. Run from the repository root:
+"every tile" is also what any plate with a pixel near white in every tile costs. Each configuration runs
+``--repeat`` + 1 times (the first warms up), the fastest counting; every time is printed against ``fhdr-i1`` with
+every tile and the system allocator (``FHDR_CPU_HEAP=system``, ``fhdr_plugin/node/heap.py``): the node before the
+large-highlights work, timed in a child process started by this run. Run from the repository root:
 
     .venv/bin/python benchmarks/sparse_tiles.py --size 1920x1080 --repeat 1
 """
@@ -12,6 +14,9 @@ against ``fhdr-i1`` with every tile, the node before this change. Run from the r
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -30,6 +35,8 @@ from fhdr_plugin.params import BlendParams
 
 MODELS = ("fhdr-i1", "fhdr-i2")
 BASELINE = ("fhdr-i1", "every tile")
+#: The flag that makes this script time the baseline alone and print its seconds per plate as JSON.
+BASELINE_FLAG = "--baseline-only"
 
 
 def seconds(engine: Engine, meta: dict[str, str], display: np.ndarray, sparse: bool) -> float:
@@ -44,31 +51,50 @@ def seconds(engine: Engine, meta: dict[str, str], display: np.ndarray, sparse: b
     return time.perf_counter() - start
 
 
+def baseline(size: str, repeat: int) -> dict[str, float]:
+    """Seconds per plate of ``BASELINE`` with the system allocator, timed in a child process."""
+    command = [sys.executable, __file__, "--size", size, "--repeat", str(repeat), BASELINE_FLAG]
+    env = {**os.environ, "FHDR_CPU_HEAP": "system"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main() -> None:
-    args = frame_args(__doc__.splitlines()[0]).parse_args()
+    ap = frame_args(__doc__.splitlines()[0])
+    ap.add_argument(BASELINE_FLAG, action="store_true", help="time the baseline alone (the child process)")
+    args = ap.parse_args()
     width, height = parse_size(args.size)
-    loaded = {name: load_model(manifest().model(name)) for name in MODELS}
+    alone = args.baseline_only
+    models = MODELS[:1] if alone else MODELS
+    modes = ("every tile",) if alone else ("every tile", "needed tiles")
+    loaded = {name: load_model(manifest().model(name)) for name in models}
     engines = {name: Engine(net, "cpu") for name, (net, _) in loaded.items()}
-    metas = {name: meta for name, (_, meta) in loaded.items()}
+    base = {} if alone else baseline(args.size, args.repeat)
     result = {"size": f"{width}x{height}", "torch_threads": torch.get_num_threads(), "plates": {}}
     for pname, display in plates(width, height).items():
         needed = scale.needed(display, BlendParams().for_plate(lossy=False))
-        times = {
-            (model, mode): min(
-                seconds(engines[model], metas[model], display, mode == "needed tiles") for _ in range(args.repeat + 1)
-            )
-            for model in MODELS
-            for mode in ("every tile", "needed tiles")
-        }
-        base = times[BASELINE]
+        times = {}
+        for model in models:
+            for mode in modes:
+                runs = (
+                    seconds(engines[model], loaded[model][1], display, mode == "needed tiles")
+                    for _ in range(args.repeat + 1)
+                )
+                times[(model, mode)] = min(runs)
+        if alone:
+            base[pname] = times[BASELINE]
+            continue
         print(f"{pname} plate, {width}x{height}, {needed.mean():.1%} of the pixels need the network:")
+        print(f"  {'fhdr-i1':8s} {'every tile, system allocator':40s} {base[pname]:7.2f} s/frame   1.00x")
         for (model, mode), t in times.items():
-            print(f"  {model:8s} {mode:12s} {t:7.2f} s/frame  {t / base:5.2f}x")
+            print(f"  {model:8s} {mode:40s} {t:7.2f} s/frame  {t / base[pname]:5.2f}x")
         result["plates"][pname] = {
             "needed_share": round(float(needed.mean()), 4),
-            **{f"{m} {mode}": round(t / base, 3) for (m, mode), t in times.items()},
+            **{f"{m} {mode}": round(t / base[pname], 3) for (m, mode), t in times.items()},
         }
-    if args.json:
+    if alone:
+        print(json.dumps(base))
+    elif args.json:
         print(json.dumps(result))
 
 

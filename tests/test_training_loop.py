@@ -22,8 +22,8 @@ from training import data
 from training.__main__ import app
 from training.data import HDRCrops, Synthesis
 from training.evaluate import Case
-from training.loader import batches
 from training.export import checkpoint_metadata
+from training.loader import batches
 from training.losses import FHDRLoss
 from training.metrics import pu21_psnr
 from training.train import Init, TrainConfig, better, lr_factor, train

@@ -25,6 +25,7 @@ import torch
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.manifest import manifest
+from fhdr_plugin.node import heap
 from fhdr_plugin.node.model import CONTEXT_FACTOR, FHDR, FHDRContext, receptive_radius
 from fhdr_plugin.node.weights import load_model
 from fhdr_plugin.params import AUTO_TILE, PRECISIONS, EngineParams, check_choice, check_tile
@@ -193,6 +194,8 @@ class Engine:
         # A context model's windows take windows of the frame's coarse pass, whose sizes differ: one at a time.
         self.batch = 1 if self.context else batch or auto_batch(self.device, self.iterations, window, self.dtype)
         self.pinned = self.device.type == "cuda"
+        if self.device.type == "cpu":
+            heap.keep_freed_blocks()
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
