@@ -23,6 +23,17 @@ def test_output_shape_and_range():
         assert out.min() >= 0.0 and out.max() <= 1.0
 
 
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_inference_skips_the_earlier_reconstructions_and_returns_the_last_output(iterations):
+    torch.manual_seed(0)
+    model, ldr = FHDR(iterations).eval(), torch.rand(1, 3, 29, 31)
+    with torch.no_grad():
+        every, last = model.forward_all(ldr), model.forward_all(ldr, last_only=True)
+        assert len(every) == iterations and len(last) == 1
+        assert torch.equal(last[0], every[-1]) and torch.equal(model(ldr), every[-1])
+        assert torch.equal(torch.jit.script(model)(ldr), every[-1])
+
+
 def test_calls_on_different_sizes_and_order_do_not_matter():
     torch.manual_seed(0)
     model = FHDR(2).eval()

@@ -249,7 +249,7 @@ class Engine:
             if coarse is None:
                 y = self.forward(x)
             else:
-                y = self.model.forward_all(x, *self._coarse_window(coarse, *windows[0]))[-1]
+                y = self.model.forward_all(x, *self._coarse_window(coarse, *windows[0]), last_only=True)[-1]
             y = y.float().permute(0, 2, 3, 1)
         if not self.pinned:
             return y, None

@@ -107,9 +107,14 @@ class FHDR(nn.Module):
         return None
 
     def forward_all(
-        self, ldr: torch.Tensor, coarse: torch.Tensor | None = None, offset: list[int] | None = None
+        self,
+        ldr: torch.Tensor,
+        coarse: torch.Tensor | None = None,
+        offset: list[int] | None = None,
+        last_only: bool = False,
     ) -> list[torch.Tensor]:
-        """Every iteration's output, each (N, 3, H, W) in [0, 1], from LDR (N, 3, H, W) in [0, 1].
+        """Every iteration's output, each (N, 3, H, W) in [0, 1], from LDR (N, 3, H, W) in [0, 1]; with
+        ``last_only`` the last one alone (inference skips the earlier iterations' reconstruction).
 
         ``coarse`` and ``offset`` serve tiled inference of a model with a context pass (``FHDRContext``).
         """
@@ -122,19 +127,21 @@ class FHDR(nn.Module):
         hidden = f2
         states: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
+        first_output = self.iterations - 1 if last_only else 0
         for step in range(self.iterations):
             if step > 0:  # no gradient through the recurrence, as the reference
                 hidden = hidden.detach()
                 states = [h.detach() for h in states]
             hidden, states = self.feedback(f2, hidden, states)
-            y = torch.relu(self.hrb1(hidden + f1))
-            # The head runs in float32 even under autocast: (tanh + 1) / 2 in bfloat16 loses the dark values.
-            outputs.append((torch.tanh(self.hrb2(y).float()) + 1.0) * 0.5)
+            if first_output <= step:
+                y = torch.relu(self.hrb1(hidden + f1))
+                # The head runs in float32 even under autocast: (tanh + 1) / 2 in bfloat16 loses the dark values.
+                outputs.append((torch.tanh(self.hrb2(y).float()) + 1.0) * 0.5)
         return outputs
 
     def forward(self, ldr: torch.Tensor) -> torch.Tensor:
         """The last iteration's output, (N, 3, H, W) in [0, 1]."""
-        return self.forward_all(ldr)[-1]
+        return self.forward_all(ldr, last_only=True)[-1]
 
 
 CONTEXT_FACTOR = 4
