@@ -314,6 +314,11 @@ def fit_lift_cmd(
         "below the whole-image guard, then the fewest barely clipped beyond 1.1x, then the best clipped-pixel PU21.",
     ),
     folds: int = typer.Option(5, help="Scene folds of the training images the scale is chosen by (cross-fitting)."),
+    draws: int = typer.Option(
+        1,
+        help="Draws of the cross-fitting, pooled to choose the scale (seeds SEED, SEED+1...: new frames, samples, "
+        "heads); the head itself is fitted on the first.",
+    ),
     over_weight: float = typer.Option(
         1.0, help="How much more an over-lift costs the fit than an under-lift (1: L1, the median gain)."
     ),
@@ -333,17 +338,24 @@ def fit_lift_cmd(
     net, meta = load_model(spec)
     net.lift = None
     train_files, val_files = split_images(data, {s for s in val.split(",") if s})
+    if draws < 1:
+        raise typer.BadParameter("--draws must be at least 1")
     parts = [files for files in scene_folds(train_files, folds) if files]
-    samples = lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, seed), per_frame, seed)
     scales = [float(f) for f in factors.split(",")]
     rows: dict[float, list[dict]] = {f: [] for f in scales}
-    for files in parts:
-        head = lift.fit(samples.without({f.stem for f in files}), steps, seed=seed, over=over_weight)
-        cases = validation_cases(synthetic_cases(files, FRACTIONS, seed, barely=True))
-        predicted = predictions(net, meta, cases)
-        for factor in scales:
-            net.lift = lift.scaled(head, factor) if factor else None
-            rows[factor] += validate(net, meta, cases, predicted=predicted)["cases"]
+    drawn = {
+        d: lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, d), per_frame, d)
+        for d in range(seed, seed + draws)
+    }
+    samples = drawn[seed]
+    for draw in drawn:
+        for files in parts:
+            head = lift.fit(drawn[draw].without({f.stem for f in files}), steps, seed=draw, over=over_weight)
+            cases = validation_cases(synthetic_cases(files, FRACTIONS, draw, barely=True))
+            predicted = predictions(net, meta, cases)
+            for factor in scales:
+                net.lift = lift.scaled(head, factor) if factor else None
+                rows[factor] += validate(net, meta, cases, predicted=predicted)["cases"]
     scored = {factor: summarise(rows[factor]) for factor in scales}
     for factor in scales:
         typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in scored[factor].items() if k != 'cases'})}")
@@ -355,7 +367,7 @@ def fit_lift_cmd(
     without = validate(net, meta, val_cases, predicted=predicted)
     net.lift = lift.scaled(head, factor) if factor else None
     chosen = validate(net, meta, val_cases, predicted=predicted) if factor else without
-    command = fit_command(spec.name, steps, per_frame, factors, folds, over_weight, seed, threads)
+    command = fit_command(spec.name, steps, per_frame, factors, folds, draws, over_weight, seed, threads)
     extra = lift.metadata(samples, steps, factor, scored[factor], chosen, without, command)
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
@@ -367,13 +379,22 @@ def fit_lift_cmd(
 
 
 def fit_command(
-    model: str, steps: int, per_frame: int, factors: str, folds: int, over_weight: float, seed: int, threads: int
+    model: str,
+    steps: int,
+    per_frame: int,
+    factors: str,
+    folds: int,
+    draws: int,
+    over_weight: float,
+    seed: int,
+    threads: int,
 ) -> str:
     """The command line that fits a lift head with these options, as the metadata records it (the thread count
     too: the fit repeats exactly only with the same number of threads)."""
     return (
         f"python -m training fit-lift --model {model} --steps {steps} --per-frame {per_frame} --factors {factors} "
         f"--folds {folds}"
+        + (f" --draws {draws}" if draws != 1 else "")
         + (f" --over-weight {over_weight:g}" if over_weight != 1 else "")
         + f" --seed {seed}"
         + (f" --threads {threads}" if threads else "")
