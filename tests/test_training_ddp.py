@@ -82,3 +82,21 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path: Pat
     images = [np.ones((40, 40, 3), np.float32)]
     with pytest.raises(ValueError, match="global batch of 3 does not split evenly over 2 processes"):
         train(TrainConfig(crop=32, batch=3, steps=1), HDRCrops(images, 32, Synthesis(), 0), None, tmp_path, Synthesis())
+
+
+def test_a_timed_run_ends_at_the_same_step_on_every_process(tmp_path: Path, one_thread):
+    data = hdr_folder(tmp_path / "hdr")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    timed = [a if a != "3" else "100000" for a in args(data, tmp_path / "ddp")] + ["--minutes", "0.005"]
+    done = subprocess.run(
+        [*launch, "-m", "training", *timed],
+        cwd=ROOT,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    checkpoint = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert 1 <= checkpoint["step"] < 100000 and checkpoint["config"]["minutes"] == 0.005

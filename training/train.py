@@ -80,6 +80,11 @@ def lr_factor(step: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
     return rise * min(by_steps, by_time)
 
 
+def over(step: int, seconds: float, cfg: TrainConfig) -> bool:
+    """Whether a run at ``step`` after ``seconds`` of training is done: its steps, or its minutes, are spent."""
+    return step >= cfg.steps or bool(cfg.minutes) and seconds >= 60.0 * cfg.minutes
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, then rename over it."""
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
@@ -249,12 +254,20 @@ def train_loop(
     stream = batches(train_data, cfg.batch, frames, cfg.workers, cfg.seed, step)
     t0, seen = time.time(), 0
 
-    def finished() -> bool:
-        return step >= cfg.steps or bool(cfg.minutes) and seconds + time.time() - t0 >= 60.0 * cfg.minutes
+    def trained() -> float:
+        """Seconds of training so far; under torchrun with --minutes the slowest process's, so that every process
+        takes the same learning rate and stops at the same step."""
+        own = seconds + time.time() - t0
+        if not (cfg.minutes and dist.is_initialized()):
+            return own
+        slowest = torch.tensor(own, dtype=torch.float64, device=dev)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        return slowest.item()
 
-    done = finished()
+    now = seconds
+    done = over(step, now, cfg)
     while not done:
-        lr = cfg.lr * lr_factor(step, cfg, seconds + time.time() - t0)
+        lr = cfg.lr * lr_factor(step, cfg, now)
         for group in opt.param_groups:
             group["lr"] = lr
         ldr, hdr, lossy = (t[mine].to(dev) for t in next(stream))
@@ -267,7 +280,8 @@ def train_loop(
         opt.step()
         step += 1
         seen += cfg.batch
-        done = finished()
+        now = trained()
+        done = over(step, now, cfg)
         if step % 25 == 0:
             mean_loss = global_mean(loss)
             if rank == 0:
