@@ -72,7 +72,6 @@ def main() -> None:
     base = {} if alone else baseline(args.size, args.repeat)
     result = {"size": f"{width}x{height}", "torch_threads": torch.get_num_threads(), "plates": {}}
     for pname, display in plates(width, height).items():
-        needed = scale.needed(display, BlendParams().for_plate(lossy=False))
         times = {}
         for model in models:
             for mode in modes:
@@ -84,6 +83,7 @@ def main() -> None:
         if alone:
             base[pname] = times[BASELINE]
             continue
+        needed = scale.needed(display, BlendParams().for_plate(lossy=False))
         print(f"{pname} plate, {width}x{height}, {needed.mean():.1%} of the pixels need the network:")
         print(f"  {'fhdr-i1':8s} {'every tile, system allocator':40s} {base[pname]:7.2f} s/frame   1.00x")
         for (model, mode), t in times.items():

@@ -35,26 +35,32 @@ def hdr_folder(folder: Path) -> Path:
     return folder
 
 
-def args(data: Path, out: Path) -> list[str]:
-    """A tiny run: 3 steps of a global batch of 4 on 32-pixel crops, validated and checkpointed at the end."""
+def args(data: Path, out: Path, steps: int = 3) -> list[str]:
+    """A tiny run: ``steps`` steps of a global batch of 4 on 32-pixel crops, validated and checkpointed at the end."""
     return [
         "train", "--data", str(data), "--out", str(out), "--val", "val", "--crop", "32", "--batch", "4",
-        "--steps", "3", "--checkpoint-every", "3", "--validate-every", "3", "--threads", "1", "--device", "cpu",
+        "--steps", str(steps), "--checkpoint-every", str(steps), "--validate-every", str(steps), "--threads", "1",
+        "--device", "cpu",
     ]  # fmt: skip
 
 
-def test_two_processes_give_the_weights_of_one(tmp_path: Path, one_thread):
-    data = hdr_folder(tmp_path / "hdr")
+def torchrun(train_args: list[str]) -> subprocess.CompletedProcess:
+    """``python -m training`` with ``train_args`` in two gloo processes under torchrun, one thread each."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(
-        [*launch, "-m", "training", *args(data, tmp_path / "ddp")],
+    return subprocess.run(
+        [*launch, "-m", "training", *train_args],
         cwd=ROOT,
         env={**env, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_two_processes_give_the_weights_of_one(tmp_path: Path, one_thread):
+    data = hdr_folder(tmp_path / "hdr")
+    done = torchrun(args(data, tmp_path / "ddp"))
     assert done.returncode == 0, done.stdout + done.stderr
     result = CliRunner().invoke(app, args(data, tmp_path / "one"))
     assert result.exit_code == 0, result.output
@@ -86,17 +92,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path: Pat
 
 def test_a_timed_run_ends_at_the_same_step_on_every_process(tmp_path: Path, one_thread):
     data = hdr_folder(tmp_path / "hdr")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    timed = [a if a != "3" else "100000" for a in args(data, tmp_path / "ddp")] + ["--minutes", "0.005"]
-    done = subprocess.run(
-        [*launch, "-m", "training", *timed],
-        cwd=ROOT,
-        env={**env, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = torchrun([*args(data, tmp_path / "ddp", steps=100000), "--minutes", "0.005"])
     assert done.returncode == 0, done.stdout + done.stderr
     checkpoint = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
     assert 1 <= checkpoint["step"] < 100000 and checkpoint["config"]["minutes"] == 0.005
