@@ -233,6 +233,16 @@ def test_the_composite_loss_is_the_l1_of_the_nodes_anchored_output():
     assert low == pytest.approx(FHDRLoss(focus=1.0, headroom=SYN.headroom)([lin], tgt, ldr).item(), rel=1e-4)
 
 
+def test_the_over_weight_charges_an_over_lift_more_than_a_shortfall():
+    ldr = torch.ones((1, 3, 8, 8))  # clipped everywhere: the node's output is the network's wherever it lifts
+    truth = torch.full((1, 3, 8, 8), 0.6)
+    above, below = truth + 0.1, truth - 0.1  # both above the plate's white (μ-law 0.35 at a headroom of 256)
+    plain, heavy = FHDRLoss(focus=1.0, over=1.0), FHDRLoss(focus=1.0, over=2.0)
+    assert plain([above], truth, ldr).item() > 0.0
+    assert heavy([above], truth, ldr).item() == pytest.approx(2.0 * plain([above], truth, ldr).item(), rel=1e-5)
+    assert heavy([below], truth, ldr).item() == pytest.approx(plain([below], truth, ldr).item(), rel=1e-5)
+
+
 def test_validation_scores_what_the_node_returns():
     hdr = data.read_rgb(shared("hdr-train/polyhaven512_workshop.exr"))[64:192, :256]
     cases = validation_cases(synthetic_cases_of([hdr], (0.02, 0.08)))

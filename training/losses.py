@@ -12,6 +12,10 @@ HDR / headroom:
   input). Raising a well-measured near-white pixel costs as much as it does in the node's output.
 - ``weighted``: L1 of the raw output with each pixel weighted 1 − focus + focus × w.
 
+With ``over`` > 1 the composite's error above the truth (an over-lift) weighs ``over`` times one below it, so
+the network predicts a lower quantile of what a clipped area may hold rather than its median: the fit-lift head's
+``--over-weight``, moved into the network.
+
 Both add ``keep`` × L1 between the composite and the linearised plate over the channels the camera measured (below
 white in the plate and in the truth) that the blend ramp reaches: the node must return those as the plate, so the
 network learns to predict no lift there, and so learns a colour for the clipped channels that fits the kept ones.
@@ -55,6 +59,7 @@ class FHDRLoss(nn.Module):
         keep: float = 0.0,
         consistency: float = 0.0,
         frames: int = 1,
+        over: float = 1.0,
     ) -> None:
         super().__init__()
         if kind not in LOSSES:
@@ -69,6 +74,7 @@ class FHDRLoss(nn.Module):
         self.keep = keep
         self.consistency = consistency
         self.frames = frames
+        self.over = over
 
     def tone(self, x: torch.Tensor) -> torch.Tensor:
         """μ-law values of a network output or target."""
@@ -117,7 +123,8 @@ class FHDRLoss(nn.Module):
         if self.kind == "weighted":
             l1 = (raw * (1.0 - self.focus + self.focus * weight)).mean()
         else:
-            l1 = (weight * (node - tgt).abs()).mean() + (1.0 - self.focus) * raw.mean()
+            err = node - tgt
+            l1 = (weight * torch.where(err > 0, self.over * err, -err)).mean() + (1.0 - self.focus) * raw.mean()
         if self.keep:
             plate = maths.encode(maths.srgb_decode(ldr), self.headroom, MU)
             l1 = l1 + self.keep * (kept * (node - plate).abs()).mean()

@@ -61,6 +61,9 @@ class TrainConfig(Params):
     loss: str = param("composite", "composite (L1 of the node's output) or weighted (losses.py)", choices=LOSSES)
     keep: float = param(0.0, "loss weight of the measured channels the blend must keep as the plate (losses.py)")
     consistency: float = param(0.0, "loss weight of steadiness over two shifted, re-noised frames; 0: none")
+    over_weight: float = param(
+        1.0, "weight of the node's error above the truth (over-lift) against one below (losses.py)"
+    )
     precision: str = param("float32", "float32, or bfloat16 autocast of the forward pass", choices=PRECISIONS)
     channels_last: bool = param(True, "run in channels-last memory layout", flag="--channels-last/--contiguous")
 
@@ -229,7 +232,13 @@ def train_loop(
     if (cfg.batch // world) % frames:
         raise ValueError(f"each process's share of the batch ({cfg.batch // world}) must hold whole shots of {frames}")
     loss_fn = FHDRLoss(
-        perceptual, encoding=syn.encoding, headroom=syn.headroom, focus=cfg.focus, kind=cfg.loss, keep=cfg.keep
+        perceptual,
+        encoding=syn.encoding,
+        headroom=syn.headroom,
+        focus=cfg.focus,
+        kind=cfg.loss,
+        keep=cfg.keep,
+        over=cfg.over_weight,
     )
     loss_fn = loss_fn.to(dev)
     step, best, seconds = 0, -float("inf"), 0.0
