@@ -23,6 +23,8 @@ from fhdr_plugin.imaging import color
 AUTO_TILE = -1
 #: ``tile``: run the whole frame in one pass.
 NO_TILING = 0
+#: The smallest tile size: below it, a frame's time goes to the halo around each tile.
+MIN_TILE = 32
 #: Feedback iterations a model may run; 0 means the count it was trained with.
 ITERATIONS = range(1, 5)
 MODES = ("anchored", "raw")
@@ -101,10 +103,11 @@ def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def check_tile(tile: int) -> None:
-    """Raise an FhdrError unless ``tile`` is a tile size: positive, ``NO_TILING`` or ``AUTO_TILE``."""
-    if tile not in (AUTO_TILE, NO_TILING) and tile < 0:
+    """Raise an FhdrError unless ``tile`` is a tile size: at least ``MIN_TILE``, ``NO_TILING`` or ``AUTO_TILE``."""
+    if tile not in (AUTO_TILE, NO_TILING) and tile < MIN_TILE:
         raise FhdrError(
-            f"ldr_to_hdr: tile must be {AUTO_TILE} (from free memory), {NO_TILING} (no tiling) or positive, got {tile}"
+            f"ldr_to_hdr: tile must be {AUTO_TILE} (from free memory), {NO_TILING} (no tiling) or at least "
+            f"{MIN_TILE} pixels (each tile also runs a halo of the network's receptive radius around it), got {tile}"
         )
 
 

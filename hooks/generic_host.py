@@ -13,17 +13,22 @@ site-packages to ``sys.path``).
 Arrays are read as fhdr reads a file of the same type: ``uint8`` and ``uint16`` arrays are code values of their
 bit depth (0-255, 0-65535), sRGB-encoded unless ``input_colorspace`` says otherwise; float arrays carry no
 encoding, so ``ldr_to_hdr_array`` needs ``input_colorspace`` for them (``srgb_tx`` for display values in [0, 1],
-such as a PNG read as float; ``lin_rec709`` for scene-linear values).
+such as a PNG read as float; ``lin_rec709`` for scene-linear values). With alpha, integer arrays hold straight
+colour, as a PNG does and as PIL, imageio and OpenCV return it, and float arrays premultiplied colour, as an EXR
+does; ``alpha="straight"`` or ``alpha="premultiplied"`` says otherwise.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
 
 import fhdr_plugin
+from fhdr_plugin.host.pipeline import convert_file
 from fhdr_plugin.host.registry import registry
-from fhdr_plugin.imaging.io import WriteOptions, read_image, to_array, write_exr
+from fhdr_plugin.imaging.io import WriteOptions, to_array
 
 
 def ldr_to_hdr_buf(buf: oiio.ImageBuf, operation: str = "ldr_to_hdr", **params: object) -> oiio.ImageBuf:
@@ -48,7 +53,8 @@ PIXEL_TYPES = {
 
 def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.ndarray:
     """Run the registered operation ``operation`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last), read as
-    a file of its type (integer: code values of its bit depth); returns its result as a float32 (H, W, C) array."""
+    a file of its type (integer: code values of its bit depth, straight alpha; float: premultiplied); returns its
+    result as a float32 (H, W, C) array."""
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.dtype not in PIXEL_TYPES:
@@ -59,6 +65,8 @@ def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.nda
     if c == 4:
         spec.channelnames = ("R", "G", "B", "A")
         spec.alpha_channel = 3
+        if pixels.dtype.kind == "u":
+            spec.attribute("oiio:UnassociatedAlpha", 1)  # straight, as a PNG's code values are
     buf = oiio.ImageBuf(spec)
     data = pixels if pixel_type != oiio.FLOAT else pixels.astype(np.float32, copy=False)
     if not buf.set_pixels(buf.roi, np.ascontiguousarray(data)):
@@ -78,6 +86,8 @@ def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
 
 
 def ldr_to_hdr_file(src: str, dst: str, half: bool = True, **params: object) -> str:
-    """Convert the image file ``src`` into the scene-linear EXR ``dst`` (written atomically); returns ``dst``."""
-    write_exr(ldr_to_hdr_buf(read_image(src), **params), dst, WriteOptions(half=half))
+    """Convert the image file ``src`` into the scene-linear EXR ``dst`` as ``fhdr convert`` does (written
+    atomically; an output that is not an .exr or would overwrite ``src`` is refused); returns ``dst``."""
+    checked = registry().params("ldr_to_hdr", **params)
+    convert_file(Path(src), Path(dst), checked, WriteOptions(half=half))
     return dst

@@ -187,6 +187,7 @@ def test_groups_read_and_write_by_flat_names():
     ("values", "message"),
     [
         ({"tile": -5}, "tile must be"),
+        ({"tile": 1}, "at least 32 pixels"),
         ({"tile": "64"}, "tile must be of type int"),
         ({"precision": "int4"}, "precision must be one of"),
         ({"blend_low": 1.0}, "blend_low < blend_high"),

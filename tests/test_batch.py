@@ -70,6 +70,21 @@ def test_sequence_in_frame_order(tmp_path: Path) -> None:
     assert "4 done" in err and "frames/s" in err
 
 
+def test_a_report_that_cannot_be_written_fails_before_any_frame(tmp_path: Path) -> None:
+    plate(tmp_path / "in", range(1, 3))
+    (tmp_path / "taken").write_text("a file where the report's folder should be")
+    code, err = batch(
+        tmp_path / "in/plate.####.png", tmp_path / "out/hdr.####.exr", "--report", tmp_path / "taken/r.json"
+    )
+    assert code == 1 and f"output folder {tmp_path / 'taken'} is not a folder" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    code, err = batch(
+        tmp_path / "in/plate.####.png", tmp_path / "out/hdr.####.exr", "--report", tmp_path / "new/r.json", *FAST
+    )
+    assert code == 0, err
+    assert read_report(tmp_path / "new/r.json")["counts"]["done"] == 2  # a missing report folder is created
+
+
 def test_disk_io_overlaps_the_model_within_bounded_queues(tmp_path: Path) -> None:
     plate(tmp_path, range(1, 9))
     jobs = plan(str(tmp_path / "plate.#.png"), str(tmp_path / "h.#.exr"))

@@ -39,6 +39,31 @@ def test_generic_host_converts_an_array_with_alpha():
     assert patch.min() >= 0.5 - 1e-4 and patch.mean() > 0.5 * 1.05
 
 
+def test_an_rgba_code_value_array_is_straight_as_a_png_holds_it(tmp_path):
+    host = load_generic_host()
+    img = np.random.default_rng(3).integers(30, 220, (24, 32, 4)).astype(np.uint8)
+    img[4:12, 4:12, :3] = 255
+    img[..., 3] = np.linspace(10, 255, 32).astype(np.uint8)  # from nearly clear to opaque
+    spec = oiio.ImageSpec(32, 24, 4, oiio.UINT8)
+    spec.attribute("oiio:UnassociatedAlpha", 1)
+    png = oiio.ImageBuf(spec)
+    png.set_pixels(png.roi, img)
+    assert png.write(str(tmp_path / "a.png")), png.geterror()
+    expected = host["ldr_to_hdr_file"](str(tmp_path / "a.png"), str(tmp_path / "a.exr"), half=False, tile=0)
+    np.testing.assert_array_equal(host["ldr_to_hdr_array"](img, tile=0), oiio.ImageBuf(expected).get_pixels())
+
+
+def test_generic_host_refuses_what_fhdr_convert_refuses(sample_ldr, tmp_path):
+    host = load_generic_host()
+    with pytest.raises(FhdrError, match="the output must be an .exr file"):
+        host["ldr_to_hdr_file"](str(sample_ldr), str(tmp_path / "q.png"))
+    exr = tmp_path / "plate.exr"
+    exr.write_bytes(b"not converted")
+    with pytest.raises(FhdrError, match="would overwrite the input"):
+        host["ldr_to_hdr_file"](str(exr), str(exr))
+    assert exr.read_bytes() == b"not converted" and not (tmp_path / "q.png").exists()
+
+
 def test_generic_host_runs_an_operation_by_name():
     host = load_generic_host()
     assert "ldr_to_hdr" in host["operations"]()

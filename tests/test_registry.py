@@ -94,6 +94,12 @@ def test_unknown_operation(ldr_png):
         fhdr_plugin.run_operation("blur", read_image(ldr_png))
 
 
+def test_an_argument_that_is_not_an_imagebuf_is_named(ldr_png):
+    for wrong in (str(ldr_png), np.zeros((4, 4, 3), np.float32)):
+        with pytest.raises(FhdrError, match=f"ldr_to_hdr: takes an OpenImageIO ImageBuf, not {type(wrong).__name__}"):
+            fhdr_plugin.ldr_to_hdr(wrong)
+
+
 def test_public_api_runs_the_node(ldr_png):
     out = fhdr_plugin.ldr_to_hdr(read_image(ldr_png))
     assert out.spec().get_string_attribute("fhdr:model") == manifest().default_model

@@ -18,9 +18,11 @@ from conftest import ROOT, exercised, write_image
 from forked_cli import run_forked
 from helpers import FHDR, pixels
 
+import fhdr_plugin
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.host.pipeline import convert_file
 from fhdr_plugin.imaging import color
+from fhdr_plugin.imaging.io import as_stored, read_image
 from fhdr_plugin.manifest import manifest as read_manifest
 from fhdr_plugin.params import LdrToHdrParams
 
@@ -52,6 +54,64 @@ def test_tiny_and_thin_frames(tmp_path: Path, shape: tuple[int, int]) -> None:
     linear = color.convert(pixels(src), "srgb_tx", "lin_rec709")
     assert out.shape == (*shape, 3)
     assert np.isfinite(out).all() and (out >= linear - 1e-2).all()
+
+
+STRAIGHT = {"oiio:UnassociatedAlpha": 1}
+RGBA = ("R", "G", "B", "A")
+#: A faint pixel of a straight PNG: bright but below white, at alpha 20/255.
+FAINT, FAINT_ALPHA = 250 / 255, 20 / 255
+
+
+def rgba_plate(hidden: float) -> np.ndarray:
+    """``picture`` with straight alpha: transparent on the right (its colour ``hidden``), faint in a band."""
+    img = np.concatenate([picture(32, 32), np.ones((32, 32, 1), np.float32)], axis=-1)
+    img[:, 24:, :3], img[:, 24:, 3] = hidden, 0.0
+    img[20:28, 4:20, :3], img[20:28, 4:20, 3] = FAINT, FAINT_ALPHA
+    return img
+
+
+def test_straight_colour_under_zero_alpha_never_changes_the_visible_pixels(tmp_path: Path) -> None:
+    outs = []
+    for hidden in (0.0, 1.0):  # black, or white (clipped, so the network would take it for a highlight)
+        src = write_image(tmp_path / f"h{hidden}.png", rgba_plate(hidden), channelnames=RGBA, attrs=STRAIGHT)
+        convert_file(src, tmp_path / f"h{hidden}.exr", LdrToHdrParams.from_kwargs(**FAST))
+        outs.append(pixels(tmp_path / f"h{hidden}.exr"))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert outs[0][:, 24:, :3].max() == 0.0
+    assert outs[0][:10, :10, :3].max() > 1.0  # the clipped corner was reconstructed
+
+
+def test_an_imagebuf_of_a_png_gives_what_the_command_line_gives(tmp_path: Path) -> None:
+    src = write_image(tmp_path / "soft.png", rgba_plate(0.0), channelnames=RGBA, attrs=STRAIGHT)
+    expected = pixels(fhdr_plugin.ldr_to_hdr(read_image(src), **FAST))
+    got = pixels(fhdr_plugin.ldr_to_hdr(oiio.ImageBuf(str(src)), **FAST))  # premultiplied by OIIO, in 8 bits
+    np.testing.assert_array_equal(got, expected)
+    faint = color.convert(np.full((1, 1, 3), FAINT, np.float32), "srgb_tx", "lin_rec709") * FAINT_ALPHA
+    np.testing.assert_allclose(got[20:28, 4:20, :3], np.broadcast_to(faint, (8, 16, 3)), rtol=1e-3)
+    assert as_stored(oiio.ImageBuf(str(src))).spec().get_int_attribute("oiio:UnassociatedAlpha") == 1
+    edited = oiio.ImageBuf(str(src))
+    edited.setpixel(0, 0, (0.0, 0.0, 0.0, 1.0))
+    assert as_stored(edited) is edited  # a host's own pixels are what it converts
+
+
+def test_a_float_aov_stays_float_in_a_half_output_and_a_new_matte_replaces_the_old(tmp_path: Path) -> None:
+    depth = np.full((24, 32, 1), 3000.123, np.float32)
+    img = np.concatenate([picture(24, 32), np.ones((24, 32, 1), np.float32), depth], axis=-1)
+    spec = oiio.ImageSpec(32, 24, 5, oiio.FLOAT)  # held as float, written per channel
+    spec.channelnames, spec.alpha_channel = ("R", "G", "B", "A", "Z"), 3
+    spec.channelformats = (oiio.HALF,) * 4 + (oiio.FLOAT,)
+    buf = oiio.ImageBuf(spec)
+    buf.set_pixels(buf.roi, img)
+    assert buf.write(str(tmp_path / "aov.exr")), buf.geterror()
+    params = LdrToHdrParams.from_kwargs(matte=True, input_colorspace="srgb_tx", **FAST)
+    convert_file(tmp_path / "aov.exr", tmp_path / "once.exr", params)
+    once = oiio.ImageBuf(str(tmp_path / "once.exr"))
+    names = ("R", "G", "B", "A", "Z", "fhdr.matte")
+    assert once.spec().channelnames == names
+    assert [str(f) for f in once.spec().channelformats] == ["half"] * 4 + ["float", "half"]
+    np.testing.assert_array_equal(pixels(once)[..., 4], depth[..., 0])  # the float depth, not rounded to half
+    convert_file(tmp_path / "once.exr", tmp_path / "twice.exr", params)
+    assert oiio.ImageBuf(str(tmp_path / "twice.exr")).spec().channelnames == names
 
 
 def test_16_bit_png_and_tiff_give_the_8_bit_result(tmp_path: Path) -> None:

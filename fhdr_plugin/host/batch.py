@@ -265,6 +265,10 @@ def run_batch(
     done, total)`` follows each frame; ``cancelled()`` is asked before the first frame and between frames: once it
     is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned."""
     jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
+    if report is not None:  # a report that cannot be written fails the run before any frame, not after all
+        make_folder(report.parent)
+        if report.is_dir():
+            raise FhdrError(f"{report}: is a directory, not a report file")
     if jobs:
         _preflight(jobs)
         engine = executor.describe()

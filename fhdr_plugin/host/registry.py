@@ -85,6 +85,11 @@ class Registry:
     def run(self, name: str, buf: oiio.ImageBuf, params: Params | None = None, **values: Any) -> oiio.ImageBuf:
         """Run operation ``name`` on ``buf`` with ``params`` (see ``params``), checked once here, calling the
         before and after hooks of every plugin with the same object."""
+        if not isinstance(buf, oiio.ImageBuf):
+            raise FhdrError(
+                f"{name}: takes an OpenImageIO ImageBuf, not {type(buf).__name__} "
+                "(OpenImageIO.ImageBuf(path) reads a file; hooks/generic_host.py converts files and arrays)"
+            )
         checked = self.params(name, params, **values)
         self.pm.hook.fhdr_before_operation(name=name, buf=buf, params=checked)
         result = self.get(name).run(buf, checked)

@@ -17,6 +17,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.imaging.channels import layout
 from fhdr_plugin.imaging.clib import library_messages
 from fhdr_plugin.params import Params, check_choice, param
 
@@ -73,6 +74,29 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
     if spec.width < 1 or spec.height < 1 or spec.nchannels < 1:
         raise FhdrError(f"{p}: empty image ({spec.width}x{spec.height}, {spec.nchannels} channels)")
     return buf
+
+
+def as_stored(buf: oiio.ImageBuf) -> oiio.ImageBuf:
+    """``buf`` as ``read_image`` would have read it: when ``buf`` is a file whose alpha is straight (a PNG, say)
+    that OIIO premultiplied on reading (``ImageBuf(path)``), and its pixels are still the file's, the file read
+    again with its colour as stored; else ``buf`` itself. Premultiplied in the file's own bit depth, a faint
+    pixel's colour is rounded, and unpremultiplying cannot undo it."""
+    spec = buf.spec()
+    if not buf.name or spec.alpha_channel < 0 or spec.get_int_attribute("oiio:UnassociatedAlpha", 0):
+        return buf
+    if not os.path.isfile(buf.name):
+        return buf
+    with library_messages(buf.name):
+        stored = oiio.ImageBuf(buf.name, buf.subimage, buf.miplevel, _as_stored())
+        if stored.has_error or not stored.spec().get_int_attribute("oiio:UnassociatedAlpha", 0):
+            return buf  # a file of premultiplied colour (an EXR): OIIO read it as it is
+        fresh = oiio.ImageBuf(buf.name, buf.subimage, buf.miplevel)
+        if fresh.roi != buf.roi or tuple(fresh.spec().channelnames) != tuple(spec.channelnames):
+            return buf
+        same = np.array_equal(fresh.get_pixels(oiio.FLOAT), buf.get_pixels(oiio.FLOAT))
+        if not same or not stored.read(buf.subimage, buf.miplevel, force=True) or stored.has_error:
+            return buf
+    return stored
 
 
 def stored_lossily(spec: oiio.ImageSpec) -> bool:
@@ -218,12 +242,35 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
+def channel_formats(spec: oiio.ImageSpec) -> list[oiio.TypeDesc]:
+    """The pixel format of each channel of ``spec``."""
+    return list(spec.channelformats) or [spec.format] * spec.nchannels
+
+
+def precision(fmt: oiio.TypeDesc) -> oiio.TypeDesc:
+    """What an EXR channel needs to hold values of ``fmt`` unchanged: float for 32-bit and wider, else half."""
+    return oiio.FLOAT if fmt.size() >= 4 else oiio.HALF
+
+
+def exr_formats(spec: oiio.ImageSpec, half: bool) -> list[oiio.TypeDesc]:
+    """Each channel's format in an EXR of ``spec``: with ``half``, the colour channels half and every other
+    channel as its spec's channel formats say (``precision``: a float AOV stays float); else all float."""
+    if not half:
+        return [oiio.FLOAT] * spec.nchannels
+    try:
+        colour = set(layout(spec).rgb)
+    except FhdrError:  # no colour channel to tell: every channel is the result
+        colour = set(range(spec.nchannels))
+    return [oiio.HALF if i in colour else precision(f) for i, f in enumerate(channel_formats(spec))]
+
+
 def write_exr(buf: oiio.ImageBuf, path: str | os.PathLike, options: WriteOptions = WriteOptions()) -> None:
-    """Write ``buf`` as an EXR at ``path``, atomically."""
+    """Write ``buf`` as an EXR at ``path``, atomically, in the formats ``exr_formats`` gives."""
     p = Path(path)
 
     def write(tmp: Path) -> None:
-        ok = buf.write(str(tmp), oiio.HALF if options.half else oiio.FLOAT, fileformat="openexr")
+        buf.set_write_format(exr_formats(buf.spec(), options.half))
+        ok = buf.write(str(tmp), fileformat="openexr")
         if not ok or buf.has_error:
             message = _error_text(buf.geterror) or _error_text(oiio.geterror) or "unknown error"
             raise FhdrError(f"{p}: cannot write: {message}")

@@ -15,7 +15,15 @@ from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.channels import Layout, layout
 from fhdr_plugin.imaging.color import REC709_LUMA
-from fhdr_plugin.imaging.io import check_buffer, from_array, stored_lossily, to_array
+from fhdr_plugin.imaging.io import (
+    as_stored,
+    channel_formats,
+    check_buffer,
+    from_array,
+    precision,
+    stored_lossily,
+    to_array,
+)
 from fhdr_plugin.node import scale
 from fhdr_plugin.node.encoding import decode
 from fhdr_plugin.node.engine import Engine, engine_for
@@ -54,13 +62,15 @@ def straight_alpha(setting: str, spec: oiio.ImageSpec) -> bool:
 
 def unpack(pixels: np.ndarray, chans: Layout, straight: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Finite, non-negative colour (H, W, 3), unpremultiplied when there is alpha and the colour is
-    premultiplied, and the alpha (H, W, 1)."""
+    premultiplied, and the alpha (H, W, 1). Straight colour under zero alpha is undefined (a PNG may hold
+    anything there), so it is taken as black, what a premultiplied file holds: the visible pixels never depend
+    on it."""
     rgb = _finite_nonnegative(pixels[..., list(chans.rgb)])
     if chans.alpha is None:
         return rgb, None
     alpha = np.clip(np.nan_to_num(pixels[..., chans.alpha : chans.alpha + 1]), 0.0, 1.0)
     if straight:
-        return rgb, alpha
+        return np.where(alpha > 0, rgb, 0.0).astype(np.float32), alpha
     return np.where(alpha > 0, rgb / np.maximum(alpha, 1e-12), rgb), alpha
 
 
@@ -156,19 +166,29 @@ def pack(
     extra: np.ndarray | None = None,
 ) -> oiio.ImageBuf:
     """The input's pixels with the new colour (luminance for a grey image), as float, with the input's windows
-    and metadata less its encoding's, and ``attributes``; ``extra`` (H, W, 1) is appended as ``MATTE_CHANNEL``."""
+    and metadata less its encoding's, and ``attributes``; ``extra`` (H, W, 1) is appended as ``MATTE_CHANNEL``
+    (or replaces the input's). The spec's channel formats say what each channel needs when written: float for
+    the colour, every other channel its input's precision (``precision``)."""
     out = pixels.copy()
     if chans.grey:
         out[..., chans.rgb[0]] = out_rgb @ REC709_LUMA
     else:
         out[..., list(chans.rgb)] = out_rgb
     out_spec = oiio.ImageSpec(buf.spec())
+    formats = [precision(f) for f in channel_formats(buf.spec())]
+    for i in {*chans.rgb}:
+        formats[i] = oiio.FLOAT
     out_spec.set_format(oiio.FLOAT)
     if extra is not None:
-        out = np.concatenate([out, extra], axis=-1)
-        names = (*out_spec.channelnames, MATTE_CHANNEL)
-        out_spec.nchannels = len(names)
-        out_spec.channelnames = names
+        names = tuple(out_spec.channelnames)
+        if MATTE_CHANNEL in names:  # the input's own matte, from an earlier run: replaced
+            out[..., names.index(MATTE_CHANNEL)] = extra[..., 0]
+        else:
+            out = np.concatenate([out, extra], axis=-1)
+            formats.append(oiio.HALF)
+            out_spec.nchannels = len(names) + 1
+            out_spec.channelnames = (*names, MATTE_CHANNEL)
+    out_spec.channelformats = tuple(formats)
     for name in DROPPED_ATTRIBUTES:
         out_spec.erase_attribute(name)
     primaries = color.chromaticities_of(attributes["oiio:ColorSpace"])
@@ -182,6 +202,7 @@ def pack(
 def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> oiio.ImageBuf:
     """Run ``ldr_to_hdr`` on ``buf``; alpha and every other channel pass through, windows and metadata survive."""
     check_buffer(buf)
+    buf = as_stored(buf)
     spec = buf.spec()
     if spec.depth > 1:
         raise FhdrError(f"{source}: volume images (depth {spec.depth}) are not supported")
