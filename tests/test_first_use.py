@@ -293,7 +293,7 @@ def test_every_node_parameter_is_an_option_of_convert_and_batch(tmp_path):
     peak = pixels(src).max(axis=-1)
     np.testing.assert_array_equal(low[peak < 0.8], default[peak < 0.8])
     ramp = (peak > 0.8) & (peak < 0.9)
-    assert (np.abs(low - default).max(axis=-1)[ramp] > 1e-3).sum() > 10
+    assert (np.abs(low - default).max(axis=-1)[ramp] > 1e-3).sum() >= 5  # where the network lifts above the plate
     assert (low >= default - 1e-6).all()
     # The lift head changes the clipped pixels only.
     context = pixels(tmp_path / "context.exr")

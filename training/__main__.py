@@ -368,7 +368,7 @@ def fit_lift_cmd(
     net.lift = lift.scaled(head, factor) if factor else None
     chosen = validate(net, meta, val_cases, predicted=predicted) if factor else without
     command = fit_command(spec.name, steps, per_frame, factors, folds, draws, over_weight, seed, threads)
-    extra = lift.metadata(samples, steps, factor, scored[factor], chosen, without, command)
+    extra = lift.metadata(samples, steps, factor, scored[factor], chosen, without, command, scales)
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
     set_manifest_sha(manifest_path(), spec.name, sha)

@@ -158,7 +158,14 @@ def choose_scale(scored: dict[float, dict]) -> float:
 
 
 def metadata(
-    samples: Samples, steps: int, factor: float, selected: dict, chosen: dict, without: dict, command: str
+    samples: Samples,
+    steps: int,
+    factor: float,
+    selected: dict,
+    chosen: dict,
+    without: dict,
+    command: str,
+    scales: list[float],
 ) -> dict[str, str]:
     """What a weights file records of its lift head: how it was fitted, the scale chosen and its cross-fitted
     figures on the training scenes it was chosen by (``fhdr:lift_select_*``), and the validation figures through
@@ -169,7 +176,12 @@ def metadata(
             f"per-pixel MLP {lift.FEATURES}-{lift.HIDDEN}-{lift.HIDDEN}-1 on the frame's context (fhdr_plugin/node/"
             f"lift.py), fitted {steps} steps on {samples.targets.numel()} pixels of {frames} whole training frames "
             "(views at 0.5-10 % clipped, plain 8-bit sRGB camera): L1 of the log luminance, frames weighted "
-            f"equally; scaled by {factor:g}, chosen by cross-fitting on folds of the training scenes"
+            f"equally; scaled by {factor:g}, "
+            + (
+                f"chosen among {', '.join(f'{f:g}' for f in scales)} by cross-fitting on folds of the training scenes"
+                if len(scales) > 1
+                else "as given (--factors), its figures cross-fitted on folds of the training scenes"
+            )
         )
         if factor
         else "none (no scale of the fitted head beat the network alone, cross-fitted on the training scenes)",
