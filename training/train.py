@@ -193,7 +193,9 @@ def train(
         torch.cuda.set_device(dev)
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     try:
-        return train_loop(cfg, train_data, validator, out_dir, syn, perceptual, resume, dev, init)
+        result = train_loop(cfg, train_data, validator, out_dir, syn, perceptual, resume, dev, init)
+        dist.barrier()  # every process waits for rank 0's last checkpoint, then all leave the group together
+        return result
     finally:
         dist.destroy_process_group()
 
