@@ -182,12 +182,16 @@ class LocalExecutor:
                 on_result(result)
 
 
-def _preflight(jobs: list[Job]) -> None:
-    """Fail before any work on output paths that would fail every frame (settings failed when made); create
-    the output folders."""
+def _preflight(jobs: list[Job], report: Path | None) -> None:
+    """Fail before any work on output paths that would fail every frame (settings failed when made), or on a
+    report that could not be written after them; create the output folders and the report's."""
     first = jobs[0]
     if first.input is not None:
         check_paths(first.input, first.output)
+    if report is not None:
+        make_folder(report.parent)
+        if report.is_dir():
+            raise FhdrError(f"{report}: is a directory, not a report file")
     for folder in sorted({j.output.parent for j in jobs}):
         make_folder(folder)
 
@@ -265,12 +269,8 @@ def run_batch(
     done, total)`` follows each frame; ``cancelled()`` is asked before the first frame and between frames: once it
     is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned."""
     jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
-    if report is not None:  # a report that cannot be written fails the run before any frame, not after all
-        make_folder(report.parent)
-        if report.is_dir():
-            raise FhdrError(f"{report}: is a directory, not a report file")
     if jobs:
-        _preflight(jobs)
+        _preflight(jobs, report)
         engine = executor.describe()
         if engine:
             log.debug("%s", engine_line(engine, settings.get("precision", "")))
