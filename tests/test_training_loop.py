@@ -19,7 +19,7 @@ from fhdr_plugin.node.operation import LdrToHdrParams, predict_linear
 from fhdr_plugin.node.weights import load_model
 from fhdr_plugin.params import BlendParams
 from training import data
-from training.__main__ import app
+from training.__main__ import app, init_weights
 from training.data import HDRCrops, Synthesis
 from training.evaluate import Case
 from training.export import checkpoint_metadata
@@ -271,6 +271,19 @@ def test_init_continues_from_shipped_weights(images, tmp_path: Path):
     assert meta["fhdr:total_steps"] == str(init.steps + 1)
     assert meta["fhdr:init"] == f"{shipped.name} sha256 {init.sha256}"
     assert meta["fhdr:encoding"] == SYN.encoding
+
+
+def test_init_takes_a_shipped_models_name_and_refuses_what_is_not_weights(tmp_path: Path):
+    name = manifest().default_model
+    assert init_weights(name).sha256 == init_weights(str(manifest().model(name).path)).sha256
+    not_weights = tmp_path / "run.safetensors"
+    not_weights.write_bytes(b"a checkpoint of another format")
+    for value, says in [("fhdr-nine", "nor a shipped model"), (str(not_weights), "not a safetensors weights file")]:
+        # the data folder does not exist either: the weights are checked before any image is read
+        args = ["train", "--init", value, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+        assert result.exit_code == 2 and says in result.output and value in result.output, result.output
+        assert not (tmp_path / "run").exists()
 
 
 def synthetic_cases_of(images: list[np.ndarray], fractions: tuple[float, ...]) -> list[Case]:

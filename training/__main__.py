@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
+from safetensors import SafetensorError
 
 from fhdr_plugin.host.cli import with_params
 from fhdr_plugin.imaging.io import write_atomic
@@ -98,6 +99,18 @@ def files_of_stems(folder: Path, stems: str) -> list[Path]:
     return [files[s] for s in wanted]
 
 
+def init_weights(value: str) -> Init:
+    """The weights ``--init`` names: a shipped model's name or a safetensors file, read without running code."""
+    models = manifest().models
+    path = models[value].path if value in models else Path(value)
+    if not path.is_file():
+        raise typer.BadParameter(f"--init {value}: no such file, nor a shipped model ({', '.join(models)})")
+    try:
+        return Init.load(path)
+    except SafetensorError as e:
+        raise typer.BadParameter(f"--init {path}: not a safetensors weights file ({e})") from e
+
+
 @app.command("train")
 @with_params(cfg=TrainConfig)
 def train_cmd(
@@ -105,7 +118,9 @@ def train_cmd(
     out: Path = typer.Option(Path("runs/fhdr"), help="Checkpoint folder (resumed if it holds last.pt)."),
     paired: Path | None = typer.Option(None, help="Train on (LDR, HDR) pairs of DIR/LDR + DIR/HDR instead of --data."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems held out for validation."),
-    init: Path | None = typer.Option(None, help="Start from these safetensors weights (e.g. the shipped ones)."),
+    init: str | None = typer.Option(
+        None, help="Start from these weights: a shipped model's name (e.g. fhdr-i2) or a safetensors file."
+    ),
     headroom: float = typer.Option(256.0, help="Largest value the network can output, in multiples of white."),
     encoding: str = typer.Option(
         "mu-law", help="Output encoding: mu-law or linear (see fhdr_plugin/node/encoding.py)."
@@ -130,6 +145,7 @@ def train_cmd(
         raise typer.BadParameter("--validate-every must be a multiple of --checkpoint-every")
     if cfg.consistency and paired is not None:
         raise typer.BadParameter("--consistency needs HDR-only --data (a pair is one frame of its scene)")
+    start = init_weights(init) if init else None
     val_stems = {s for s in val.split(",") if s}
     syn = Synthesis(headroom=headroom, encoding=encoding, clip_min=clip_min, clip_max=clip_max)
     crop, seed = cfg.crop, cfg.seed
@@ -160,7 +176,7 @@ def train_cmd(
         def validator(model):
             return validate(model, meta, cases, dev)
 
-    train(cfg, train_set, validator, out, syn, device=device, init=Init.load(init) if init else None)
+    train(cfg, train_set, validator, out, syn, device=device, init=start)
 
 
 @app.command("synthesise")
