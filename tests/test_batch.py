@@ -152,6 +152,9 @@ def test_frames_found_on_disk_and_other_wildcards(tmp_path: Path) -> None:
     code, err = batch(tmp_path / "p_*.png", tmp_path / "g.%d.exr", *FAST)
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.glob("g.*")) == ["g.3.exr", "g.5.exr"]
+    code, err = batch(tmp_path / "p_*.png", tmp_path / "m.%d.exr", "--frames", "3-4", *FAST)
+    assert code == 1 and f"frame 4 failed: {tmp_path / 'p_*.png'}: no file for frame 4" in err, err
+    assert sorted(p.name for p in tmp_path.glob("m.*")) == ["m.3.exr"]
 
 
 def test_bad_and_missing_frames_are_reported_and_skipped(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = 
         numbers = chunk(numbers, *part)
     if isinstance(source, FramePattern):
         return [Job(f, source.path(f), target.path(f)) for f in numbers]
-    return [Job(f, found.get(f), target.path(f)) for f in numbers]
+    return [Job(f, found.get(f), target.path(f), in_pattern) for f in numbers]
 
 
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:

@@ -20,11 +20,12 @@ DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped", "failed", "cancelled"
 
 @dataclass(frozen=True)
 class Job:
-    """One frame to convert; ``input`` is None when a glob found no file for the frame."""
+    """One frame to convert; ``input`` is None when the glob ``pattern`` found no file for the frame."""
 
     frame: int
     input: Path | None
     output: Path
+    pattern: str = ""
 
 
 @dataclass
@@ -151,7 +152,7 @@ class FrameWork:
         result.read_at = start - self.t0
         try:
             if job.input is None:
-                raise FhdrError(f"frame {job.frame}: no input file")
+                raise FhdrError(f"{job.pattern}: no file for frame {job.frame}")
             check_paths(job.input, job.output)
             buf = read_image(job.input)
         except Exception as exc:
