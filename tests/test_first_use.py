@@ -112,7 +112,7 @@ colorspaces:
   - !<ColorSpace> {name: raw, isdata: true}
   - !<ColorSpace>
     name: srgb_tx
-    to_scene_reference: !<ExponentWithLinearTransform> {gamma: 2.4, offset: 0.055, direction: inverse}
+    to_scene_reference: !<ExponentWithLinearTransform> {gamma: 2.4, offset: 0.055}
   - !<ColorSpace>
     name: Cineon
     aliases: [KodakLog]
@@ -173,9 +173,9 @@ def test_short_names_resolve_as_documented_and_are_logged(tmp_path):
         assert color.resolve(short) == canonical, short
     run = fhdr("convert", plate(tmp_path), tmp_path / "o.exr", "--input-colorspace", "linear", *FAST)
     assert run.returncode == 0, run.stderr
-    assert "'linear' is ACEScg" in run.stderr
+    assert "'linear' is Linear Rec.709 (sRGB)" in run.stderr
     spec = oiio.ImageBuf(str(tmp_path / "o.exr")).spec()
-    assert spec.get_string_attribute("fhdr:input_colorspace") == "ACEScg"
+    assert spec.get_string_attribute("fhdr:input_colorspace") == "Linear Rec.709 (sRGB)"
 
 
 def test_colour_space_errors_list_the_readmes_names_first(tmp_path):

@@ -122,6 +122,59 @@ def test_unknown_parameter_and_bad_values(ldr_png):
         fhdr_plugin.ldr_to_hdr(buf, output_colorspace="not-a-space")
 
 
+#: A config shaped like Nuke's nuke-default: no srgb_tx, linear Rec.709 called ``linear``.
+NUKE_STYLE_CONFIG = """ocio_profile_version: 2
+roles: {default: raw, reference: linear, scene_linear: linear, color_picking: sRGB, data: raw}
+displays:
+  default:
+    - !<View> {name: sRGB, colorspace: sRGB}
+colorspaces:
+  - !<ColorSpace> {name: linear}
+  - !<ColorSpace>
+    name: sRGB
+    to_reference: !<ExponentWithLinearTransform> {gamma: 2.4, offset: 0.055}
+  - !<ColorSpace> {name: raw, isdata: true}
+"""
+
+
+def test_a_config_without_the_models_space_converts_the_spaces_it_names(monkeypatch, tmp_path, sample_ldr):
+    buf = read_image(sample_ldr)
+    reference = pixels(fhdr_plugin.ldr_to_hdr(buf, tile=128))
+    config = tmp_path / "nuke-style.ocio"
+    config.write_text(NUKE_STYLE_CONFIG)
+    monkeypatch.setenv("OCIO", str(config))
+    out = fhdr_plugin.ldr_to_hdr(buf, input_colorspace="sRGB", output_colorspace="linear", tile=128)
+    assert out.spec().get_string_attribute("fhdr:output_colorspace") == "linear"
+    np.testing.assert_allclose(pixels(out), reference, rtol=0.02, atol=1e-4)  # the same sRGB curve, two configs
+    untagged = oiio.ImageBuf(oiio.ImageSpec(8, 8, 3, oiio.UINT8))
+    with pytest.raises(FhdrError, match="has no srgb_tx .*--input-colorspace"):
+        fhdr_plugin.ldr_to_hdr(untagged)
+
+
+def test_linear_means_linear_rec709_as_in_oiio(tmp_path):
+    assert color.resolve("linear") == color.resolve("lin_rec709") != color.resolve("scene_linear")
+    plate = np.full((16, 16, 3), 0.25, dtype=np.float32)
+    plate[4:8, 4:8] = 1.5
+    buf = oiio.ImageBuf(oiio.ImageSpec(16, 16, 3, oiio.FLOAT))
+    buf.set_pixels(oiio.ROI(0, 16, 0, 16, 0, 1, 0, 3), plate)
+    buf.specmod().attribute("oiio:ColorSpace", "linear")  # as OIIO's own colorconvert to "linear" tags it
+    out = fhdr_plugin.ldr_to_hdr(buf, tile=0)
+    assert out.spec().get_string_attribute("fhdr:input_colorspace") == color.resolve("lin_rec709")
+    np.testing.assert_allclose(pixels(out)[0, 0], 0.25, rtol=1e-5)
+
+
+def test_the_output_declares_its_own_space_not_the_inputs(tmp_path, ldr_png):
+    acescg = tmp_path / "acescg.exr"
+    buf = oiio.ImageBufAlgo.colorconvert(read_image(ldr_png), "srgb_tx", "ACEScg")
+    assert buf.write(str(acescg), oiio.HALF), buf.geterror()
+    assert oiio.ImageBuf(str(acescg)).spec().get_string_attribute("colorInteropID") == "lin_ap1_scene"
+    out = tmp_path / "out.exr"
+    assert fhdr_plugin.ldr_to_hdr(read_image(acescg), tile=0).write(str(out))
+    spec = oiio.ImageBuf(str(out)).spec()
+    assert color.config().equivalent(spec.get_string_attribute("oiio:ColorSpace"), "lin_rec709")
+    assert spec.get_string_attribute("colorInteropID") == "lin_rec709_scene"
+
+
 def test_ocio_environment_variable_is_honoured(monkeypatch, ldr_png):
     monkeypatch.setenv("OCIO", "/nonexistent/config.ocio")
     with pytest.raises(FhdrError, match="OCIO config /nonexistent"):

@@ -19,6 +19,8 @@ from fhdr_plugin.errors import FhdrError
 MODEL_SPACE = "srgb_tx"
 #: The linear space of the network's output (Rec.709 primaries).
 LINEAR_SPACE = "lin_rec709"
+#: OIIO's built-in config, whatever ``$OCIO`` says.
+BUILTIN = "ocio://default"
 #: Rec.709 luminance weights (of linear R, G, B).
 REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 #: Linear spaces (colour interop IDs) by the primaries and white point (xy) that an EXR's ``chromaticities`` declare.
@@ -63,13 +65,22 @@ def colorspace_names() -> list[str]:
 
 
 def resolve(name: str) -> str:
-    """The config's canonical name for ``name``; an FhdrError listing close matches and the valid names if it is
+    """The config's canonical name for ``name`` as OIIO's ``colorconvert`` reads it (names, aliases, roles:
+    ``linear`` is linear Rec.709, as in oiiotool); an FhdrError listing close matches and the valid names if it is
     unknown."""
-    cfg = config()
-    canonical = cfg.getColorSpaceNameByRole(name) or cfg.resolve(name)
-    if canonical not in cfg.getColorSpaceNames():
+    canonical = known(name)
+    if canonical is None:
         raise FhdrError(f"unknown colour space {name!r}; {suggestions(name)}")
     return canonical
+
+
+def known(name: str, ocio: str | None = None) -> str | None:
+    """The canonical name of ``name`` in the config ``ocio`` (default: the one in force), None if it has none."""
+    cfg = config() if ocio is None else _config(ocio)
+    canonical = cfg.resolve(name)
+    if canonical not in cfg.getColorSpaceNames():
+        canonical = cfg.getColorSpaceNameByRole(name)
+    return canonical if canonical in cfg.getColorSpaceNames() else None
 
 
 def suggestions(name: str) -> str:
@@ -115,6 +126,12 @@ def default_input_space(spec: oiio.ImageSpec) -> str:
                 f"(input_colorspace) or use a config that has it; {suggestions(declared)}"
             ) from None
     if spec.format.basetype not in (oiio.HALF, oiio.FLOAT, oiio.DOUBLE):
+        if known(MODEL_SPACE) is None:
+            raise FhdrError(
+                f"the file does not declare its colour space, and the OCIO config {os.environ.get('OCIO')} has "
+                f"no {MODEL_SPACE} (sRGB-encoded Rec.709), fhdr's default for integer pixels; name the space with "
+                f"--input-colorspace (input_colorspace)"
+            )
         return resolve(MODEL_SPACE)
     chromaticities = spec.getattribute("chromaticities")
     return resolve(space_of_chromaticities(chromaticities) if chromaticities else LINEAR_SPACE)
@@ -143,13 +160,32 @@ def space_of_chromaticities(xy: tuple[float, ...], tolerance: float = 2e-3) -> s
 
 def convert(rgb: np.ndarray, src: str, dst: str) -> np.ndarray:
     """Convert an (H, W, 3) float32 array from colour space ``src`` to ``dst``."""
-    src, dst = resolve(src), resolve(dst)
+    return _colorconvert(rgb, resolve(src), resolve(dst), os.environ.get("OCIO", ""))
+
+
+def to_model_space(rgb: np.ndarray, src: str) -> np.ndarray:
+    """``rgb`` in ``src`` as the network sees it, sRGB-encoded Rec.709 (``MODEL_SPACE``): through the config in
+    force, or, when it has no such space (nuke-default, ACES 1.x), from its linear Rec.709 through the encoding of
+    OIIO's built-in config, which is fixed maths."""
+    if known(MODEL_SPACE) is not None:
+        return convert(rgb, src, MODEL_SPACE)
+    if known(LINEAR_SPACE) is None:
+        raise FhdrError(
+            f"the OCIO config {os.environ.get('OCIO')} has neither sRGB-encoded nor linear Rec.709 "
+            f"({MODEL_SPACE}, {LINEAR_SPACE}), which the network's input is made from; add one as an alias"
+        )
+    linear = convert(rgb, src, LINEAR_SPACE)
+    builtin = _config(BUILTIN)
+    return _colorconvert(linear, builtin.resolve(LINEAR_SPACE), builtin.resolve(MODEL_SPACE), BUILTIN)
+
+
+def _colorconvert(rgb: np.ndarray, src: str, dst: str, ocio: str) -> np.ndarray:
     if src == dst:
         return rgb
     h, w, _ = rgb.shape
     buf = oiio.ImageBuf(oiio.ImageSpec(w, h, 3, oiio.FLOAT))
     buf.set_pixels(oiio.ROI(0, w, 0, h, 0, 1, 0, 3), np.ascontiguousarray(rgb, dtype=np.float32))
-    out = oiio.ImageBufAlgo.colorconvert(buf, src, dst, False, colorconfig=os.environ.get("OCIO", ""))
+    out = oiio.ImageBufAlgo.colorconvert(buf, src, dst, False, colorconfig=ocio)
     if out.has_error:
         raise FhdrError(f"colour conversion {src} -> {dst} failed: {out.geterror()}")
     return np.asarray(out.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(h, w, 3)

@@ -89,13 +89,13 @@ def save_settings(settings: Settings, path: Path | None = None) -> None:
 
 def input_colorspace(knob_value: str) -> str:
     """The input space a Read's ``colorspace`` knob names, as fhdr's config knows it; empty (the file's own
-    space) for Nuke's ``default (…)`` and for names the config cannot resolve. ``linear`` is nuke-default's,
-    linear Rec.709; a menu path (``Utility/Utility - sRGB - Texture``) is taken by its last part."""
+    space) for Nuke's ``default (…)`` and for names the config cannot resolve. ``linear`` (nuke-default's) is
+    linear Rec.709, as OIIO reads it; a menu path (``Utility/Utility - sRGB - Texture``) is taken by its last part."""
     name = knob_value.rsplit("/", 1)[-1].strip()
     if not name or name.startswith("default"):
         return ""
     try:
-        return color.resolve(color.LINEAR_SPACE if name == NUKE_DEFAULT_LINEAR else name)
+        return color.resolve(name)
     except FhdrError:
         return ""
 
