@@ -178,6 +178,18 @@ def test_short_names_resolve_as_documented_and_are_logged(tmp_path):
     assert spec.get_string_attribute("fhdr:input_colorspace") == "Linear Rec.709 (sRGB)"
 
 
+def test_a_jpeg_whose_exif_says_not_srgb_is_read_as_srgb_with_a_warning(tmp_path):
+    buf = oiio.ImageBuf(str(plate(tmp_path)))
+    buf.specmod().attribute("Exif:ColorSpace", 0xFFFF)  # uncalibrated: what an Adobe RGB camera writes
+    buf.specmod().erase_attribute("oiio:ColorSpace")  # else the writer declares sRGB in the Exif
+    assert buf.write(str(tmp_path / "adobe.jpg")), buf.geterror()
+    run = fhdr("convert", tmp_path / "adobe.jpg", tmp_path / "o.exr", *FAST)
+    assert run.returncode == 0, run.stderr
+    assert "Exif says its colours are not sRGB" in run.stderr and "--input-colorspace" in run.stderr
+    named = fhdr("convert", tmp_path / "adobe.jpg", tmp_path / "n.exr", "--input-colorspace", "srgb_tx", *FAST)
+    assert named.returncode == 0 and "Exif" not in named.stderr, named.stderr
+
+
 def test_colour_space_errors_list_the_readmes_names_first(tmp_path):
     line = one_error_line(fhdr("convert", plate(tmp_path), tmp_path / "o.exr", "--input-colorspace", "lin_rec"))
     assert "did you mean lin_rec709" in line

@@ -35,6 +35,8 @@ CHROMATICITIES = {
 #: CIE XYZ primaries; its white point is E by definition, but files write various ones, so only these are compared.
 XYZ_PRIMARIES = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 XYZ_SPACE = "lin_ciexyzd65_scene"
+#: Exif's ColorSpace for anything but sRGB ("uncalibrated"; Adobe RGB cameras write it).
+EXIF_UNCALIBRATED = 0xFFFF
 #: The names the README uses, listed first when a name is unknown.
 COMMON_NAMES = (LINEAR_SPACE, MODEL_SPACE, "ACEScg")
 
@@ -101,7 +103,18 @@ def input_space(name: str, spec: oiio.ImageSpec) -> str:
     """The canonical input space: ``name`` if given, else the file's (``default_input_space``); logged once."""
     space = resolve(name) if name else default_input_space(spec)
     _announce(name, space)
+    if not name and spec.get_int_attribute("Exif:ColorSpace", 1) == EXIF_UNCALIBRATED:
+        _warn_uncalibrated(space)
     return space
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_uncalibrated(space: str) -> None:
+    log.warning(
+        "the file's Exif says its colours are not sRGB (uncalibrated: Adobe RGB, say); they are read as %s: "
+        "name the space with --input-colorspace (input_colorspace) if that is wrong",
+        space,
+    )
 
 
 @functools.lru_cache(maxsize=64)
