@@ -1,15 +1,18 @@
-"""Helpers the tests share: pixels of an image, a generated LDR plate, ``fhdr`` in a subprocess or in process."""
+"""Helpers the tests share: pixels of an image, a generated LDR plate, ``fhdr`` in a subprocess or in process,
+a folder nobody may write in."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+import pytest
 from conftest import write_image
 from typer.testing import CliRunner
 
@@ -58,3 +61,22 @@ def batch(*args: object) -> tuple[int, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stderr
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """Make ``folder`` a place this process cannot create files in: read-only permissions, or for root (whom
+    permissions do not stop) the immutable attribute; skips the test where neither is possible."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a filesystem without chattr +i: no folder root cannot write in")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)

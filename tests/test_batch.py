@@ -20,7 +20,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 from conftest import ROOT, shared
-from helpers import batch, plate
+from helpers import batch, fhdr, plate, unwritable
 
 from fhdr_plugin.host.batch import LocalExecutor, plan, run_batch
 from fhdr_plugin.imaging.color import config
@@ -183,15 +183,42 @@ def test_skip_existing_resumes(tmp_path: Path) -> None:
     plate(tmp_path, range(1, 5))
     pattern, out = tmp_path / "plate.####.png", tmp_path / "h.####.exr"
     assert batch(pattern, out, "--frames", "1-2", *FAST)[0] == 0
-    first = {f: (tmp_path / f"h.{f:04d}.exr").stat().st_mtime_ns for f in (1, 2)}
+    first = (tmp_path / "h.0001.exr").stat().st_mtime_ns
+    whole = (tmp_path / "h.0002.exr").read_bytes()
+    (tmp_path / "h.0002.exr").write_bytes(whole[:-40])  # its header reads, its last pixels are gone (a cut copy)
     (tmp_path / "h.0003.exr").write_bytes(b"not an exr")
     time.sleep(0.01)
     code, err = batch(pattern, out, "--skip-existing", "--report", tmp_path / "r.json", *FAST)
     assert code == 0, err
-    assert {f: (tmp_path / f"h.{f:04d}.exr").stat().st_mtime_ns for f in (1, 2)} == first
+    assert (tmp_path / "h.0001.exr").stat().st_mtime_ns == first
     status = {f["frame"]: f["status"] for f in read_report(tmp_path / "r.json")["frames"]}
-    assert status == {1: "skipped", 2: "skipped", 3: "done", 4: "done"}
-    check_output(tmp_path / "h.0003.exr", tmp_path / "plate.0003.png")
+    assert status == {1: "skipped", 2: "done", 3: "done", 4: "done"}
+    for f in (2, 3):
+        check_output(tmp_path / f"h.{f:04d}.exr", tmp_path / f"plate.{f:04d}.png")
+
+
+@pytest.mark.parametrize("where", ["output", "report"])
+def test_a_folder_it_cannot_write_in_is_refused_before_any_frame(tmp_path: Path, where: str) -> None:
+    plate(tmp_path, range(1, 3))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = (locked if where == "output" else tmp_path) / "h.####.exr"
+    report = (locked if where == "report" else tmp_path) / "r.json"
+    with unwritable(locked):
+        code, err = batch(tmp_path / "plate.####.png", out, "--report", report, *FAST)
+        assert code == 1 and f"output folder {locked} is not writable" in err, err
+        assert "frame 1" not in err and list(locked.iterdir()) == []
+    assert not report.exists() and list(tmp_path.glob("h.*")) == []
+
+
+def test_convert_into_a_folder_it_cannot_write_in_fails_with_the_folder(tmp_path: Path) -> None:
+    [src] = plate(tmp_path, [1])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with unwritable(locked):
+        run = fhdr("convert", src, locked / "h.exr", *FAST)
+        assert run.returncode == 1 and f"output folder {locked} is not writable" in run.stderr, run.stderr
+        assert list(locked.iterdir()) == []
 
 
 def test_chunks_together_cover_the_range_once(tmp_path: Path) -> None:
@@ -262,6 +289,7 @@ def test_report_records_settings_and_timings(tmp_path: Path) -> None:
         (["plate.####.png", "h.####.exr", "--frames", "1-"], "bad frame range"),
         (["plate.####.png", "h.####.exr", "--chunk", "4/3"], "bad chunk"),
         (["nothing.####.png", "h.####.exr"], "no frames match"),
+        (["plate.####.png", "h.####.exr", "--frames", "1-10y1"], "--frames '1-10y1' selects no frames"),
         (["plate.####.png", "h.####.exr", "--compression", "lzma"], "unknown EXR compression"),
         (["plate.####.png", "h.####.exr", "--output-colorspace", "nope"], "unknown colour space"),
     ],

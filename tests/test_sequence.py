@@ -111,6 +111,23 @@ def test_glob_frames_are_the_last_number_of_the_stem(tmp_path: Path) -> None:
     }
 
 
+def test_glob_frames_keep_a_pre_rolls_minus_after_a_separator(tmp_path: Path) -> None:
+    for name in ("a.-001.png", "a.0001.png", "b-0002.png", "c_-3.png"):
+        (tmp_path / name).write_bytes(b"")
+    found = parse_pattern(str(tmp_path / "a.*.png")).on_disk()
+    assert found == {-1: tmp_path / "a.-001.png", 1: tmp_path / "a.0001.png"}
+    assert list(parse_pattern(str(tmp_path / "b*.png")).on_disk()) == [2]  # a hyphen after a letter joins words
+    assert list(parse_pattern(str(tmp_path / "c_*.png")).on_disk()) == [-3]
+
+
+def test_at_signs_and_glob_characters_in_folders_are_literal(tmp_path: Path) -> None:
+    folder = tmp_path / "user@farm" / "v[2]"
+    folder.mkdir(parents=True)
+    (folder / "plate.0003.png").write_bytes(b"")
+    pattern = parse_pattern(str(folder / "plate.####.png"))
+    assert pattern.path(3) == folder / "plate.0003.png" and list(pattern.on_disk()) == [3]
+
+
 def test_glob_rejects_ambiguous_and_unnumbered_names(tmp_path: Path) -> None:
     (tmp_path / "a.1.png").write_bytes(b"")
     (tmp_path / "a.01.png").write_bytes(b"")

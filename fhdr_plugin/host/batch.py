@@ -46,7 +46,7 @@ from fhdr_plugin.host.frames import (
 from fhdr_plugin.host.pipeline import check_paths
 from fhdr_plugin.host.registry import DEFAULT_OPERATION
 from fhdr_plugin.host.terminal import bar_fits, sigterm_as_interrupt
-from fhdr_plugin.imaging.io import WriteOptions, make_folder, write_atomic
+from fhdr_plugin.imaging.io import WriteOptions, check_writable, make_folder, write_atomic
 from fhdr_plugin.imaging.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
 from fhdr_plugin.params import Params
 from fhdr_plugin.version import __version__
@@ -78,7 +78,7 @@ def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = 
     found = source.on_disk() if wanted is None or not isinstance(source, FramePattern) else {}
     numbers = list(found) if wanted is None else wanted
     if not numbers:
-        raise FhdrError(f"no frames match {in_pattern!r}")
+        raise FhdrError(f"--frames {frames!r} selects no frames" if frames else f"no frames match {in_pattern!r}")
     if part:
         numbers = chunk(numbers, *part)
     if isinstance(source, FramePattern):
@@ -184,7 +184,8 @@ class LocalExecutor:
 
 def _preflight(jobs: list[Job], report: Path | None) -> None:
     """Fail before any work on output paths that would fail every frame (settings failed when made), or on a
-    report that could not be written after them; create the output folders and the report's."""
+    report that could not be written after them; create the output folders and the report's, and check that
+    this process can write in them."""
     first = jobs[0]
     if first.input is not None:
         check_paths(first.input, first.output)
@@ -192,8 +193,10 @@ def _preflight(jobs: list[Job], report: Path | None) -> None:
         make_folder(report.parent)
         if report.is_dir():
             raise FhdrError(f"{report}: is a directory, not a report file")
+        check_writable(report.parent)
     for folder in sorted({j.output.parent for j in jobs}):
         make_folder(folder)
+        check_writable(folder)
 
 
 def summary(results: list[FrameResult], elapsed_s: float) -> dict[str, Any]:
@@ -289,16 +292,22 @@ def run_batch(
             raise _Cancel
 
     start = time.perf_counter()
+    interrupted = False
     try:
         with suppress(_Cancel), sigterm_as_interrupt():
             if cancelled is None or not cancelled():
                 executor.run(jobs, on_result)
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         bar.close()
         results = with_cancelled(jobs, finished)
         outcome = summary(results, time.perf_counter() - start)
+        _say(outcome, quiet)
         if report is not None:
-            write_report(
+            _report_after(
+                interrupted,
                 report,
                 {
                     "fhdr_version": __version__,
@@ -314,5 +323,14 @@ def run_batch(
                     "frames": [_rounded(asdict(r)) for r in results],
                 },
             )
-        _say(outcome, quiet)
     return results
+
+
+def _report_after(interrupted: bool, path: Path, report: dict[str, Any]) -> None:
+    """Write the report; after an interrupt, a failure to write it is logged, so the interrupt's exit status stands."""
+    try:
+        write_report(path, report)
+    except FhdrError as exc:
+        if not interrupted:
+            raise
+        log.error("%s", exc)

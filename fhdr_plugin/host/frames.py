@@ -110,14 +110,14 @@ def engine_of(params: Params) -> dict[str, str]:
 
 
 def complete_exr(path: Path) -> bool:
-    """True if ``path`` is an image whose header OIIO can read (a finished output, for --skip-existing)."""
+    """True if ``path`` is an image OIIO reads whole (a finished output, for --skip-existing): a file cut short or
+    damaged by a copy is converted again."""
     if not path.is_file():
         return False
-    image = oiio.ImageInput.open(str(path))
-    if image is None:
-        oiio.geterror()
+    try:
+        read_image(path)
+    except FhdrError:
         return False
-    image.close()
     return True
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.host.registry import DEFAULT_OPERATION, run_operation
-from fhdr_plugin.imaging.io import WriteOptions, make_folder, read_image, write_exr
+from fhdr_plugin.imaging.io import WriteOptions, check_writable, make_folder, read_image, write_exr
 from fhdr_plugin.params import Params
 
 
@@ -28,8 +28,10 @@ def convert_file(
     operation: str = DEFAULT_OPERATION,
 ) -> None:
     """Convert ``input`` into the EXR ``output`` with ``operation`` and its parameter object ``params`` (the
-    defaults when None), creating the output's folder."""
+    defaults when None), creating the output's folder; an existing folder it cannot write in fails first."""
     check_paths(input, output)
+    if output.parent.is_dir():
+        check_writable(output.parent)
     buf = read_image(input)
     try:
         result = run_operation(operation, buf, params)

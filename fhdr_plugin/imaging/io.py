@@ -202,6 +202,17 @@ def check_folder(folder: Path) -> None:
         raise FhdrError(f"output folder {folder} {'is not a folder' if folder.exists() else 'does not exist'}")
 
 
+def check_writable(folder: Path) -> None:
+    """Refuse a folder this process cannot create files in (permissions, a read-only mount), found by creating
+    and removing a probe file there as the writes will."""
+    probe = folder / f".fhdr-probe.{_host()}.{os.getpid()}{TEMP_SUFFIX}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.unlink(probe)
+    except OSError as exc:
+        raise FhdrError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
+
+
 def make_folder(folder: Path) -> None:
     """Create the output folder ``folder`` and its parents where missing (as oiiotool does); an FhdrError
     naming what is in the way otherwise."""
@@ -234,7 +245,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], what: s
     except OSError as exc:
         raise FhdrError(f"{p}: cannot write{' ' + what if what else ''}: {exc.strerror or exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only mount even this fails: the error above is the one
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

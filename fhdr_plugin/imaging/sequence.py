@@ -32,7 +32,10 @@ OIIOTOOL, NUKE = "oiiotool", "nuke"
 _TOKEN = re.compile(r"%(?:0(\d+))?d|#+|@+")
 _GLOB = re.compile(r"[*?\[]")
 _ITEM = re.compile(r"(-?\d+)(?:-(-?\d+)(?:([xy])(\d+))?)?")
-_LAST_NUMBER = re.compile(r"\d+(?!.*\d)")
+#: The last number of a name, negative after a separator (``a.-001``, pre-roll) but not after a letter (``a-001``).
+_LAST_NUMBER = re.compile(r"(?:(?<=[._])-)?\d+(?!.*\d)")
+#: Frame-number fields a folder may not hold; ``@`` in a folder is literal (``user@host``).
+_FOLDER_TOKEN = re.compile(r"%(?:0\d+)?d|#")
 _VIEW = re.compile(r"%[Vv]")
 
 
@@ -96,7 +99,7 @@ def frame_field(text: str, notation: str = OIIOTOOL) -> re.Match[str] | None:
     folder, name = os.path.split(text)
     if notation == NUKE and _VIEW.search(text):
         raise FhdrError(f"{text!r}: stereo views (%V, %v) are not supported; convert one view at a time")
-    if _TOKEN.search(folder):
+    if _FOLDER_TOKEN.search(folder):
         raise FhdrError(f"{text!r}: the frame number must be in the file name, not in a folder")
     tokens = list(_TOKEN.finditer(name))
     if len(tokens) > 1:
@@ -112,7 +115,7 @@ def parse_pattern(text: str, notation: str = OIIOTOOL) -> FramePattern | GlobPat
         if _GLOB.search(text):
             return GlobPattern(text)
         raise FhdrError(f"{text!r}: no frame number in the name (use #, @, %04d or a glob such as *)")
-    if _GLOB.search(text):
+    if _GLOB.search(name):
         raise FhdrError(f"{text!r}: a pattern has a frame-number field or glob characters, not both")
     field = token[0]
     if field.startswith("%"):
