@@ -76,9 +76,9 @@ def resolve(name: str) -> str:
     return canonical
 
 
-def known(name: str, ocio: str | None = None) -> str | None:
-    """The canonical name of ``name`` in the config ``ocio`` (default: the one in force), None if it has none."""
-    cfg = config() if ocio is None else _config(ocio)
+def known(name: str) -> str | None:
+    """The canonical name of ``name`` in the config in force, None if it has none."""
+    cfg = config()
     canonical = cfg.resolve(name)
     if canonical not in cfg.getColorSpaceNames():
         canonical = cfg.getColorSpaceNameByRole(name)
