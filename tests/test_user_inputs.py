@@ -220,6 +220,7 @@ def test_command_line_mistakes_are_one_line(tmp_path: Path) -> None:
         (["batch", tmp_path / "plate.####.exr", tmp_path / "afile/h.####.exr"], 1, "afile is not a folder"),
         (["batch", tmp_path, tmp_path / "h.####.exr"], 1, "no frame number in the name (use #, @, %04d or a glob"),
         (["batch", tmp_path / "shot.####.png", tmp_path / "h.####.exr"], 1, "no frames match"),
+        (["batch", src, out, "--frames"], 2, "Option '--frames' requires an argument. (see 'fhdr batch --help')"),
     ]
     before = sorted(p.name for p in tmp_path.iterdir())
     records = run_forked([args for args, _, _ in cases], 120)

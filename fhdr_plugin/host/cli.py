@@ -309,6 +309,17 @@ def export(
         log.info("wrote %s (%s, %s, %s)", output, what, spec.name, count)
 
 
+def _command_path(exc: typer.TyperException) -> str:
+    """``fhdr COMMAND`` of a usage error: its context's, else (an option missing its value is raised without
+    one) the command named on the command line, else ``fhdr``."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        return ctx.command_path
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    commands = typer.main.get_command(app).commands
+    return f"fhdr {words[0]}" if words and words[0] in commands else "fhdr"
+
+
 def main() -> None:
     """Entry point of the ``fhdr`` console script; a usage error (unknown option, bad value) is one line too."""
     try:
@@ -316,9 +327,7 @@ def main() -> None:
     except typer.TyperException as exc:
         message, code = exc.format_message(), exc.exit_code
         if message:
-            ctx = getattr(exc, "ctx", None)
-            where = ctx.command_path if ctx else "fhdr"
-            typer.echo(f"fhdr: error: {message} (see '{where} --help')", err=True)
+            typer.echo(f"fhdr: error: {message} (see '{_command_path(exc)} --help')", err=True)
     except typer.Abort:
         typer.echo("fhdr: aborted", err=True)
         code = 1
