@@ -12,6 +12,9 @@ import tomli
 
 from fhdr_plugin.errors import FhdrError
 
+#: The operation fhdr itself registers, which every manifest describes.
+BUILTIN_OPERATION = "ldr_to_hdr"
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -102,6 +105,8 @@ def parse_manifest(data: dict[str, Any], where: str = "plugin.toml") -> Manifest
         if "params" in op:
             raise FhdrError(f"{here}: parameters are declared in code (fhdr ops lists them), not in the manifest")
         operations[name] = OperationSpec(name, _text(op, "description", here))
+    if BUILTIN_OPERATION not in operations:
+        raise FhdrError(f"{where}: no [operations.{BUILTIN_OPERATION}] table (the built-in operation)")
     default_model = _text(plugin, "default_model", where)
     if default_model not in models:
         raise FhdrError(f"{where}: default_model {default_model!r} is not among [models]")

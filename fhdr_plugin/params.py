@@ -127,6 +127,12 @@ def _check_colorspace(name: str) -> None:
         color.resolve(name)
 
 
+def _check_output_colorspace(name: str) -> None:
+    if not name:
+        raise FhdrError("output_colorspace must name a colour space (e.g. lin_rec709, ACEScg), not be empty")
+    color.resolve(name)
+
+
 def _coerce(name: str, kind: type, value: Any) -> Any:
     """``value`` as ``kind`` (an int is a float; nothing else is converted)."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -336,7 +342,7 @@ class LdrToHdrParams(Params):
         check=_check_colorspace,
     )
     output_colorspace: str = param(
-        color.LINEAR_SPACE, "OCIO name of the output space (e.g. lin_rec709, ACEScg)", check=_check_colorspace
+        color.LINEAR_SPACE, "OCIO name of the output space (e.g. lin_rec709, ACEScg)", check=_check_output_colorspace
     )
     alpha: str = param(
         "auto",

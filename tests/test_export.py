@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.exports.dropin import export_nuke
 from fhdr_plugin.exports.export import EXAMPLE_SHAPE, METADATA_FILE, export_model, torchscript_bytes
 from fhdr_plugin.host.cli import app
 from fhdr_plugin.manifest import manifest
@@ -106,3 +107,13 @@ def test_unknown_format_is_refused(shipped, tmp_path):
     model, meta = shipped
     with pytest.raises(FhdrError, match="unknown export format"):
         export_model(model, meta, "tflite", tmp_path / "m.tflite")
+
+
+def test_an_export_into_a_path_that_cannot_be_a_folder_fails_before_the_work(shipped, tmp_path):
+    model, meta = shipped
+    (tmp_path / "afile").write_text("not a folder")
+    for fmt, name in (("torchscript", "m.pt"), ("onnx", "sub/m.onnx")):
+        with pytest.raises(FhdrError, match="afile is not a folder"):
+            export_model(model, meta, fmt, tmp_path / "afile" / name)
+    with pytest.raises(FhdrError, match="afile is not a folder"):
+        export_nuke(model, meta, tmp_path / "afile" / "m.pt")

@@ -118,6 +118,8 @@ def test_unknown_parameter_and_bad_values(ldr_png):
         fhdr_plugin.ldr_to_hdr(buf, mode="loud")
     with pytest.raises(FhdrError, match="iterations must be 1-4"):
         fhdr_plugin.ldr_to_hdr(buf, iterations=7)
+    with pytest.raises(FhdrError, match="output_colorspace must name a colour space"):
+        LdrToHdrParams.from_kwargs(output_colorspace="")
     with pytest.raises(FhdrError, match="valid names"):
         fhdr_plugin.ldr_to_hdr(buf, output_colorspace="not-a-space")
 

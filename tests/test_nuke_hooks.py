@@ -366,6 +366,8 @@ def test_panel_settings_are_checked_and_remembered(fhdr_nuke, tmp_path):
     assert fhdr_nuke.load_settings(path) == fhdr_nuke.Settings()
     chosen = fhdr_nuke.settings_from({"output": " /o/hdr ", "output_colorspace": "ACEScg", "strength": "0.5"})
     assert chosen == fhdr_nuke.Settings("/o/hdr", "ACEScg", 0.5)
+    blank = fhdr_nuke.settings_from({"output": " ", "output_colorspace": " ", "strength": "1"})
+    assert blank == fhdr_nuke.Settings()
     fhdr_nuke.save_settings(chosen, path)
     assert fhdr_nuke.load_settings(path) == chosen
     for field, value, message in [

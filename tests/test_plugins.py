@@ -47,6 +47,7 @@ class GainParams(Params):
     where = "gain"
 
     gain: float = param(1.0, "factor of every channel")
+    output_colorspace: str = param("ACEScg", "the space it says it writes: a name ldr_to_hdr has, its own default")
 
 
 def _trace(**entry):
@@ -177,7 +178,7 @@ def test_a_plugin_operation_runs_by_name_with_its_own_options(site, ldr_png, tmp
     assert run.returncode == 0, run.stderr
     src = read_image(ldr_png).get_pixels(oiio.FLOAT)
     np.testing.assert_allclose(oiio.ImageBuf(str(out)).get_pixels(oiio.FLOAT), 0.5 * src, atol=4e-3)
-    assert read_trace(tmp_path / "trace.jsonl")[0]["params"] == {"gain": 0.5}
+    assert read_trace(tmp_path / "trace.jsonl")[0]["params"] == {"gain": 0.5, "output_colorspace": "ACEScg"}
     frames = tmp_path / "frames"
     frames.mkdir()
     for i in (1, 2):

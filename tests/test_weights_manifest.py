@@ -91,6 +91,7 @@ def test_save_and_reload_round_trip(tmp_path):
         (lambda d: d["models"]["fhdr-i1"].update(file="../../etc/passwd"), "outside the package"),
         (lambda d: d["operations"]["ldr_to_hdr"].update(params={"mode": {}}), "parameters are declared in code"),
         (lambda d: d["plugin"].update(name=3), "name must be a non-empty string"),
+        (lambda d: d["operations"].pop("ldr_to_hdr"), r"no \[operations.ldr_to_hdr\] table"),
     ],
 )
 def test_bad_manifests_fail_clearly(mutate, message):

@@ -22,7 +22,7 @@ from torch import nn
 
 from fhdr_plugin.exports.export import METADATA_FILE, export_metadata, portable_copy
 from fhdr_plugin.imaging import color
-from fhdr_plugin.imaging.io import write_bytes_atomic
+from fhdr_plugin.imaging.io import make_folder, write_bytes_atomic
 from fhdr_plugin.node import maths
 from fhdr_plugin.node.encoding import decoding
 from fhdr_plugin.node.engine import SPARSE_TILES, WINDOW_COST
@@ -219,6 +219,6 @@ def export_nuke(
     model: FHDR, meta: dict[str, str], path: Path, working_space: str = "lin_rec709", matte: bool = False
 ) -> None:
     """Write the Nuke drop-in of ``model`` to ``path``."""
+    make_folder(path.parent)
     data = nuke_bytes(model, meta, working_space, matte)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, data)

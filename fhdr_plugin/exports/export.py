@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.imaging.io import write_bytes_atomic
+from fhdr_plugin.imaging.io import make_folder, write_bytes_atomic
 from fhdr_plugin.node import maths
 from fhdr_plugin.node.encoding import decoding
 from fhdr_plugin.node.model import FHDR
@@ -171,10 +171,10 @@ def export_model(model: FHDR, meta: dict[str, str], fmt: str, path: Path) -> Non
     """Write ``model`` as a self-contained ``fmt`` file (one of FORMATS) to ``path``."""
     if fmt not in FORMATS:
         raise FhdrError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    make_folder(path.parent)
     if fmt == "torchscript":
         data = torchscript_bytes(model, meta)
     else:
         headroom, mu = decoding(meta)
         data = onnx_bytes(model, headroom, export_metadata(model, meta), mu)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, data)

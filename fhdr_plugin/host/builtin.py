@@ -11,11 +11,11 @@ from typing import Any
 import OpenImageIO as oiio
 
 from fhdr_plugin.host.hookspecs import Operation, hookimpl
-from fhdr_plugin.manifest import manifest
+from fhdr_plugin.manifest import BUILTIN_OPERATION, manifest
 from fhdr_plugin.params import LdrToHdrParams
 
 #: The name the built-in operation is registered under.
-OPERATION = "ldr_to_hdr"
+OPERATION = BUILTIN_OPERATION
 
 
 def run(buf: oiio.ImageBuf, params: LdrToHdrParams) -> oiio.ImageBuf:

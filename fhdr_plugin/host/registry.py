@@ -72,15 +72,16 @@ class Registry:
 
     def for_operation(self, name: str, values: Params) -> Params:
         """The parameter object of operation ``name`` from the command line's ``values`` (a ``command_params``
-        object); an FhdrError when an option that is not the operation's was given."""
+        object): the options given, the operation's own defaults for the rest (a name two operations share may
+        default differently); an FhdrError when an option that is not the operation's was given."""
         own = {f.name for f in self.get(name).params.fields()}
-        given = values.to_dict()
         defaults = {f.name: f.default for f in type(values).fields()}
-        foreign = sorted(k for k, v in given.items() if k not in own and v != defaults[k])
+        given = {k: v for k, v in values.to_dict().items() if v != defaults[k]}
+        foreign = sorted(k for k in given if k not in own)
         if foreign:
             options = ", ".join("--" + k.replace("_", "-") for k in foreign)
             raise FhdrError(f"{options}: not a parameter of {name} (fhdr ops lists them)")
-        return self.params(name, **{k: v for k, v in given.items() if k in own})
+        return self.params(name, **given)
 
     def run(self, name: str, buf: oiio.ImageBuf, params: Params | None = None, **values: Any) -> oiio.ImageBuf:
         """Run operation ``name`` on ``buf`` with ``params`` (see ``params``), checked once here, calling the

@@ -55,12 +55,14 @@ class Settings:
 
 
 def settings_from(values: dict[str, str]) -> Settings:
-    """The panel's text fields as checked ``Settings``; an FhdrError naming a bad field."""
+    """The panel's text fields as checked ``Settings`` (an empty folder or colour space: the default); an
+    FhdrError naming a bad field."""
     try:
         strength = float(values["strength"])
     except ValueError:
         raise FhdrError(f"strength must be a number, got {values['strength']!r}") from None
-    settings = Settings(values["output"].strip() or OUTPUT_FOLDER, values["output_colorspace"].strip(), strength)
+    space = values["output_colorspace"].strip() or Settings().output_colorspace
+    settings = Settings(values["output"].strip() or OUTPUT_FOLDER, space, strength)
     LdrToHdrParams.from_kwargs(**settings.params())
     return settings
 
