@@ -192,3 +192,20 @@ def test_a_plugin_operation_runs_by_name_with_its_own_options(site, ldr_png, tmp
     wrong = fhdr("convert", str(ldr_png), str(tmp_path / "x.exr"), "--gain", "2")
     assert wrong.returncode == 1 and "--gain: not a parameter of ldr_to_hdr" in wrong.stderr
     assert not (tmp_path / "x.exr").exists()
+
+
+def test_a_plugin_that_cannot_be_imported_is_named_in_one_line(tmp_path, ldr_png):
+    site = tmp_path / "site"
+    (site / "fhdr_broken_plugin").mkdir(parents=True)
+    (site / "fhdr_broken_plugin" / "__init__.py").write_text("import a_module_nobody_installed\n")
+    info = site / "fhdr_broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fhdr-broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{manifest().entry_point_group}]\nbroken = fhdr_broken_plugin\n")
+    fhdr = command_line(site, tmp_path / "trace.jsonl")
+    run = fhdr("convert", str(ldr_png), str(tmp_path / "o.exr"))
+    assert run.returncode == 1 and not (tmp_path / "o.exr").exists()
+    assert run.stderr.strip().splitlines() == [
+        f"fhdr: error: plugin broken (fhdr_broken_plugin) of {manifest().entry_point_group} cannot be loaded: "
+        "ModuleNotFoundError: No module named 'a_module_nobody_installed'"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from importlib.metadata import entry_points
 from typing import Any
 
 import OpenImageIO as oiio
@@ -104,7 +105,13 @@ def plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("fhdr")
     pm.add_hookspecs(hookspecs)
     pm.register(builtin, name="fhdr")
-    pm.load_setuptools_entrypoints(manifest().entry_point_group)
+    group = manifest().entry_point_group
+    try:
+        pm.load_setuptools_entrypoints(group)
+    except Exception as exc:  # an installed plugin's import or hooks: named in one line, not a traceback
+        broken = [ep for ep in entry_points(group=group) if not pm.has_plugin(ep.name)]
+        which = f"plugin {broken[0].name} ({broken[0].value})" if broken else "a plugin"
+        raise FhdrError(f"{which} of {group} cannot be loaded: {type(exc).__name__}: {exc}") from exc
     return pm
 
 
