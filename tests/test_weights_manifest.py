@@ -69,6 +69,28 @@ def test_weights_of_another_shape_are_refused(tmp_path):
         load_model(spec)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fhdr:iterations": "two"}, "fhdr:iterations must be 1-4, got 'two'"),
+        ({"fhdr:iterations": "9"}, "fhdr:iterations must be 1-4"),
+        ({"fhdr:encoding": "log"}, "unknown output encoding 'log'"),
+        ({"fhdr:headroom": "lots"}, "could not convert"),
+        ({"fhdr:headroom": "-4"}, "must be positive numbers"),
+    ],
+)
+def test_weights_whose_metadata_the_node_cannot_run_by_are_refused(tmp_path, change, message):
+    import safetensors.torch
+    import torch
+
+    path = tmp_path / "w.safetensors"
+    meta = {**{k: "1" for k in REQUIRED_METADATA}, **change}
+    safetensors.torch.save_file({"feb2.weight": torch.zeros(2, 2)}, str(path), metadata=meta)
+    spec = dataclasses.replace(manifest().model(), path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    with pytest.raises(FhdrError, match=message):
+        load_model(spec)
+
+
 def test_save_and_reload_round_trip(tmp_path):
     model = FHDR(2)
     meta = {k: "2" for k in REQUIRED_METADATA}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import safetensors
@@ -12,6 +13,7 @@ import safetensors.torch
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging.io import write_bytes_atomic
 from fhdr_plugin.manifest import ModelSpec, manifest
+from fhdr_plugin.node.encoding import decoding
 from fhdr_plugin.node.lift import PREFIX
 from fhdr_plugin.node.model import ARCHITECTURES, FHDR, build
 
@@ -46,10 +48,25 @@ def metadata_of(data: bytes, where: str) -> dict[str, str]:
         meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
     except (ValueError, UnicodeDecodeError) as exc:
         raise FhdrError(f"{where}: not a safetensors file ({exc})") from exc
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FhdrError(f"{where}: weights metadata must map names to strings")
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
         raise FhdrError(f"{where}: weights metadata lacks {', '.join(missing)}")
+    _check_values(meta, where)
     return meta
+
+
+def _check_values(meta: dict[str, str], where: str) -> None:
+    """Refuse metadata the node cannot run by: iterations 1-4, a known encoding, a positive headroom and μ."""
+    if meta["fhdr:iterations"] not in ("1", "2", "3", "4"):
+        raise FhdrError(f"{where}: fhdr:iterations must be 1-4, got {meta['fhdr:iterations']!r}")
+    try:
+        headroom, mu = decoding(meta)
+    except ValueError as exc:
+        raise FhdrError(f"{where}: {exc}") from None
+    if not (math.isfinite(headroom) and headroom > 0 and math.isfinite(mu) and mu >= 0):
+        raise FhdrError(f"{where}: fhdr:headroom and fhdr:mu must be positive numbers")
 
 
 def model_metadata(spec: ModelSpec) -> dict[str, str]:
