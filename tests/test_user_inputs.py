@@ -94,6 +94,24 @@ def test_an_imagebuf_of_a_png_gives_what_the_command_line_gives(tmp_path: Path) 
     assert as_stored(edited) is edited  # a host's own pixels are what it converts
 
 
+def test_an_imagebuf_of_a_multi_part_exr_converts_the_part_the_command_line_converts(tmp_path: Path) -> None:
+    path = tmp_path / "parts.exr"
+    depth = oiio.ImageSpec(32, 24, 1, oiio.FLOAT)
+    depth.channelnames, depth["name"] = ("Z",), "depth"
+    beauty = oiio.ImageSpec(32, 24, 3, oiio.HALF)
+    beauty["name"] = "beauty"
+    out = oiio.ImageOutput.create(str(path))
+    assert out.open(str(path), [depth, beauty]), out.geterror()
+    assert out.write_image(np.full((24, 32, 1), 7.0, np.float32)), out.geterror()
+    assert out.open(str(path), beauty, "AppendSubimage"), out.geterror()
+    assert out.write_image(np.clip(picture(24, 32) * 1.3, 0, None)), out.geterror()
+    out.close()
+    expected = pixels(fhdr_plugin.ldr_to_hdr(read_image(path), **FAST))
+    got = fhdr_plugin.ldr_to_hdr(oiio.ImageBuf(str(path)), **FAST)
+    assert tuple(got.spec().channelnames) == ("R", "G", "B")
+    np.testing.assert_array_equal(pixels(got), expected)
+
+
 def test_a_float_aov_stays_float_in_a_half_output_and_a_new_matte_replaces_the_old(tmp_path: Path) -> None:
     depth = np.full((24, 32, 1), 3000.123, np.float32)
     img = np.concatenate([picture(24, 32), np.ones((24, 32, 1), np.float32), depth], axis=-1)

@@ -77,10 +77,12 @@ def read_image(path: str | os.PathLike) -> oiio.ImageBuf:
 
 
 def as_stored(buf: oiio.ImageBuf) -> oiio.ImageBuf:
-    """``buf`` as ``read_image`` would have read it: when ``buf`` is a file whose alpha is straight (a PNG, say)
-    that OIIO premultiplied on reading (``ImageBuf(path)``), and its pixels are still the file's, the file read
-    again with its colour as stored; else ``buf`` itself. Premultiplied in the file's own bit depth, a faint
-    pixel's colour is rounded, and unpremultiplying cannot undo it."""
+    """``buf`` as ``read_image`` would have read it: the first part with colour of a multi-part file whose first
+    part (``ImageBuf(path)``) has none; when ``buf`` is a file whose alpha is straight (a PNG, say) that OIIO
+    premultiplied on reading, and its pixels are still the file's, the file read again with its colour as
+    stored; else ``buf`` itself. Premultiplied in the file's own bit depth, a faint pixel's colour is rounded,
+    and unpremultiplying cannot undo it."""
+    buf = _colour_part_of(buf)
     spec = buf.spec()
     if not buf.name or spec.alpha_channel < 0 or spec.get_int_attribute("oiio:UnassociatedAlpha", 0):
         return buf
@@ -97,6 +99,20 @@ def as_stored(buf: oiio.ImageBuf) -> oiio.ImageBuf:
         if not same or not stored.read(buf.subimage, buf.miplevel, force=True) or stored.has_error:
             return buf
     return stored
+
+
+def _colour_part_of(buf: oiio.ImageBuf) -> oiio.ImageBuf:
+    """The part ``read_image`` converts when ``buf`` is the colourless first part of a multi-part file."""
+    if not buf.name or buf.subimage != 0 or _has_colour(buf.spec()) or not os.path.isfile(buf.name):
+        return buf
+    part = _colour_part(Path(buf.name), buf.nsubimages)
+    if not part:
+        return buf
+    with library_messages(buf.name):
+        chosen = oiio.ImageBuf(buf.name, part, 0)
+        if not chosen.read(part, 0, force=True) or chosen.has_error:
+            raise FhdrError(f"{buf.name}: cannot read part {part}: {_error_text(chosen.geterror)}")
+    return chosen
 
 
 def stored_lossily(spec: oiio.ImageSpec) -> bool:
