@@ -156,6 +156,9 @@ def test_arrays_are_read_as_fhdr_convert_reads_the_same_file(tmp_path):
     from_float = host["ldr_to_hdr_array"](display, input_colorspace="srgb_tx", **params)
     np.testing.assert_allclose(from_float, reference, **close)
     assert "uint8" in README and "a float array needs" in README.replace("\n", " ")
+    for bad in (code[0, :, 0], code[None], code[..., :2], code.tolist()):
+        with pytest.raises(FhdrError, match="takes a"):
+            host["ldr_to_hdr_array"](bad, **params)
 
 
 # 4. short colour-space names
