@@ -71,6 +71,9 @@ def test_device_selection():
             select_device("cuda")
     with pytest.raises(FhdrError, match="unknown device"):
         select_device("toaster")
+    for other in ("meta", "xpu"):  # devices torch knows and fhdr does not run on
+        with pytest.raises(FhdrError, match=f"device '{other}': fhdr runs on cuda, mps or cpu"):
+            select_device(other)
 
 
 def test_precision():

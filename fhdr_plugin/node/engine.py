@@ -58,6 +58,8 @@ def select_device(name: str | None = None) -> torch.device:
             device = torch.device(name)
         except RuntimeError as exc:
             raise FhdrError(f"unknown device {name!r}: {exc}") from exc
+        if device.type not in ("cuda", "mps", "cpu"):
+            raise FhdrError(f"device {name!r}: fhdr runs on cuda, mps or cpu")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise FhdrError(f"device {name!r} requested but CUDA is not available")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
