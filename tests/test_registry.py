@@ -68,8 +68,10 @@ def test_the_registry_checks_once_and_takes_a_parameter_object(ldr_png):
     params = LdrToHdrParams.from_kwargs(mode="raw", tile=0)
     assert reg.params("ldr_to_hdr", params) is params
     assert reg.params("ldr_to_hdr", mode="raw", tile=0) == params
-    with pytest.raises(FhdrError, match="takes one LdrToHdrParams or keyword values"):
+    with pytest.raises(FhdrError, match=r"takes one LdrToHdrParams or keyword values, not both \(tile given too\)"):
         reg.params("ldr_to_hdr", params, tile=64)
+    with pytest.raises(FhdrError, match="takes one LdrToHdrParams or keyword values, not dict"):
+        reg.params("ldr_to_hdr", {"tile": 64})
     with pytest.raises(FhdrError, match="unknown parameter"):
         reg.params("ldr_to_hdr", tiles=64)
     by_object = reg.run("ldr_to_hdr", read_image(ldr_png), params)

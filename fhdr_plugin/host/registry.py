@@ -55,8 +55,12 @@ class Registry:
         op = self.get(name)
         if params is None:
             return op.params.from_kwargs(**values)
-        if values or not isinstance(params, op.params):
+        if not isinstance(params, op.params):
             raise FhdrError(f"{name}: takes one {op.params.__name__} or keyword values, not {type(params).__name__}")
+        if values:
+            raise FhdrError(
+                f"{name}: takes one {op.params.__name__} or keyword values, not both ({', '.join(values)} given too)"
+            )
         return params
 
     def command_params(self) -> type[Params]:
