@@ -324,6 +324,20 @@ def test_tampered_weights_stop_the_command(installed_copy: Path, tmp_path: Path)
     unchanged(tmp_path, out, ["in.png", "out.exr", "site"])
 
 
+def test_models_lists_every_model_and_names_the_damaged_one(installed_copy: Path) -> None:
+    other = next(name for name in read_manifest().models if name != DEFAULT_MODEL)
+    weights = installed_copy / "fhdr_plugin" / "models" / f"{other}.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"?")
+    run = run_copy(installed_copy, "models")
+    assert run.returncode == 1
+    listed = [line.split(":")[0] for line in run.stdout.splitlines() if not line.startswith(" ")]
+    assert listed == [f"{n} (default)" if n == DEFAULT_MODEL else n for n in read_manifest().models]
+    assert "  fhdr:iterations: " in run.stdout  # the sound model's metadata
+    errors = run.stderr.strip().splitlines()
+    assert str(weights) in errors[0] and "sha256" in errors[0]
+    assert errors[-1] == f"fhdr: error: 1 of {len(read_manifest().models)} models cannot be used: {other}"
+
+
 def test_bad_manifest_stops_every_command(installed_copy: Path, tmp_path: Path) -> None:
     manifest = installed_copy / "plugin.toml"
     manifest.write_text(manifest.read_text().replace(f'default_model = "{DEFAULT_MODEL}"', 'default_model = "fhdr-i9"'))

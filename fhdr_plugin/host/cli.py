@@ -245,16 +245,26 @@ def ops() -> None:
 
 @app.command()
 def models() -> None:
-    """List the shipped models with their metadata (checked against plugin.toml's sha256)."""
+    """List the shipped models with their metadata (checked against plugin.toml's sha256); a model that fails the
+    check is reported and the others are still listed."""
     from fhdr_plugin.node.weights import model_metadata
 
     with reporting():
         m = manifest()
+        broken = []
         for name, spec in m.models.items():
             default = " (default)" if name == m.default_model else ""
             typer.echo(f"{name}{default}: {spec.path.relative_to(PACKAGE_DIR)} sha256 {spec.sha256}")
-            for key, value in sorted(model_metadata(spec).items()):
+            try:
+                meta = model_metadata(spec)
+            except FhdrError as exc:
+                broken.append(name)
+                typer.echo(f"fhdr: error: {exc}", err=True)
+                continue
+            for key, value in sorted(meta.items()):
                 typer.echo(f"  {key}: {value}")
+        if broken:
+            raise FhdrError(f"{len(broken)} of {len(m.models)} models cannot be used: {', '.join(broken)}")
 
 
 @app.command()
