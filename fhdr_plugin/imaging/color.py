@@ -176,18 +176,12 @@ def convert(rgb: np.ndarray, src: str, dst: str) -> np.ndarray:
     return _colorconvert(rgb, resolve(src), resolve(dst), os.environ.get("OCIO", ""))
 
 
-def to_model_space(rgb: np.ndarray, src: str) -> np.ndarray:
+def to_model_space(rgb: np.ndarray, src: str, linear: np.ndarray) -> np.ndarray:
     """``rgb`` in ``src`` as the network sees it, sRGB-encoded Rec.709 (``MODEL_SPACE``): through the config in
-    force, or, when it has no such space (nuke-default, ACES 1.x), from its linear Rec.709 through the encoding of
-    OIIO's built-in config, which is fixed maths."""
+    force, or, when it has no such space (nuke-default, ACES 1.x), from ``linear`` (``rgb`` in ``LINEAR_SPACE``)
+    through the encoding of OIIO's built-in config, which is fixed maths."""
     if known(MODEL_SPACE) is not None:
         return convert(rgb, src, MODEL_SPACE)
-    if known(LINEAR_SPACE) is None:
-        raise FhdrError(
-            f"the OCIO config {os.environ.get('OCIO')} has neither sRGB-encoded nor linear Rec.709 "
-            f"({MODEL_SPACE}, {LINEAR_SPACE}), which the network's input is made from; add one as an alias"
-        )
-    linear = convert(rgb, src, LINEAR_SPACE)
     builtin = _config(BUILTIN)
     return _colorconvert(linear, builtin.resolve(LINEAR_SPACE), builtin.resolve(MODEL_SPACE), BUILTIN)
 

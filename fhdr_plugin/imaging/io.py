@@ -102,17 +102,10 @@ def as_stored(buf: oiio.ImageBuf) -> oiio.ImageBuf:
 
 
 def _colour_part_of(buf: oiio.ImageBuf) -> oiio.ImageBuf:
-    """The part ``read_image`` converts when ``buf`` is the colourless first part of a multi-part file."""
-    if not buf.name or buf.subimage != 0 or _has_colour(buf.spec()) or not os.path.isfile(buf.name):
+    """The file read as ``read_image`` reads it when ``buf`` is the colourless first part of a multi-part file."""
+    if not buf.name or buf.subimage != 0 or buf.nsubimages < 2 or _has_colour(buf.spec()):
         return buf
-    part = _colour_part(Path(buf.name), buf.nsubimages)
-    if not part:
-        return buf
-    with library_messages(buf.name):
-        chosen = oiio.ImageBuf(buf.name, part, 0)
-        if not chosen.read(part, 0, force=True) or chosen.has_error:
-            raise FhdrError(f"{buf.name}: cannot read part {part}: {_error_text(chosen.geterror)}")
-    return chosen
+    return read_image(buf.name) if os.path.isfile(buf.name) else buf
 
 
 def stored_lossily(spec: oiio.ImageSpec) -> bool:

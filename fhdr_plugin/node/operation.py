@@ -106,7 +106,7 @@ def note_hdr_input(rgb: np.ndarray, where: str, params: LdrToHdrParams) -> None:
 def to_model_space(rgb: np.ndarray, src_space: str) -> tuple[np.ndarray, np.ndarray]:
     """The input linearised (Rec.709) and display-referred in [0, 1], the space the network sees."""
     linear = color.convert(rgb, src_space, color.LINEAR_SPACE)
-    display = np.clip(color.to_model_space(rgb, src_space), 0.0, 1.0)
+    display = np.clip(color.to_model_space(rgb, src_space, linear), 0.0, 1.0)
     return linear, display
 
 
