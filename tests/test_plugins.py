@@ -82,14 +82,15 @@ def fhdr_after_operation(name, result, params):
 '''
 
 
-def install_plugin(site: Path) -> None:
-    """Write the plugin as an installed distribution into ``site``."""
-    (site / PLUGIN).mkdir(parents=True)
-    (site / PLUGIN / "__init__.py").write_text(PLUGIN_SOURCE)
-    info = site / f"{PLUGIN}-0.1.dist-info"
+def install_plugin(site: Path, package: str = PLUGIN, source: str = PLUGIN_SOURCE, name: str = "trace") -> None:
+    """Write a plugin package as an installed distribution into ``site``, registered under ``name``."""
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(source)
+    info = site / f"{package}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fhdr-trace-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{manifest().entry_point_group}]\ntrace = {PLUGIN}\n")
+    dist = package.replace("_", "-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{manifest().entry_point_group}]\n{name} = {package}\n")
 
 
 def read_trace(path: Path) -> list[dict[str, Any]]:
@@ -196,12 +197,7 @@ def test_a_plugin_operation_runs_by_name_with_its_own_options(site, ldr_png, tmp
 
 def test_a_plugin_that_cannot_be_imported_is_named_in_one_line(tmp_path, ldr_png):
     site = tmp_path / "site"
-    (site / "fhdr_broken_plugin").mkdir(parents=True)
-    (site / "fhdr_broken_plugin" / "__init__.py").write_text("import a_module_nobody_installed\n")
-    info = site / "fhdr_broken_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fhdr-broken-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{manifest().entry_point_group}]\nbroken = fhdr_broken_plugin\n")
+    install_plugin(site, "fhdr_broken_plugin", "import a_module_nobody_installed\n", "broken")
     fhdr = command_line(site, tmp_path / "trace.jsonl")
     run = fhdr("convert", str(ldr_png), str(tmp_path / "o.exr"))
     assert run.returncode == 1 and not (tmp_path / "o.exr").exists()
@@ -209,3 +205,52 @@ def test_a_plugin_that_cannot_be_imported_is_named_in_one_line(tmp_path, ldr_png
         f"fhdr: error: plugin broken (fhdr_broken_plugin) of {manifest().entry_point_group} cannot be loaded: "
         "ModuleNotFoundError: No module named 'a_module_nobody_installed'"
     ]
+
+
+CLASHING_SOURCE = """\
+from dataclasses import dataclass
+
+import OpenImageIO as oiio
+
+from fhdr_plugin import hookimpl
+from fhdr_plugin.host.registry import Operation
+from fhdr_plugin.params import Params, param
+
+
+@dataclass(frozen=True)
+class StepParams(Params):
+    where = "step"
+
+    frames: int = param(1, "frames to step")
+    compression: str = param("none", "what it compresses")
+
+
+@hookimpl
+def fhdr_register_operations():
+    return [Operation("step", "copies the image", lambda buf, params: oiio.ImageBufAlgo.copy(buf), plugin="clash",
+                      params=StepParams)]
+"""
+
+
+def test_a_plugin_parameter_named_like_a_command_option_is_refused_by_name(tmp_path, ldr_png):
+    site = tmp_path / "site"
+    install_plugin(site, "fhdr_clashing_plugin", CLASHING_SOURCE, "clash")
+    fhdr = command_line(site, tmp_path / "trace.jsonl")
+    assert fhdr("ops").returncode == 0
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "in.0001.png").write_bytes(ldr_png.read_bytes())
+    run = fhdr("batch", str(frames / "in.####.png"), str(frames / "out.####.exr"))
+    assert run.returncode == 1 and not (frames / "out.0001.exr").exists()
+    assert run.stderr.strip().splitlines() == [
+        "fhdr: error: fhdr batch cannot offer --compression of step (plugin clash); --frames of step (plugin clash): "
+        "a parameter is named like one of the command's own options; rename it (the Python API still runs the "
+        "operation)"
+    ]
+    run = fhdr("convert", "--op", "step", str(ldr_png), str(tmp_path / "o.exr"), "--frames", "3")
+    assert run.returncode == 1 and "fhdr convert cannot offer --compression of step (plugin clash):" in run.stderr
+    api = "import OpenImageIO as oiio; from fhdr_plugin import run_operation; "
+    api += f"print(run_operation('step', oiio.ImageBuf('{ldr_png}'), frames=3).spec().width)"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, env=env, timeout=600)
+    assert (run.returncode, run.stdout) == (0, "64\n"), run.stderr

@@ -155,11 +155,11 @@ def test_train_command_on_the_paired_layout(images, tmp_path: Path):
         write_image(tmp_path / "pairs" / "HDR" / f"p{i}.exr", hdr * 0.25, oiio.HALF)
     args = ["train", "--paired", str(tmp_path / "pairs"), "--out", str(tmp_path / "run"), "--val", "p1"]
     args += ["--steps", "2", "--crop", "32", "--batch", "2", "--checkpoint-every", "2", "--validate-every", "2"]
-    args += ["--threads", "1"]
+    args += ["--threads", "1", "--jpeg", "0.7"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert checkpoint["step"] == 2
+    assert checkpoint["step"] == 2 and checkpoint["synthesis"]["jpeg"] == 0.7
     # the held-out pair was used for validation, through the node's path
     assert [c["case"] for c in checkpoint["val"]["cases"]] == ["p1"]
     assert np.isfinite(checkpoint["val"]["pu21_clipped"])

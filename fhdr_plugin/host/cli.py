@@ -46,22 +46,48 @@ def with_params(**classes: type[Params]) -> Callable[[Callable[..., None]], Call
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
         own = [p for name, p in inspect.signature(command).parameters.items() if name not in classes]
         fields = {name: [f.name for f in cls.fields()] for name, cls in classes.items()}
+        names = [p.name for p in own] + [f for group in fields.values() for f in group]
+        clashes = sorted({n for n in names if names.count(n) > 1})
 
         @functools.wraps(command)
         def run(**values: Any) -> None:
             with reporting():
+                if clashes:
+                    raise FhdrError(_clash_message(command.__name__, clashes))
                 objects = {
                     name: cls.from_kwargs(**{f: _plain(values.pop(f)) for f in fields[name]})
                     for name, cls in classes.items()
                 }
             command(**values, **objects)
 
-        options = [_option(f) for cls in classes.values() for f in cls.fields()]
+        taken = {p.name for p in own}
+        options = []
+        for f in (f for cls in classes.values() for f in cls.fields()):
+            if f.name not in taken:
+                taken.add(f.name)
+                options.append(_option(f))
         run.__signature__ = inspect.Signature(own + options)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in own + options}
         return run
 
     return decorate
+
+
+def _clash_message(command: str, clashes: list[str]) -> str:
+    """Why ``fhdr COMMAND`` cannot run: operation parameters named like its own options."""
+    ops = registry().operations
+    parts = []
+    for name in clashes:
+        owners = [f"{op} (plugin {o.plugin})" for op, o in sorted(ops.items()) if name in _field_names(o.params)]
+        parts.append(f"--{name.replace('_', '-')} of {', '.join(owners) or 'fhdr'}")
+    return (
+        f"fhdr {command} cannot offer {'; '.join(parts)}: a parameter is named like one of the command's own "
+        "options; rename it (the Python API still runs the operation)"
+    )
+
+
+def _field_names(params: type[Params]) -> set[str]:
+    return {f.name for f in params.fields()}
 
 
 def _plain(value: Any) -> Any:
