@@ -85,6 +85,19 @@ def test_a_report_that_cannot_be_written_fails_before_any_frame(tmp_path: Path) 
     assert read_report(tmp_path / "new/r.json")["counts"]["done"] == 2  # a missing report folder is created
 
 
+def test_a_batch_refused_before_its_first_frame_still_writes_its_report(tmp_path: Path) -> None:
+    plate(tmp_path / "in", range(1, 3))
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    report = tmp_path / "reports/r.json"
+    code, err = batch(tmp_path / "in/plate.####.png", tmp_path / "taken/hdr.####.exr", "--report", report)
+    assert code == 1 and f"output folder {tmp_path / 'taken'} is not a folder" in err
+    refused = read_report(report)
+    assert refused["error"] in err and "is not a folder" in refused["error"]
+    assert refused["frames"] == [] and refused["counts"] == {"done": 0, "skipped": 0, "failed": 0, "cancelled": 0}
+    assert refused["input"] == str(tmp_path / "in/plate.####.png") and refused["settings"]["operation"] == "ldr_to_hdr"
+    assert temp_files(report.parent) == []
+
+
 def test_disk_io_overlaps_the_model_within_bounded_queues(tmp_path: Path) -> None:
     plate(tmp_path, range(1, 9))
     jobs = plan(str(tmp_path / "plate.#.png"), str(tmp_path / "h.#.exr"))

@@ -270,14 +270,38 @@ def run_batch(
     summary and an optional JSON report that records ``settings``. ``jobs``: the frames when the caller planned
     them (a still has no pattern; the patterns then only name them), else ``plan``'s. ``on_progress(result,
     done, total)`` follows each frame; ``cancelled()`` is asked before the first frame and between frames: once it
-    is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned."""
-    jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
+    is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned. A batch refused
+    before its first frame (no frames, an output it cannot write) still writes its report, the refusal as ``error``."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def record(results: list[FrameResult], outcome: dict[str, Any], engine: dict[str, str], **refused: str):
+        return {
+            "fhdr_version": __version__,
+            "command": sys.argv,
+            "input": in_pattern,
+            "output": out_pattern,
+            "frame_range": frames,
+            "chunk": chunk_spec,
+            "started": started,
+            "settings": {**settings, "executor": executor.name},
+            "engine": engine,
+            **refused,
+            **outcome,
+            "frames": [_rounded(asdict(r)) for r in results],
+        }
+
+    try:
+        jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
+        if jobs:
+            _preflight(jobs, report)
+    except FhdrError as exc:
+        if report is not None:
+            _report_refusal(report, record([], summary([], 0.0), {}, error=str(exc)))
+        raise
     if jobs:
-        _preflight(jobs, report)
         engine = executor.describe()
         if engine:
             log.debug("%s", engine_line(engine, settings.get("precision", "")))
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=quiet or not bar_fits(sys.stderr))
     finished: list[FrameResult] = []
     stopping = threading.Event()
@@ -306,24 +330,17 @@ def run_batch(
         outcome = summary(results, time.perf_counter() - start)
         _say(outcome, quiet)
         if report is not None:
-            _report_after(
-                interrupted,
-                report,
-                {
-                    "fhdr_version": __version__,
-                    "command": sys.argv,
-                    "input": in_pattern,
-                    "output": out_pattern,
-                    "frame_range": frames,
-                    "chunk": chunk_spec,
-                    "started": started,
-                    "settings": {**settings, "executor": executor.name},
-                    "engine": executor.describe(),
-                    **outcome,
-                    "frames": [_rounded(asdict(r)) for r in results],
-                },
-            )
+            _report_after(interrupted, report, record(results, outcome, executor.describe()))
     return results
+
+
+def _report_refusal(path: Path, report: dict[str, Any]) -> None:
+    """Write the report of a batch refused before its first frame, with the refusal as its ``error``; a failure
+    to write it is logged, so the refusal is what the command reports."""
+    try:
+        write_report(path, report)
+    except (FhdrError, OSError) as exc:
+        log.error("no report written: %s", exc)
 
 
 def _report_after(interrupted: bool, path: Path, report: dict[str, Any]) -> None:
