@@ -235,6 +235,11 @@ def test_command_line_mistakes_are_one_line(tmp_path: Path) -> None:
         (["convert", tmp_path / "notes.txt", out], 1, "notes.txt: cannot read: not an image format"),
         (["convert", src, tmp_path / "in.png.exr", "--precision", "float64"], 2, "Invalid value for '--precision'"),
         (["batch", tmp_path / "plate.####.exr", tmp_path / "plate.####.exr"], 1, "would overwrite the input"),
+        (
+            ["batch", tmp_path / "plate.####.exr", tmp_path / "plate.####.exr", "--frames", "0-1", "--skip-existing"],
+            1,
+            "plate.0001.exr: the output would overwrite the input",
+        ),
         (["batch", tmp_path / "plate.####.exr", tmp_path / "afile/h.####.exr"], 1, "afile is not a folder"),
         (["batch", tmp_path, tmp_path / "h.####.exr"], 1, "no frame number in the name (use #, @, %04d or a glob"),
         (["batch", tmp_path / "shot.####.png", tmp_path / "h.####.exr"], 1, "no frames match"),

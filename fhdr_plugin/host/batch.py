@@ -186,9 +186,9 @@ def _preflight(jobs: list[Job], report: Path | None) -> None:
     """Fail before any work on output paths that would fail every frame (settings failed when made), or on a
     report that could not be written after them; create the output folders and the report's, and check that
     this process can write in them."""
-    first = jobs[0]
-    if first.input is not None:
-        check_paths(first.input, first.output)
+    for job in jobs:
+        if job.input is not None:
+            check_paths(job.input, job.output)
     if report is not None:
         make_folder(report.parent)
         if report.is_dir():
