@@ -53,8 +53,8 @@ PIXEL_TYPES = {
 
 def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.ndarray:
     """Run the registered operation ``operation`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last), read as
-    a file of its type (integer: code values of its bit depth, straight alpha; float: premultiplied); returns its
-    result as a float32 (H, W, C) array."""
+    a file of its type (integer: code values of its bit depth, straight alpha; float: premultiplied, and for an
+    operation with an ``input_colorspace`` given in it); returns its result as a float32 (H, W, C) array."""
     if not isinstance(pixels, np.ndarray):
         raise fhdr_plugin.FhdrError(f"{operation}: takes a numpy array, not {type(pixels).__name__}")
     if pixels.ndim == 2:
@@ -63,6 +63,12 @@ def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.nda
         raise fhdr_plugin.FhdrError(f"{operation}: takes an (H, W, C) array with C = 1, 3 or 4, not {pixels.shape}")
     if pixels.dtype not in PIXEL_TYPES:
         raise fhdr_plugin.FhdrError(f"arrays of {pixels.dtype} are not supported; give uint8, uint16 or float")
+    takes_space = any(f.name == "input_colorspace" for f in registry().get(operation).params.fields())
+    if pixels.dtype.kind == "f" and takes_space and not params.get("input_colorspace"):
+        raise fhdr_plugin.FhdrError(
+            f"{operation}: a float array needs input_colorspace: srgb_tx for display values in [0, 1] "
+            "(e.g. a PNG read as float), lin_rec709 for scene-linear ones"
+        )
     h, w, c = pixels.shape
     pixel_type = PIXEL_TYPES[pixels.dtype]
     spec = oiio.ImageSpec(w, h, c, pixel_type)
@@ -81,11 +87,6 @@ def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.nda
 def ldr_to_hdr_array(pixels: np.ndarray, **params: object) -> np.ndarray:
     """Run ``ldr_to_hdr`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last); returns float32 (H, W, C).
     Integer arrays are sRGB code values unless ``input_colorspace`` is given; float arrays need it."""
-    if isinstance(pixels, np.ndarray) and pixels.dtype.kind == "f" and not params.get("input_colorspace"):
-        raise fhdr_plugin.FhdrError(
-            "ldr_to_hdr_array: a float array needs input_colorspace: srgb_tx for display values in [0, 1] "
-            "(e.g. a PNG read as float), lin_rec709 for scene-linear ones"
-        )
     return run_on_array("ldr_to_hdr", pixels, **params)
 
 

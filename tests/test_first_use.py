@@ -153,6 +153,8 @@ def test_arrays_are_read_as_fhdr_convert_reads_the_same_file(tmp_path):
     display = code.astype(np.float32) / 255.0
     with pytest.raises(FhdrError, match="a float array needs input_colorspace"):
         host["ldr_to_hdr_array"](display, **params)
+    with pytest.raises(FhdrError, match="ldr_to_hdr: a float array needs input_colorspace"):
+        host["run_on_array"]("ldr_to_hdr", display, **params)
     from_float = host["ldr_to_hdr_array"](display, input_colorspace="srgb_tx", **params)
     np.testing.assert_allclose(from_float, reference, **close)
     assert "uint8" in README and "a float array needs" in README.replace("\n", " ")
