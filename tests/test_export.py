@@ -103,6 +103,26 @@ def test_onnx_export_reloads_in_onnxruntime_and_matches_the_eager_model(tmp_path
     assert relative_error(out, eager) < 1e-3
 
 
+def test_exports_run_on_a_frame_one_pixel_high_or_wide_as_the_node_does(shipped, crop, tmp_path):
+    """The network's reflection padding needs two pixels: the exports repeat the last row or column, as the node."""
+    model, meta = shipped
+    scripted = torch.jit.load(io.BytesIO(torchscript_bytes(model, meta)))
+    runs = {"torchscript": lambda x: scripted(x).numpy()}
+    if all(importlib.util.find_spec(n) for n in ("onnx", "onnxscript", "onnxruntime")):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(export_with_cli(tmp_path, "onnx", "fhdr.onnx")))
+        runs["onnx"] = lambda x: session.run(None, {"ldr": x.numpy()})[0]
+    for x in (crop[:, :, 60:61, :40], crop[:, :, :30, 7:8], crop[:, :, 5:6, 9:10]):
+        padded = torch.nn.functional.pad(x, [0, max(0, 2 - x.shape[3]), 0, max(0, 2 - x.shape[2])], mode="replicate")
+        with torch.inference_mode():
+            want = decode(model(padded).numpy(), meta)[:, :, : x.shape[2], : x.shape[3]]
+        for name, run in runs.items():
+            with torch.inference_mode():
+                got = run(x)
+            assert got.shape == tuple(x.shape) and relative_error(got, want) < 1e-3, name
+
+
 def test_unknown_format_is_refused(shipped, tmp_path):
     model, meta = shipped
     with pytest.raises(FhdrError, match="unknown export format"):

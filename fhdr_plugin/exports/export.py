@@ -3,7 +3,7 @@
 Both take one tensor, RGB (N, 3, H, W) display-referred in [0, 1] (values outside are clamped, NaN reads as 0),
 and return linear HDR RGB of the same shape: the network's output decoded as the weights' metadata says
 (``fhdr:encoding``, ``fhdr:headroom``, ``fhdr:mu``; see ``encoding.py``), so a diffuse white stays near 1.0.
-Height and width are free in both.
+Height and width are free in both, down to one pixel (the last row or column is repeated, as the node does).
 """
 
 from __future__ import annotations
@@ -53,8 +53,22 @@ class LinearHdr(nn.Module):
 
     def forward(self, ldr: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) LDR in [0, 1] to (N, 3, H, W) linear HDR, in the input's dtype."""
-        x = torch.clamp(torch.nan_to_num(ldr, nan=0.0), 0.0, 1.0)
-        return maths.decode(self.model(x).float(), self.headroom, self.mu).type_as(ldr)
+        x = _at_least_two(torch.clamp(torch.nan_to_num(ldr, nan=0.0), 0.0, 1.0))
+        hdr = maths.decode(self.model(x).float(), self.headroom, self.mu)
+        return hdr[:, :, : ldr.shape[2], : ldr.shape[3]].type_as(ldr)
+
+
+@torch.jit.script_if_tracing
+def _at_least_two(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its last row or column repeated up to 2 × 2, as the node pads a frame one pixel high or wide
+    (the network's reflection padding needs two); traced into the TorchScript export as a scripted function."""
+    h, w = x.shape[2], x.shape[3]
+    if torch.jit.is_scripting():  # TorchScript: an op older libtorch builds know (see _ReflectionPad)
+        if h < 2 or w < 2:
+            x = torch.ops.aten.replication_pad2d(x, [0, max(0, 2 - w), 0, max(0, 2 - h)])
+        return x
+    # torch.export (ONNX): sizes free from 1 up, without a branch on them.
+    return torch.nn.functional.pad(x, [0, torch.sym_max(0, 2 - w), 0, torch.sym_max(0, 2 - h)], mode="replicate")
 
 
 class _ReflectionPad(nn.Module):
@@ -132,8 +146,8 @@ def onnx_bytes(model: FHDR, headroom: float, metadata: dict[str, str] | None = N
     wrapper = LinearHdr(plain_copy(model), headroom, mu)
     dims = {
         0: torch.export.Dim("batch", min=1),
-        2: torch.export.Dim("height", min=2),
-        3: torch.export.Dim("width", min=2),
+        2: torch.export.Dim("height", min=1),
+        3: torch.export.Dim("width", min=1),
     }
     with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
