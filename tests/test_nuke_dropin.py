@@ -113,6 +113,24 @@ def test_nuke_dropin_matches_fhdr_convert_in_float32_and_half(tmp_path, plate, s
     assert np.abs(out["half"] - reference).max() > 0, "half precision really ran"
 
 
+def test_nuke_dropin_runs_on_a_frame_one_pixel_high_or_wide_as_fhdr_convert(tmp_path, plate):
+    _, rgb = plate
+    module = tmp_path / "fhdr_nuke.pt"
+    result = CliRunner().invoke(app, ["export", "--host", "nuke", str(module)])
+    assert result.exit_code == 0, result.output
+    scripted = torch.jit.load(str(module))
+    clipped = rgb.max(axis=-1) >= 1.0
+    row, col = int(np.argmax(clipped.sum(axis=1))), int(np.argmax(clipped.sum(axis=0)))  # the most clipped
+    for name, strip in (("row", rgb[row : row + 1]), ("column", rgb[:, col : col + 1])):
+        png = write_image(tmp_path / f"{name}.png", np.ascontiguousarray(strip))
+        reference = convert(png, tmp_path / f"{name}.exr", "lin_rec709")
+        x = torch.from_numpy(np.ascontiguousarray(color.convert(strip, "srgb_tx", "lin_rec709").transpose(2, 0, 1)))
+        with torch.inference_mode():
+            got = scripted(x[None])[0].numpy().transpose(1, 2, 0)
+        assert got.shape == reference.shape and (reference.max(axis=-1) > 1.05).any(), name
+        np.testing.assert_allclose(got, reference, rtol=1e-3, atol=1e-5, err_msg=name)
+
+
 def test_nuke_host_is_torchscript_only_and_its_options_need_it(tmp_path):
     runner = CliRunner()
     onnx = runner.invoke(app, ["export", "--host", "nuke", str(tmp_path / "m.onnx")])

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fhdr_plugin.exports.export import METADATA_FILE, export_metadata, portable_copy
+from fhdr_plugin.exports.export import METADATA_FILE, at_least_two, export_metadata, portable_copy
 from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.io import make_folder, write_bytes_atomic
 from fhdr_plugin.node import maths
@@ -176,7 +176,7 @@ class SceneLinearFhdr(nn.Module):
         regions = self.windows(display)
         out = torch.zeros(display.shape, dtype=torch.float32, device=display.device)
         for r in regions:
-            result = self.net(display[:, :, r[4] : r[5], r[6] : r[7]].to(dtype)).float()
+            result = self.net(at_least_two(display[:, :, r[4] : r[5], r[6] : r[7]].to(dtype))).float()
             out[:, :, r[0] : r[1], r[2] : r[3]] = result[:, :, r[0] - r[4] : r[1] - r[4], r[2] - r[6] : r[3] - r[6]]
         return out
 

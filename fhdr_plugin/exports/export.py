@@ -53,13 +53,13 @@ class LinearHdr(nn.Module):
 
     def forward(self, ldr: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) LDR in [0, 1] to (N, 3, H, W) linear HDR, in the input's dtype."""
-        x = _at_least_two(torch.clamp(torch.nan_to_num(ldr, nan=0.0), 0.0, 1.0))
+        x = at_least_two(torch.clamp(torch.nan_to_num(ldr, nan=0.0), 0.0, 1.0))
         hdr = maths.decode(self.model(x).float(), self.headroom, self.mu)
         return hdr[:, :, : ldr.shape[2], : ldr.shape[3]].type_as(ldr)
 
 
 @torch.jit.script_if_tracing
-def _at_least_two(x: torch.Tensor) -> torch.Tensor:
+def at_least_two(x: torch.Tensor) -> torch.Tensor:
     """``x`` with its last row or column repeated up to 2 × 2, as the node pads a frame one pixel high or wide
     (the network's reflection padding needs two); traced into the TorchScript export as a scripted function."""
     h, w = x.shape[2], x.shape[3]
