@@ -141,6 +141,9 @@ def test_training_with_the_consistency_term_takes_shots_of_two_frames(images, tm
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
     assert checkpoint["step"] == 2 and checkpoint["config"]["consistency"] == 1.0
     assert "steadiness over two frames" in checkpoint_metadata(checkpoint, {})["fhdr:loss"]
+    assert "over-lift" not in checkpoint_metadata(checkpoint, {})["fhdr:loss"]
+    checkpoint["config"]["over_weight"] = 1.5
+    assert "an error above the truth (over-lift) weighs 1.5x" in checkpoint_metadata(checkpoint, {})["fhdr:loss"]
     with pytest.raises(ValueError, match="whole shots of 2"):
         odd = TrainConfig(crop=32, batch=3, steps=2, threads=1, consistency=1.0)
         train(odd, HDRCrops(images, 32, SYN, seed=0), None, tmp_path / "odd", SYN)

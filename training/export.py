@@ -62,6 +62,11 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
             + (f" + {cfg['keep']:g} x L1 to the plate over the measured channels" if cfg.get("keep") else "")
             + (f" + {cfg['consistency']:g} x steadiness over two frames" if cfg.get("consistency") else "")
             + (" + 10 x VGG19 perceptual" if ck["perceptual"] else "")
+            + (
+                f"; an error above the truth (over-lift) weighs {cfg['over_weight']:g}x one below"
+                if cfg.get("over_weight", 1.0) != 1.0
+                else ""
+            )
         ),
         "fhdr:steps": str(ck["step"]),
         "fhdr:total_steps": str(prior["steps"] + ck["step"]),
