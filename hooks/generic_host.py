@@ -53,8 +53,9 @@ PIXEL_TYPES = {
 
 def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.ndarray:
     """Run the registered operation ``operation`` on an (H, W, C) array (C = 1, 3 or 4 with alpha last), read as
-    a file of its type (integer: code values of its bit depth, straight alpha; float: premultiplied, and for an
-    operation with an ``input_colorspace`` given in it); returns its result as a float32 (H, W, C) array."""
+    a file of its type (integer: code values of its bit depth, straight alpha; float: premultiplied, in the
+    ``input_colorspace`` given, which an operation that has that parameter requires); returns its result as a
+    float32 (H, W, C) array."""
     if not isinstance(pixels, np.ndarray):
         raise fhdr_plugin.FhdrError(f"{operation}: takes a numpy array, not {type(pixels).__name__}")
     if pixels.ndim == 2:

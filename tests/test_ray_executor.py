@@ -95,7 +95,7 @@ def test_ray_executor_matches_the_local_one(tmp_path: Path, local_ray: None) -> 
     for f in range(1, 5):
         ours, theirs = written(tmp_path / f"ray/h.{f:04d}.exr"), written(tmp_path / f"local/h.{f:04d}.exr")
         # The same pixels but for float32 rounding: a Ray worker runs torch on its own number of threads, which can
-        # round a sum differently; that moves a rare value by one step of half (one pixel in 9,216 here).
+        # round a sum differently; that moves a rare value by one step of half (one value in 9,216 here).
         steps = np.abs(ours[0].astype(np.int32) - theirs[0].astype(np.int32))
         assert steps.max() <= 1 and np.count_nonzero(steps) <= ours[0].size // 1000, f"frame {f}: the pixels differ"
         assert ours[1] == theirs[1] and ours[1]["fhdr:model"]
