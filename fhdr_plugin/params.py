@@ -179,9 +179,14 @@ class Params:
         return out
 
     @classmethod
+    def names(cls) -> list[str]:
+        """The names of ``fields``, in their order: the keyword arguments ``from_kwargs`` takes."""
+        return [f.name for f in cls.fields()]
+
+    @classmethod
     def from_kwargs(cls: type[P], **values: Any) -> P:
         """The object of keyword arguments named as ``fields`` lists them, rejecting unknown names and bad values."""
-        known = [f.name for f in cls.fields()]
+        known = cls.names()
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise FhdrError(f"{cls.where}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")

@@ -64,7 +64,7 @@ def run_on_array(operation: str, pixels: np.ndarray, **params: object) -> np.nda
         raise fhdr_plugin.FhdrError(f"{operation}: takes an (H, W, C) array with C = 1, 3 or 4, not {pixels.shape}")
     if pixels.dtype not in PIXEL_TYPES:
         raise fhdr_plugin.FhdrError(f"arrays of {pixels.dtype} are not supported; give uint8, uint16 or float")
-    takes_space = any(f.name == "input_colorspace" for f in registry().get(operation).params.fields())
+    takes_space = "input_colorspace" in registry().get(operation).params.names()
     if pixels.dtype.kind == "f" and takes_space and not params.get("input_colorspace"):
         raise fhdr_plugin.FhdrError(
             f"{operation}: a float array needs input_colorspace: srgb_tx for display values in [0, 1] "

@@ -45,7 +45,7 @@ def with_params(**classes: type[Params]) -> Callable[[Callable[..., None]], Call
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
         own = [p for name, p in inspect.signature(command).parameters.items() if name not in classes]
-        fields = {name: [f.name for f in cls.fields()] for name, cls in classes.items()}
+        fields = {name: cls.names() for name, cls in classes.items()}
         names = [p.name for p in own] + [f for group in fields.values() for f in group]
         clashes = sorted({n for n in names if names.count(n) > 1})
 
@@ -78,16 +78,12 @@ def _clash_message(command: str, clashes: list[str]) -> str:
     ops = registry().operations
     parts = []
     for name in clashes:
-        owners = [f"{op} (plugin {o.plugin})" for op, o in sorted(ops.items()) if name in _field_names(o.params)]
+        owners = [f"{op} (plugin {o.plugin})" for op, o in sorted(ops.items()) if name in o.params.names()]
         parts.append(f"--{name.replace('_', '-')} of {', '.join(owners) or 'fhdr'}")
     return (
         f"fhdr {command} cannot offer {'; '.join(parts)}: a parameter is named like one of the command's own "
         "options; rename it (the Python API still runs the operation)"
     )
-
-
-def _field_names(params: type[Params]) -> set[str]:
-    return {f.name for f in params.fields()}
 
 
 def _plain(value: Any) -> Any:

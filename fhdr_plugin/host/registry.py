@@ -79,7 +79,7 @@ class Registry:
         """The parameter object of operation ``name`` from the command line's ``values`` (a ``command_params``
         object): the options given, the operation's own defaults for the rest (a name two operations share may
         default differently); an FhdrError when an option that is not the operation's was given."""
-        own = {f.name for f in self.get(name).params.fields()}
+        own = set(self.get(name).params.names())
         defaults = {f.name: f.default for f in type(values).fields()}
         given = {k: v for k, v in values.to_dict().items() if v != defaults[k]}
         foreign = sorted(k for k in given if k not in own)
