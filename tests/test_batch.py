@@ -98,6 +98,27 @@ def test_a_batch_refused_before_its_first_frame_still_writes_its_report(tmp_path
     assert temp_files(report.parent) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--op", "no_such_op"], "no_such_op"),
+        (["--address", "auto"], "options of --executor ray"),
+    ],
+)
+def test_a_batch_refused_before_planning_its_frames_still_writes_its_report(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    plate(tmp_path / "in", range(1, 3))
+    report = tmp_path / "r.json"
+    code, err = batch(tmp_path / "in/plate.####.png", tmp_path / "out/hdr.####.exr", "--report", report, *args)
+    assert code == 1 and words in err
+    refused = read_report(report)
+    assert words in refused["error"] and refused["error"] in err
+    assert refused["frames"] == [] and refused["counts"]["done"] == 0
+    assert refused["settings"] == {"operation": args[1] if args[0] == "--op" else "ldr_to_hdr", "executor": "local"}
+    assert not (tmp_path / "out").exists()
+
+
 def test_disk_io_overlaps_the_model_within_bounded_queues(tmp_path: Path) -> None:
     plate(tmp_path, range(1, 9))
     jobs = plan(str(tmp_path / "plate.#.png"), str(tmp_path / "h.#.exr"))

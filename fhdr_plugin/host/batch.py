@@ -273,22 +273,10 @@ def run_batch(
     is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned. A batch refused
     before its first frame (no frames, an output it cannot write) still writes its report, the refusal as ``error``."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    head = _head(in_pattern, out_pattern, frames, chunk_spec)
 
     def record(results: list[FrameResult], outcome: dict[str, Any], engine: dict[str, str], **refused: str):
-        return {
-            "fhdr_version": __version__,
-            "command": sys.argv,
-            "input": in_pattern,
-            "output": out_pattern,
-            "frame_range": frames,
-            "chunk": chunk_spec,
-            "started": started,
-            "settings": {**settings, "executor": executor.name},
-            "engine": engine,
-            **refused,
-            **outcome,
-            "frames": [_rounded(asdict(r)) for r in results],
-        }
+        return batch_report(head, started, {**settings, "executor": executor.name}, engine, results, outcome, **refused)
 
     try:
         jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
@@ -332,6 +320,45 @@ def run_batch(
         if report is not None:
             _report_after(interrupted, report, record(results, outcome, executor.describe()))
     return results
+
+
+def _head(in_pattern: str, out_pattern: str, frames: str, chunk_spec: str) -> dict[str, str]:
+    """What a batch's report says it was asked for: the input and output patterns, frame range and chunk."""
+    return {"input": in_pattern, "output": out_pattern, "frame_range": frames, "chunk": chunk_spec}
+
+
+def batch_report(
+    head: dict[str, str],
+    started: str,
+    settings: dict[str, Any],
+    engine: dict[str, str],
+    results: list[FrameResult],
+    outcome: dict[str, Any],
+    **refused: str,
+) -> dict[str, Any]:
+    """A batch's JSON report: the version, the command, ``head`` (input and output patterns, frame range, chunk),
+    when it started, its settings and engine, an ``error`` when it was refused, its ``summary`` and its frames."""
+    return {
+        "fhdr_version": __version__,
+        "command": sys.argv,
+        **head,
+        "started": started,
+        "settings": settings,
+        "engine": engine,
+        **refused,
+        **outcome,
+        "frames": [_rounded(asdict(r)) for r in results],
+    }
+
+
+def report_refusal(
+    path: Path, in_pattern: str, out_pattern: str, settings: dict[str, Any], error: str, frames: str, chunk_spec: str
+) -> None:
+    """Write the report of a batch refused before ``run_batch`` (an operation's bad parameter, an executor it
+    cannot start): no frames, the refusal as ``error``."""
+    head = _head(in_pattern, out_pattern, frames, chunk_spec)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _report_refusal(path, batch_report(head, started, settings, {}, [], summary([], 0.0), error=error))
 
 
 def _report_refusal(path: Path, report: dict[str, Any]) -> None:

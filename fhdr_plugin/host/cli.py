@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,10 @@ from fhdr_plugin.imaging.io import WriteOptions
 from fhdr_plugin.manifest import PACKAGE_DIR, manifest
 from fhdr_plugin.params import TYPES, ExportParams, LdrToHdrParams, ModelParams, Params, type_name
 from fhdr_plugin.version import __version__
+
+if TYPE_CHECKING:
+    from fhdr_plugin.host.batch import LocalExecutor
+    from fhdr_plugin.host.ray_executor import RayExecutor
 
 app = typer.Typer(
     add_completion=False,
@@ -217,27 +221,17 @@ def batch(
     options: WriteOptions,
 ) -> None:
     """Convert a frame sequence; exits 1 if any frame failed (listed in the summary and the report)."""
-    from fhdr_plugin.host.batch import FAILED, LocalExecutor, run_batch
+    from fhdr_plugin.host.batch import FAILED, report_refusal, run_batch
 
     with reporting():
-        params = registry().for_operation(op, params)
-        if executor is Executor.ray:
-            from fhdr_plugin.host.ray_executor import RayExecutor
-
-            runner: LocalExecutor | RayExecutor = RayExecutor(
-                params,
-                options,
-                skip_existing=skip_existing,
-                operation=op,
-                address=address,
-                cpus=ray_cpus,
-                workers=ray_workers,
-                quiet=Settings.quiet,
-            )
-        elif address or ray_cpus or ray_workers:
-            raise FhdrError("--address, --ray-cpus and --ray-workers are options of --executor ray")
-        else:
-            runner = LocalExecutor(params, options, skip_existing=skip_existing, operation=op)
+        try:
+            params = registry().for_operation(op, params)
+            runner = _runner(executor, params, options, skip_existing, op, address, ray_cpus, ray_workers)
+        except FhdrError as exc:
+            if report is not None:
+                asked = {"operation": op, "executor": executor.value}
+                report_refusal(report, in_pattern, out_pattern, asked, str(exc), frames, chunk)
+            raise
         settings = {"operation": op, **params.to_dict(), **options.to_dict(), "skip_existing": skip_existing}
         results = run_batch(
             runner,
@@ -251,6 +245,37 @@ def batch(
         )
     if any(r.status == FAILED for r in results):
         raise typer.Exit(1)
+
+
+def _runner(
+    executor: Executor,
+    params: Params,
+    options: WriteOptions,
+    skip_existing: bool,
+    op: str,
+    address: str,
+    ray_cpus: int,
+    ray_workers: int,
+) -> LocalExecutor | RayExecutor:
+    """The executor batch runs its frames on: this process, or a Ray cluster (its options refused without it)."""
+    from fhdr_plugin.host.batch import LocalExecutor
+
+    if executor is Executor.ray:
+        from fhdr_plugin.host.ray_executor import RayExecutor
+
+        return RayExecutor(
+            params,
+            options,
+            skip_existing=skip_existing,
+            operation=op,
+            address=address,
+            cpus=ray_cpus,
+            workers=ray_workers,
+            quiet=Settings.quiet,
+        )
+    if address or ray_cpus or ray_workers:
+        raise FhdrError("--address, --ray-cpus and --ray-workers are options of --executor ray")
+    return LocalExecutor(params, options, skip_existing=skip_existing, operation=op)
 
 
 @app.command()
