@@ -46,6 +46,7 @@ LIBTORCH_1_6_OPS = frozenset(
         "constant_pad_nd",
         "conv2d",
         "copy_",
+        "cpu",
         "cumsum",
         "div",
         "detach",

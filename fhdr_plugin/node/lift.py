@@ -31,15 +31,16 @@ PREFIX = "lift."
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean of ``x`` (N, C, H, W) over a (2r+1)² box around each pixel, the frame's edges replicated: four
-    look-ups of the summed-area table (in float64, so the differences of large sums stay exact to float32), the
-    same cost at any radius."""
+    look-ups of the summed-area table, the same cost at any radius. The table is float64, so the differences of
+    its large sums stay exact to float32; on Apple's MPS, which has no float64, it is summed on the CPU."""
     k = 2 * radius + 1
     padded = torch.ops.aten.replication_pad2d(x, [radius, radius, radius, radius])
-    table = torch.ops.aten.constant_pad_nd(padded.double(), [1, 0, 1, 0], 0.0).cumsum(3).cumsum(2)
+    wide = padded.cpu().double() if x.device.type == "mps" else padded.double()
+    table = torch.ops.aten.constant_pad_nd(wide, [1, 0, 1, 0], 0.0).cumsum(3).cumsum(2)
     h = table.shape[2] - k
     w = table.shape[3] - k
     total = table[:, :, k:, k:] - table[:, :, :h, k:] - table[:, :, k:, :w] + table[:, :, :h, :w]
-    return (total / (k * k)).to(x.dtype)
+    return (total / (k * k)).to(x.device, x.dtype)
 
 
 def log_lift(linear: torch.Tensor, expanded: torch.Tensor) -> torch.Tensor:
