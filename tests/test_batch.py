@@ -103,6 +103,7 @@ def test_a_batch_refused_before_its_first_frame_still_writes_its_report(tmp_path
     [
         (["--op", "no_such_op"], "no_such_op"),
         (["--address", "auto"], "options of --executor ray"),
+        (["--blend-low", "2"], "blend_low"),
     ],
 )
 def test_a_batch_refused_before_planning_its_frames_still_writes_its_report(

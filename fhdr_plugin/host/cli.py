@@ -43,9 +43,12 @@ class Executor(str, Enum):
     ray = "ray"
 
 
-def with_params(**classes: type[Params]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def with_params(
+    on_refusal: Callable[[dict[str, Any], str], None] | None = None, **classes: type[Params]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command one option per field of each parameter class, and call it with one object per class
-    (``params=LdrToHdrParams`` → the command's ``params`` argument), made and checked from those options."""
+    (``params=LdrToHdrParams`` → the command's ``params`` argument), made and checked from those options;
+    ``on_refusal(values, error)`` is told of options refused before the command runs."""
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
         own = [p for name, p in inspect.signature(command).parameters.items() if name not in classes]
@@ -55,13 +58,19 @@ def with_params(**classes: type[Params]) -> Callable[[Callable[..., None]], Call
 
         @functools.wraps(command)
         def run(**values: Any) -> None:
+            given = dict(values)
             with reporting():
-                if clashes:
-                    raise FhdrError(_clash_message(command.__name__, clashes))
-                objects = {
-                    name: cls.from_kwargs(**{f: _plain(values.pop(f)) for f in fields[name]})
-                    for name, cls in classes.items()
-                }
+                try:
+                    if clashes:
+                        raise FhdrError(_clash_message(command.__name__, clashes))
+                    objects = {
+                        name: cls.from_kwargs(**{f: _plain(values.pop(f)) for f in fields[name]})
+                        for name, cls in classes.items()
+                    }
+                except FhdrError as exc:
+                    if on_refusal is not None:
+                        on_refusal(given, str(exc))
+                    raise
             command(**values, **objects)
 
         taken = {p.name for p in own}
@@ -202,8 +211,21 @@ def convert(
         log.info("wrote %s", output)
 
 
+def _refuse_batch(values: dict[str, Any], error: str) -> None:
+    """Write the ``--report`` of a batch refused before it plans its frames (a bad option, an unknown operation,
+    an executor it cannot start), when one is asked for: ``values`` are batch's options as given."""
+    if values.get("report") is None:
+        return
+    from fhdr_plugin.host.batch import report_refusal
+
+    asked = {"operation": values["op"], "executor": Executor(values["executor"]).value}
+    report_refusal(
+        values["report"], values["in_pattern"], values["out_pattern"], asked, error, values["frames"], values["chunk"]
+    )
+
+
 @app.command()
-@with_params(params=COMMAND_PARAMS, options=WriteOptions)
+@with_params(on_refusal=_refuse_batch, params=COMMAND_PARAMS, options=WriteOptions)
 def batch(
     in_pattern: str = typer.Argument(..., help="Input frames: shot.####.png, shot.%04d.png, shot.@@@@.png or a glob."),
     out_pattern: str = typer.Argument(..., help="Output EXR frames, e.g. hdr/shot.####.exr."),
@@ -221,16 +243,15 @@ def batch(
     options: WriteOptions,
 ) -> None:
     """Convert a frame sequence; exits 1 if any frame failed (listed in the summary and the report)."""
-    from fhdr_plugin.host.batch import FAILED, report_refusal, run_batch
+    from fhdr_plugin.host.batch import FAILED, run_batch
 
     with reporting():
         try:
             params = registry().for_operation(op, params)
             runner = _runner(executor, params, options, skip_existing, op, address, ray_cpus, ray_workers)
         except FhdrError as exc:
-            if report is not None:
-                asked = {"operation": op, "executor": executor.value}
-                report_refusal(report, in_pattern, out_pattern, asked, str(exc), frames, chunk)
+            given = {"in_pattern": in_pattern, "out_pattern": out_pattern, "frames": frames, "chunk": chunk}
+            _refuse_batch({**given, "report": report, "op": op, "executor": executor}, str(exc))
             raise
         settings = {"operation": op, **params.to_dict(), **options.to_dict(), "skip_existing": skip_existing}
         results = run_batch(
