@@ -273,18 +273,14 @@ def run_batch(
     is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned. A batch refused
     before its first frame (no frames, an output it cannot write) still writes its report, the refusal as ``error``."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    head = _head(in_pattern, out_pattern, frames, chunk_spec)
-
-    def record(results: list[FrameResult], outcome: dict[str, Any], engine: dict[str, str], **refused: str):
-        return batch_report(head, started, {**settings, "executor": executor.name}, engine, results, outcome, **refused)
-
+    recorded = {**settings, "executor": executor.name}
     try:
         jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
         if jobs:
             _preflight(jobs, report)
     except FhdrError as exc:
         if report is not None:
-            _report_refusal(report, record([], summary([], 0.0), {}, error=str(exc)))
+            report_refusal(report, in_pattern, out_pattern, recorded, str(exc), frames, chunk_spec)
         raise
     if jobs:
         engine = executor.describe()
@@ -318,7 +314,9 @@ def run_batch(
         outcome = summary(results, time.perf_counter() - start)
         _say(outcome, quiet)
         if report is not None:
-            _report_after(interrupted, report, record(results, outcome, executor.describe()))
+            head = _head(in_pattern, out_pattern, frames, chunk_spec)
+            done = batch_report(head, started, recorded, executor.describe(), results, outcome)
+            _report_after(interrupted, report, done)
     return results
 
 
@@ -354,18 +352,13 @@ def batch_report(
 def report_refusal(
     path: Path, in_pattern: str, out_pattern: str, settings: dict[str, Any], error: str, frames: str, chunk_spec: str
 ) -> None:
-    """Write the report of a batch refused before ``run_batch`` (an operation's bad parameter, an executor it
-    cannot start): no frames, the refusal as ``error``."""
+    """Write the report of a batch refused before its first frame (an operation's bad parameter, an executor it
+    cannot start, no frames, an output it cannot write): no frames, the refusal as ``error``; a failure to write it
+    is logged, so the refusal is what the command reports."""
     head = _head(in_pattern, out_pattern, frames, chunk_spec)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _report_refusal(path, batch_report(head, started, settings, {}, [], summary([], 0.0), error=error))
-
-
-def _report_refusal(path: Path, report: dict[str, Any]) -> None:
-    """Write the report of a batch refused before its first frame, with the refusal as its ``error``; a failure
-    to write it is logged, so the refusal is what the command reports."""
     try:
-        write_report(path, report)
+        write_report(path, batch_report(head, started, settings, {}, [], summary([], 0.0), error=error))
     except (FhdrError, OSError) as exc:
         log.error("no report written: %s", exc)
 
