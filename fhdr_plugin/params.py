@@ -258,6 +258,12 @@ class BlendParams(Params):
         "model's lift head, when it has one; off: the network's expansion alone",
         flag="--context/--no-context",
     )
+    coarse: bool = param(
+        True,
+        "anchored mode: expand a clipped area deeper than the network sees (a window or a flame on a 2K or 4K "
+        "plate) from the frame at half, quarter, ... resolution too; off: the full-resolution pass alone",
+        flag="--coarse/--no-coarse",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -258,6 +258,9 @@ def validate_cmd(
     data: Path = typer.Option(Path("../shared/data/hdr-train"), help="Folder of HDR images (.exr, .hdr)."),
     val: str = typer.Option(DEFAULT_VAL, help="Comma-separated stems of --data to score on."),
     jpeg: int = typer.Option(0, help="Make the plates with a JPEG of this quality (0: the plain camera's PNG)."),
+    zoom: float = typer.Option(
+        1.0, min=0.1, help="Enlarge each view this many times before the camera, as a plate with more pixels sees it."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the summary and the per-case rows as JSON."),
     record: bool = typer.Option(
         False,
@@ -271,12 +274,12 @@ def validate_cmd(
     held-out scenes at each clipped fraction, and barely clipped where they can be): the figures training logs,
     the highlight figures, and per case."""
     node_blend = replace(BlendParams(), context=params.blend.context)
-    if record and (checkpoint is not None or jpeg or params.blend != node_blend):
+    if record and (checkpoint is not None or jpeg or zoom != 1.0 or params.blend != node_blend):
         raise typer.BadParameter("--record scores a shipped model on plain plates at the node's blend: drop the rest")
     files = files_of_stems(data, val)
     camera = CAMERA if not jpeg else replace(CAMERA, jpeg=1.0, jpeg_quality=(jpeg, jpeg))
     params = replace(params, blend=params.blend.for_plate(lossy=bool(jpeg)))  # as the node reads such a file
-    cases = validation_cases(synthetic_cases(files, FRACTIONS, 0, True, camera, barely=True))
+    cases = validation_cases(synthetic_cases(files, FRACTIONS, 0, True, camera, barely=True, zoom=zoom))
     if checkpoint is not None:
         ck = load_checkpoint(checkpoint)
         model = checkpoint_model(ck)

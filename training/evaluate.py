@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+import torch
 
 from fhdr_plugin.imaging import color
 from fhdr_plugin.node.operation import LdrToHdrParams, predict_linear
@@ -84,6 +85,19 @@ def camera_view(hdr: np.ndarray) -> np.ndarray:
     return brightest_view(hdr) if is_panorama(hdr) else hdr
 
 
+def enlarged(hdr: np.ndarray, zoom: float) -> np.ndarray:
+    """``hdr`` (H, W, 3) resampled bilinearly to ``zoom`` times its size: the same scene as a camera with more
+    pixels sees it, its highlights that many pixels wider (and softer than a real photograph that size)."""
+    if zoom == 1.0:
+        return hdr
+    h, w = hdr.shape[:2]
+    t = torch.from_numpy(np.ascontiguousarray(hdr.transpose(2, 0, 1), dtype=np.float32))[None]
+    t = torch.nn.functional.interpolate(
+        t, size=(round(h * zoom), round(w * zoom)), mode="bilinear", align_corners=False
+    )
+    return t[0].permute(1, 2, 0).numpy()
+
+
 def synthetic_cases(
     files: list[Path],
     fractions: tuple[float, ...] = FRACTIONS,
@@ -91,14 +105,16 @@ def synthetic_cases(
     views: bool = True,
     camera: Synthesis = CAMERA,
     barely: bool = False,
+    zoom: float = 1.0,
 ) -> Iterator[Case]:
     """Cases made from HDR-only images through ``camera``: one per image and clipped fraction, deterministic for
     ``seed``; with ``views``, of each panorama's ``camera_view`` rather than the whole panorama; with ``barely``,
-    each image's barely clipped case too, where it has one."""
+    each image's barely clipped case too, where it has one; each image ``enlarged`` by ``zoom`` first."""
     for i, path in enumerate(files):
         hdr = np.maximum(read_rgb(path), 0.0)
         if views:
             hdr = camera_view(hdr)
+        hdr = enlarged(hdr, zoom)
         for j, fraction in enumerate(fractions):
             rel = expose(hdr, fraction)
             if rel is None:

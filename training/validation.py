@@ -17,10 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fhdr_plugin.imaging import color
-from fhdr_plugin.node import scale
 from fhdr_plugin.node.engine import Engine
 from fhdr_plugin.node.model import FHDR
-from fhdr_plugin.node.operation import LdrToHdrParams, predict
+from fhdr_plugin.node.operation import LdrToHdrParams, predict, reconstruct
 from training.evaluate import BARELY_TRUTH, GUARD_DB, INPUT_SPACE, Case
 from training.highlights import figures, hollow
 from training.metrics import clipped_ratio, pu21_psnr
@@ -108,15 +107,15 @@ def validate(
     predicted: list[np.ndarray] | None = None,
 ) -> dict:
     """Scores of ``model`` (its output decoded by ``meta``) on ``cases`` through the node with ``params`` (its
-    defaults when None), the network run again unless ``predicted`` holds its ``predictions`` of the cases; the
-    figures of ``summarise`` and ``cases`` (per case, with the output's and the truth's clipped-area brightness
+    defaults when None), the network run again unless ``predicted`` holds its ``predictions`` of the cases (the
+    coarser levels of a case with large highlights, ``operation.expand``, run it in any case); the figures of ``summarise`` and ``cases`` (per case, with the output's and the truth's clipped-area brightness
     ratios, the log-lift ratio, the unclipped-channel change and the depth ratios)."""
     engine = Engine(copy.deepcopy(model), device, precision)
     params = params or LdrToHdrParams()
     rows = []
     for i, case in enumerate(cases):
-        pred = predict(engine, meta, case.display, params.blend) if predicted is None else predicted[i]
-        hdr = scale.blend(case.linear, case.display, pred, params.blend, engine.lift)
+        pred = None if predicted is None else predicted[i]
+        hdr = reconstruct(engine, meta, case.linear, case.display, params, pred)
         ratio = clipped_ratio(hdr, case.linear, case.clipped)
         rows.append(
             {

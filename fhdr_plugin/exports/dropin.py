@@ -23,7 +23,7 @@ from torch import nn
 from fhdr_plugin.exports.export import METADATA_FILE, at_least_two, export_metadata, portable_copy
 from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.io import make_folder, write_bytes_atomic
-from fhdr_plugin.node import maths
+from fhdr_plugin.node import maths, pyramid
 from fhdr_plugin.node.encoding import decoding
 from fhdr_plugin.node.engine import SPARSE_TILES, WINDOW_COST
 from fhdr_plugin.node.lift import LiftHead
@@ -69,9 +69,11 @@ LIBTORCH_1_6_OPS = frozenset(
         "reflection_pad2d",
         "relu",
         "replication_pad2d",
+        "reshape",
         "select",
         "size",
         "slice",
+        "stack",
         "sub",
         "sum",
         "tanh",
@@ -108,8 +110,9 @@ def _mix(rgb: torch.Tensor, m: list[float]) -> torch.Tensor:
 class SceneLinearFhdr(nn.Module):
     """Working-space scene-linear RGB (N, 3, H, W) in, the same size out (N, 4 with ``matte``): the anchored node.
 
-    Knobs (plain attributes, shown by Nuke): ``KNOBS``, the blend's parameters; ``mode`` and ``matte`` (0/1)
-    are fixed at export, since the node's result and its output channels are.
+    Knobs (plain attributes, shown by Nuke): ``KNOBS``, the blend's parameters, and ``coarse`` (0/1: the coarser
+    levels of large highlights, the node's ``--coarse``); ``mode`` and ``matte`` (0/1) are fixed at export, since
+    the node's result and its output channels are.
     """
 
     headroom: float
@@ -117,6 +120,7 @@ class SceneLinearFhdr(nn.Module):
     mode: str
     matte: int
     context: int
+    coarse: int
     sparse: int
     halo: int
     tiles: list[int]
@@ -133,6 +137,7 @@ class SceneLinearFhdr(nn.Module):
         self.mode = "anchored"
         self.matte = int(matte)
         self.context = int(model.lift is not None)
+        self.coarse = int(BlendParams().coarse)
         self.sparse = int(type(model) is FHDR)  # a context pass needs the whole frame
         self.halo = receptive_radius(model.iterations)
         self.tiles = sorted(SPARSE_TILES)
@@ -183,18 +188,46 @@ class SceneLinearFhdr(nn.Module):
             out[:, :, r[0] : r[1], r[2] : r[3]] = result[:, :, r[0] - r[4] : r[1] - r[4], r[2] - r[6] : r[3] - r[6]]
         return out
 
+    def expand(self, display: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
+        """The anchored expansion of one level of the plate, lifted by the lift head when the model has one."""
+        predicted = maths.decode(self.network(display), self.headroom, self.mu)
+        hdr = maths.anchored(linear, display, predicted, self.blend_low, self.blend_high)
+        if self.context:
+            hdr = self.lift(display, linear, hdr, self.blend_low, self.blend_high)
+        return hdr
+
+    def levels(self, display: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
+        """The anchored expansion of the plate, refined from coarser levels while one holds a clipped area deeper
+        than the network sees (``coarse``, as the node's ``operation.expand``)."""
+        displays = [display]
+        linears = [linear]
+        weights: list[torch.Tensor] = []
+        deeper = self.coarse != 0
+        while deeper:
+            weight = pyramid.weight(displays[-1], self.blend_low, self.blend_high, self.halo)
+            deeper = pyramid.deeper(weight)
+            if deeper:
+                weights.append(weight)
+                half_display, half_linear = pyramid.coarser(displays[-1], linears[-1])
+                displays.append(half_display)
+                linears.append(half_linear)
+        hdr = self.expand(displays[-1], linears[-1])
+        for i in range(len(weights)):
+            k = len(weights) - 1 - i
+            level = self.expand(displays[k], linears[k])
+            hdr = pyramid.refine(
+                displays[k], linears[k], level, weights[k], linears[k + 1], hdr, self.blend_low, self.blend_high
+            )
+        return hdr
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Working-space RGB (N, 3, H, W) to the node's anchored HDR in the working space, in the input's dtype."""
         linear = _mix(maths.finite(x.float()), self.to_rec709)
         display = maths.srgb_encode(linear)
-        predicted = maths.decode(self.network(display), self.headroom, self.mu)
         if self.mode == "raw":
-            hdr = predicted
+            hdr = maths.decode(self.network(display), self.headroom, self.mu)
         else:
-            hdr = maths.anchored(linear, display, predicted, self.blend_low, self.blend_high)
-            if self.context:
-                hdr = self.lift(display, linear, hdr, self.blend_low, self.blend_high)
-            hdr = maths.strengthen(linear, hdr, self.strength)
+            hdr = maths.strengthen(linear, self.levels(display, linear), self.strength)
         out = maths.finite(_mix(maths.finite(hdr), self.from_rec709))
         if self.matte:
             out = torch.cat([out, maths.matte_of(display, self.mode, self.blend_low, self.blend_high)], 1)

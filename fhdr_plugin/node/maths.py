@@ -90,11 +90,13 @@ def blend(
     blend_high: float,
     strength: float,
     context: bool = True,
+    coarse: bool = True,
 ) -> torch.Tensor:
     """The node's output for the plate and the network's decoded prediction (``scale.blend``), the fields of
-    ``params.BlendParams`` passed by name, less the lift head: it needs the whole frame (``lift.LiftHead``, which
-    the node and the Nuke drop-in run on the anchored expansion), so with crops, as in the loss, ``context`` has
-    nothing to act on and the network is trained for the head's input."""
+    ``params.BlendParams`` passed by name, less the lift head and the coarser levels: they need the whole frame
+    (``lift.LiftHead`` and ``pyramid``, which the node and the Nuke drop-in run on the anchored expansion), so with
+    crops, as in the loss, ``context`` and ``coarse`` have nothing to act on and the network is trained for their
+    input."""
     if mode == "raw":
         return predicted
     return strengthen(linear, anchored(linear, display, predicted, blend_low, blend_high), strength)

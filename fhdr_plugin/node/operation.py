@@ -10,6 +10,7 @@ import logging
 
 import numpy as np
 import OpenImageIO as oiio
+import torch
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging import color
@@ -24,7 +25,7 @@ from fhdr_plugin.imaging.io import (
     stored_lossily,
     to_array,
 )
-from fhdr_plugin.node import scale
+from fhdr_plugin.node import pyramid, scale
 from fhdr_plugin.node.encoding import decode
 from fhdr_plugin.node.engine import Engine, engine_for
 from fhdr_plugin.params import BlendParams, LdrToHdrParams
@@ -111,11 +112,58 @@ def to_model_space(rgb: np.ndarray, src_space: str) -> tuple[np.ndarray, np.ndar
 
 
 def reconstruct(
-    engine: Engine, meta: dict[str, str], linear: np.ndarray, display: np.ndarray, params: LdrToHdrParams
+    engine: Engine,
+    meta: dict[str, str],
+    linear: np.ndarray,
+    display: np.ndarray,
+    params: LdrToHdrParams,
+    predicted: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network's ``predict``, then
-    scaled (and lifted by the model's lift head, when it has one)."""
-    return scale.blend(linear, display, predict(engine, meta, display, params.blend), params.blend, engine.lift)
+    """Linear HDR (H, W, 3) from the linearised and the display-referred input: the network's ``predict`` (or
+    ``predicted``, when the caller has it), then scaled (lifted by the model's lift head, when it has one, and
+    refined from coarser levels, ``expand``)."""
+    blend = params.blend.for_plate(lossy=False)
+    if predicted is None:
+        predicted = predict(engine, meta, display, blend)
+    if blend.mode == "raw":
+        return predicted
+    return scale.strengthen(linear, expand(engine, meta, linear, display, blend, predicted), blend.strength)
+
+
+def expand(
+    engine: Engine,
+    meta: dict[str, str],
+    linear: np.ndarray,
+    display: np.ndarray,
+    blend: BlendParams,
+    predicted: np.ndarray | None = None,
+) -> np.ndarray:
+    """The anchored expansion of the plate (``scale.expand``) by the network's prediction (``predicted`` when
+    given); with ``blend.coarse``, while the plate holds a clipped area deeper than the network sees, refined
+    from the expansion of the plate at half resolution (``pyramid``), computed the same way."""
+    if predicted is None:
+        predicted = predict(engine, meta, display, blend)
+    expanded = scale.expand(linear, display, predicted, blend, engine.lift)
+    if not blend.coarse:
+        return expanded
+    d, li = _tensor(display), _tensor(linear)
+    weight = pyramid.weight(d, blend.blend_low, blend.blend_high, engine.halo)
+    if not pyramid.deeper(weight):
+        return expanded
+    half_d, half_li = pyramid.coarser(d, li)
+    half_e = _tensor(expand(engine, meta, _array(half_li), _array(half_d), blend))
+    refined = pyramid.refine(d, li, _tensor(expanded), weight, half_li, half_e, blend.blend_low, blend.blend_high)
+    return _array(refined)
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    """An (H, W, C) array as a (1, C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+
+
+def _array(image: torch.Tensor) -> np.ndarray:
+    """A (1, C, H, W) tensor as an (H, W, C) float32 array."""
+    return image[0].permute(1, 2, 0).numpy().astype(np.float32, copy=False)
 
 
 def predict(engine: Engine, meta: dict[str, str], display: np.ndarray, blend: BlendParams) -> np.ndarray:
@@ -144,6 +192,7 @@ def provenance(engine: Engine, meta: dict[str, str], params: LdrToHdrParams, src
         "fhdr:blend": f"{params.blend.blend_low:g}-{params.blend.blend_high:g}",
         "fhdr:strength": f"{params.blend.strength:g}",
         "fhdr:context": "lift head" if lifted(engine, params) else "off",
+        "fhdr:coarse": "on" if params.blend.mode == "anchored" and params.blend.coarse else "off",
         "fhdr:input_colorspace": src_space,
     }
 

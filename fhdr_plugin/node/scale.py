@@ -69,10 +69,19 @@ def blend(
     if params.mode == "raw":
         return predicted
     params = params.for_plate(lossy=False)
+    return strengthen(linear, expand(linear, display, predicted, params, lift), params.strength)
+
+
+def expand(
+    linear: np.ndarray, display: np.ndarray, predicted: np.ndarray, params: BlendParams, lift: Lift | None = None
+) -> np.ndarray:
+    """The anchored expansion of the plate by the network's decoded prediction, lifted by ``lift`` when
+    ``params.context`` is on: ``blend`` in anchored mode before its ``strength``; ``params`` for the plate
+    (``BlendParams.for_plate``)."""
     expanded = anchored(linear, display, predicted, params.blend_low, params.blend_high)
     if lift is not None and params.context:
         expanded = lift(display, linear, expanded, params.blend_low, params.blend_high)
-    return strengthen(linear, expanded, params.strength)
+    return expanded
 
 
 def needed(display: np.ndarray, params: BlendParams) -> np.ndarray | None:
