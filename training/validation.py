@@ -108,8 +108,9 @@ def validate(
 ) -> dict:
     """Scores of ``model`` (its output decoded by ``meta``) on ``cases`` through the node with ``params`` (its
     defaults when None), the network run again unless ``predicted`` holds its ``predictions`` of the cases (the
-    coarser levels of a case with large highlights, ``operation.expand``, run it in any case); the figures of ``summarise`` and ``cases`` (per case, with the output's and the truth's clipped-area brightness
-    ratios, the log-lift ratio, the unclipped-channel change and the depth ratios)."""
+    coarser levels of a case with large highlights, ``operation.expand``, run it in any case); the figures of
+    ``summarise`` and ``cases`` (per case, with the output's and the truth's clipped-area brightness ratios, the
+    log-lift ratio, the unclipped-channel change and the depth ratios)."""
     engine = Engine(copy.deepcopy(model), device, precision)
     params = params or LdrToHdrParams()
     rows = []
