@@ -2,6 +2,7 @@
 
     python benchmarks/temporal.py                       # 24 frames of 256x160, 1.5 px per frame, tiles of 96
     python benchmarks/temporal.py --hdr ../shared/data/hdr-train/polyhaven1k_sunrise.exr --frames 32
+    python benchmarks/temporal.py --zoom 2.5            # the same shot enlarged: 640x400, 3.75 px per frame
 
 Each frame is the panorama box-downscaled by 2 from a crop window that slides 3 panorama pixels (1.5 frame
 pixels) per frame, so highlights move across the frame, cross tile borders and change their clipped shape by
@@ -13,7 +14,8 @@ the linearised plate and the ground truth (whose error is that of the half-pixel
 same measurement on log(output / truth): how much the error itself changes from frame to frame, which a steady
 reconstruction keeps as low as the linearised plate's; the lift is the mean output over the plate on the
 reconstructed pixels (a flicker bought by no lift at all is no gain). ``--shot interior`` pans over a bright
-interior (lamps and windows), ``--shot sunset`` over the sunset panorama. Printed, never asserted. See
+interior (lamps and windows), ``--shot sunset`` over the sunset panorama; ``--zoom`` enlarges every frame (its
+highlights deeper than the network sees, where the node's coarser levels act). Printed, never asserted. See
 benchmarks/README.md.
 """
 
@@ -32,6 +34,7 @@ from fhdr_plugin.node import operation as node
 from fhdr_plugin.node import scale
 from fhdr_plugin.params import LdrToHdrParams
 from training.data import Synthesis, downscale, expose, synthesise
+from training.evaluate import enlarged
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hdr-train"
@@ -67,24 +70,33 @@ def pan(hdr: np.ndarray, frames: int, width: int, height: int, clipped: float) -
     return [downscale(shot[:, STEP * t : STEP * t + ww], FACTOR) for t in range(frames)]
 
 
-def temporal_error(frames: list[np.ndarray], masks: list[np.ndarray]) -> float:
-    """Mean |log2| ratio of frame t moved by the pan (1.5 px) to frame t+1, over the masked pixels of t+1."""
+def moved(prev: np.ndarray, cur: np.ndarray, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``prev`` moved left by the pan's ``shift`` pixels (linear between its two nearest columns), and the
+    columns of ``cur`` it covers."""
+    k = int(shift)
+    frac = shift - k
+    width = prev.shape[1] - k - 1
+    return (1.0 - frac) * prev[:, k : k + width] + frac * prev[:, k + 1 : k + 1 + width], cur[:, :width]
+
+
+def temporal_error(frames: list[np.ndarray], masks: list[np.ndarray], shift: float = 1.5) -> float:
+    """Mean |log2| ratio of frame t moved by the pan (``shift`` px) to frame t+1, over the masked pixels of t+1."""
     errors = []
     for prev, cur, mask in zip(frames, frames[1:], masks[1:], strict=False):
-        moved = 0.5 * (prev[:, 1:-1] + prev[:, 2:])
-        ratio = np.log2((moved + FLOOR) / (cur[:, :-2] + FLOOR))
-        errors.append(np.abs(ratio)[mask[:, :-2]].ravel())
+        before, after = moved(prev, cur, shift)
+        ratio = np.log2((before + FLOOR) / (after + FLOOR))
+        errors.append(np.abs(ratio)[mask[:, : after.shape[1]]].ravel())
     return float(np.concatenate(errors).mean())
 
 
-def flicker(outputs: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray]) -> float:
-    """Mean |change| (stops) of log2(output / truth) from frame t, moved by the pan, to frame t+1, over the masked
-    pixels of t+1."""
+def flicker(outputs: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray], shift: float = 1.5) -> float:
+    """Mean |change| (stops) of log2(output / truth) from frame t, moved by the pan (``shift`` px), to frame t+1,
+    over the masked pixels of t+1."""
     errors = [np.log2((out + FLOOR) / (tru + FLOOR)) for out, tru in zip(outputs, truth, strict=True)]
     changes = []
     for prev, cur, mask in zip(errors, errors[1:], masks[1:], strict=False):
-        moved = 0.5 * (prev[:, 1:-1] + prev[:, 2:])
-        changes.append(np.abs(moved - cur[:, :-2])[mask[:, :-2]].ravel())
+        before, after = moved(prev, cur, shift)
+        changes.append(np.abs(before - after)[mask[:, : after.shape[1]]].ravel())
     return float(np.concatenate(changes).mean())
 
 
@@ -97,11 +109,18 @@ def lift(outputs: list[np.ndarray], plates: list[np.ndarray], masks: list[np.nda
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     """Make the shot, convert every frame in order, and measure the three temporal errors."""
-    truth = pan(panorama(args.hdr or SHOTS[args.shot]), args.frames, args.width, args.height, args.clipped)
+    shot = pan(panorama(args.hdr or SHOTS[args.shot]), args.frames, args.width, args.height, args.clipped)
+    truth = [enlarged(frame, args.zoom) for frame in shot]
+    shift = STEP / FACTOR * truth[0].shape[1] / shot[0].shape[1]
     rng = np.random.default_rng(0)
     ldr = [synthesise(frame, rng, Synthesis.plain()) for frame in truth]
     params = LdrToHdrParams.from_kwargs(
-        precision=args.precision, tile=args.tile, strength=args.strength, model=args.model, context=args.context
+        precision=args.precision,
+        tile=args.tile,
+        strength=args.strength,
+        model=args.model,
+        context=args.context,
+        coarse=args.coarse,
     )
     start = time.perf_counter()
     fhdr = [node.predict_linear(frame, "srgb_tx", params)[0] for frame in ldr]
@@ -110,13 +129,13 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     masks = [scale.matte_of(frame, params.blend)[..., 0] > 0 for frame in ldr]
     result = {
         "frames": args.frames,
-        "size": f"{args.width}x{args.height}",
+        "size": f"{truth[0].shape[1]}x{truth[0].shape[0]}",
         "reconstructed_share": float(np.mean(masks)),
-        "fhdr": temporal_error(fhdr, masks),
-        "linearised_input": temporal_error(linear, masks),
-        "ground_truth": temporal_error(truth, masks),
-        "flicker_fhdr": flicker(fhdr, truth, masks),
-        "flicker_linearised_input": flicker(linear, truth, masks),
+        "fhdr": temporal_error(fhdr, masks, shift),
+        "linearised_input": temporal_error(linear, masks, shift),
+        "ground_truth": temporal_error(truth, masks, shift),
+        "flicker_fhdr": flicker(fhdr, truth, masks, shift),
+        "flicker_linearised_input": flicker(linear, truth, masks, shift),
         "lift_fhdr": lift(fhdr, linear, masks),
         "lift_truth": lift(truth, linear, masks),
         "seconds_per_frame": seconds,
@@ -140,6 +159,12 @@ def main() -> None:
     ap.add_argument("--strength", type=float, default=1.0)
     ap.add_argument(
         "--context", action=argparse.BooleanOptionalAction, default=True, help="the model's lift head on or off"
+    )
+    ap.add_argument(
+        "--coarse", action=argparse.BooleanOptionalAction, default=True, help="the node's coarser levels on or off"
+    )
+    ap.add_argument(
+        "--zoom", type=float, default=1.0, help="enlarge every frame this many times (a pan shot with more pixels)"
     )
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = ap.parse_args()

@@ -37,7 +37,7 @@ def test_the_weight_is_zero_at_an_areas_edge_and_one_deep_inside_and_small_frame
     display = torch.full((1, 3, 200, 300), 0.5)
     display[:, :, 20:180, 20:280] = 1.0  # clipped, 80 px deep at most
     w = pyramid.weight(display, RAMP.blend_low, RAMP.blend_high, 29)[0, 0]
-    assert w[100, 150] == 1.0 and w[100, 21] < 0.01 and w[100, 19] == 0.0 and w[5, 5] == 0.0
+    assert w[100, 150] == 1.0 and 0.0 < w[100, 20] < 0.5 and w[5, 5] == 0.0
     assert pyramid.deeper(w[None, None]) and not pyramid.deeper(w[None, None, :190, :190])
     assert not pyramid.deeper(torch.zeros(1, 1, 400, 400))
 
@@ -54,9 +54,8 @@ def test_refine_raises_only_clipped_channels_towards_a_brighter_coarse_lift():
     torch.testing.assert_close(out[:, 2], linear[:, 2])  # the measured channel stays
     gain = torch.exp(log_lift(coarse_linear, brighter) - log_lift(linear, expanded)[:, :, :2, :2])
     torch.testing.assert_close(out[:, :2, :2, :2], expanded[:, :2, :2, :2] * gain)
-    dimmer = coarse_linear * 1.1
-    same = pyramid.refine(display, linear, expanded, weight, coarse_linear, dimmer, low, high)
-    torch.testing.assert_close(same, expanded)  # a coarse level that sees less lift changes nothing
+    flat = pyramid.refine(display, linear, expanded, weight, coarse_linear, coarse_linear * 0.5, low, high)
+    torch.testing.assert_close(flat, expanded)  # a coarse level that sees less lift changes nothing
     half = pyramid.refine(display, linear, expanded, weight * 0.5, coarse_linear, brighter, low, high)
     torch.testing.assert_close(half[:, :2, :2, :2], expanded[:, :2, :2, :2] * gain.sqrt())
 
@@ -94,8 +93,10 @@ def test_the_node_lifts_deep_inside_large_highlights_from_coarser_levels_and_not
     brighter = (on / np.maximum(off, 1e-6)).max(axis=-1) > 1.05
     assert brighter.sum() > 100 and (weight[brighter] > 0).all(), "brighter deep inside, and only there"
     np.testing.assert_array_equal(on[weight == 0], off[weight == 0])
+    linear = color.convert(rgb, "srgb_tx", color.LINEAR_SPACE)
     kept = rgb < RAMP.blend_low
-    np.testing.assert_allclose(on[kept], color.convert(rgb, "srgb_tx", color.LINEAR_SPACE)[kept], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(on[kept], linear[kept], rtol=1e-5, atol=1e-6)
+    assert (on >= linear * (1 - 1e-5)).all(), "never darker than the plate"
 
 
 def test_the_dropin_refines_large_highlights_as_the_node_does(tmp_path, enlarged):

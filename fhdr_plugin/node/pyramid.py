@@ -3,11 +3,12 @@
 The network sees ``receptive_radius`` pixels around a pixel and the lift head 64; on a 2K or 4K plate the inside
 of a window or a flame lies further from its edge than that, where both see flat white. So while a level of the
 plate holds a clipped area deeper than the network sees (``weight``), the node also expands the plate at half
-that resolution (box-averaged in linear light), computed as at full resolution, and a level takes the coarser
-level's log lift deep inside its clipped areas where that is higher (``refine``); near the areas' edges it keeps
-its own, which sees the details the coarser level averaged away. A plate whose clipped areas are all shallower
-is left exactly as the single pass gives it. These functions are the node's and the Nuke drop-in's one
-implementation: TorchScript-compatible, with only operators that libtorch 1.6 has.
+that resolution (box-averaged in linear light), computed as at full resolution, and a level is raised deep
+inside its clipped areas towards the coarser level's log lift where that is higher (``refine``): the coarser
+level sees the whole area and its surroundings. Near the areas' edges a level keeps its own, which sees the
+details the coarser level averaged away. A plate whose clipped areas are all shallower is left exactly as the
+single pass gives it. These functions are the node's and the Nuke drop-in's one implementation:
+TorchScript-compatible, with only operators that libtorch 1.6 has.
 """
 
 import torch
@@ -15,10 +16,11 @@ import torch
 from fhdr_plugin.node import maths
 from fhdr_plugin.node.lift import WHITE, box_mean, log_lift
 
-#: The share of a pixel's neighbourhood (its network's receptive radius) that is clipped where the coarser level
-#: starts to take over (at the edge of a large area about half of it is), and where it has fully taken over.
-DEEP_START = 0.5
-DEEP_FULL = 1.0
+#: The share of a pixel's neighbourhood (within its network's receptive radius) that is clipped where the coarser
+#: level starts to count (at the straight edge of a large area about half of it is), and where it has taken over;
+#: chosen on the training scenes' views enlarged 2.5 times (training/README.md, "The coarser levels").
+DEEP_START = 0.3
+DEEP_FULL = 0.8
 #: The smallest side a coarser level may have, in pixels.
 MIN_SIDE = 96
 
@@ -78,8 +80,9 @@ def refine(
 ) -> torch.Tensor:
     """The expansion ``expanded`` of a level raised, by ``weight``, towards the next coarser level's log lift
     (upsampled bilinearly) where that is higher, on the channels the anchored blend reconstructs: a channel the
-    plate did not clip, or one above white, stays the measured value. Where the coarser level sees less lift,
-    the finer level's own stays: near its edges, it sees the details the coarser level averaged away."""
+    plate did not clip, or one above white, stays the measured value. Where the coarser level sees less lift, the
+    level keeps its own (at the training views' scale a coarser level sees an area smaller than the network was
+    trained on, and lowering to it made a church window dimmer inside than at its rim)."""
     coarse = double(log_lift(coarse_linear, coarse_expanded))[:, :, : linear.shape[2], : linear.shape[3]]
     gain = weight * torch.clamp(coarse - log_lift(linear, expanded), min=0.0)
     ldr = torch.where(linear <= white, torch.ones_like(linear), torch.zeros_like(linear))
