@@ -24,6 +24,7 @@ from training.evaluate import (
     SHEET_CELL,
     SHEET_STOPS,
     barely_case,
+    enlarged,
     synthetic_cases,
 )
 from training.metrics import clipped_ratio
@@ -56,6 +57,19 @@ def test_synthetic_cases_are_deterministic(hdr_folder: Path):
         assert np.array_equal(x.ldr, y.ldr) and np.array_equal(x.hdr, y.hdr)
     assert a[0].clipped.mean() == pytest.approx(0.02, abs=0.003)
     assert a[1].clipped.mean() == pytest.approx(0.08, abs=0.005)
+
+
+def test_zoomed_cases_are_the_same_views_enlarged_and_clipped_as_much(hdr_folder: Path):
+    plain = list(synthetic_cases([hdr_folder / "lobby.exr"], (0.02,), seed=0))[0]
+    zoomed = list(synthetic_cases([hdr_folder / "lobby.exr"], (0.02,), seed=0, zoom=2.5))[0]
+    h, w = plain.hdr.shape[:2]
+    assert zoomed.hdr.shape == (round(h * 2.5), round(w * 2.5), 3)
+    assert zoomed.clipped.mean() == pytest.approx(0.02, abs=0.003)
+    ramp = np.broadcast_to(np.linspace(0.0, 8.0, 40, dtype=np.float32)[None, :, None], (10, 40, 3))
+    wide = enlarged(ramp, 2.0)
+    assert wide.shape == (20, 80, 3) and wide.mean() == pytest.approx(ramp.mean(), rel=1e-3)
+    assert np.all(np.diff(wide[..., 0], axis=1) >= 0)  # bilinear: no ringing past the truth
+    assert enlarged(ramp, 1.0) is ramp
 
 
 def test_barely_clipped_case_is_a_sky_just_above_white():

@@ -21,7 +21,7 @@ from fhdr_plugin.params import BlendParams
 RAMP = BlendParams().for_plate(lossy=False)
 
 
-def test_halve_averages_each_2x2_block_and_repeats_an_odd_last_row_and_column():
+def test_halve_averages_each_2x2_block_and_an_odd_last_row_or_column_by_the_pixels_it_has():
     x = torch.arange(15, dtype=torch.float32).reshape(1, 1, 3, 5)
     want = [[(0 + 1 + 5 + 6) / 4, (2 + 3 + 7 + 8) / 4, (4 + 9) / 2], [(10 + 11) / 2, (12 + 13) / 2, 14]]
     np.testing.assert_allclose(pyramid.halve(x)[0, 0].numpy(), want)
@@ -33,7 +33,7 @@ def test_double_is_bilinear_upsampling_by_two():
     torch.testing.assert_close(pyramid.double(x), want, rtol=0, atol=1e-6)
 
 
-def test_the_weight_is_zero_at_an_areas_edge_and_one_deep_inside_and_small_frames_stop():
+def test_the_weight_rises_from_an_areas_edge_to_one_deep_inside_and_small_frames_stop():
     display = torch.full((1, 3, 200, 300), 0.5)
     display[:, :, 20:180, 20:280] = 1.0  # clipped, 80 px deep at most
     w = pyramid.weight(display, RAMP.blend_low, RAMP.blend_high, 29)[0, 0]
