@@ -76,7 +76,9 @@ def frame_samples(
     ramp = BlendParams().for_plate(lossy=False)
     low, high = ramp.blend_low, ramp.blend_high
     linear = color.convert(case.ldr, INPUT_SPACE, color.LINEAR_SPACE)
-    expanded = reconstruct(engine, meta, linear, case.ldr, LdrToHdrParams())  # the engine's model has no head
+    # The head's input as the node gives it: one level's anchored expansion (the engine's model has no head),
+    # before any coarser level refines it.
+    expanded = reconstruct(engine, meta, linear, case.ldr, LdrToHdrParams.from_kwargs(coarse=False))
     with torch.inference_mode():
         feats = lift.LiftHead().features(to_tensor(case.ldr), to_tensor(linear), to_tensor(expanded), low, high)[0]
     feats = feats.numpy().reshape(lift.FEATURES, -1).T
