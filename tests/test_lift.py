@@ -10,12 +10,11 @@ import torch
 from fhdr_plugin.imaging import color
 from fhdr_plugin.manifest import manifest
 from fhdr_plugin.node import lift, scale
-from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.engine import Engine, to_tensor
 from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.node.weights import REQUIRED_METADATA, load_model, save_weights
 from training import lift as fitting
 from training.evaluate import Case
-from training.lift import to_tensor
 from training.train import Init
 
 RNG = np.random.default_rng(3)

@@ -20,6 +20,7 @@ import OpenImageIO as oiio
 import torch
 
 from fhdr_plugin.imaging import color
+from fhdr_plugin.node.engine import to_image, to_tensor
 from fhdr_plugin.node.operation import LdrToHdrParams, predict_linear
 from training.baselines import BASELINES
 from training.data import Synthesis, expose, load_pair, paired_files, read_rgb, srgb_encode, synthesise, well_exposed
@@ -91,11 +92,8 @@ def enlarged(hdr: np.ndarray, zoom: float) -> np.ndarray:
     if zoom == 1.0:
         return hdr
     h, w = hdr.shape[:2]
-    t = torch.from_numpy(np.ascontiguousarray(hdr.transpose(2, 0, 1), dtype=np.float32))[None]
-    t = torch.nn.functional.interpolate(
-        t, size=(round(h * zoom), round(w * zoom)), mode="bilinear", align_corners=False
-    )
-    return t[0].permute(1, 2, 0).numpy()
+    size = (round(h * zoom), round(w * zoom))
+    return to_image(torch.nn.functional.interpolate(to_tensor(hdr), size=size, mode="bilinear", align_corners=False))
 
 
 def synthetic_cases(

@@ -23,7 +23,7 @@ import torch
 
 from fhdr_plugin.imaging import color
 from fhdr_plugin.node import lift
-from fhdr_plugin.node.engine import Engine
+from fhdr_plugin.node.engine import Engine, to_tensor
 from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.node.operation import LdrToHdrParams, reconstruct
 from fhdr_plugin.params import BlendParams
@@ -37,11 +37,6 @@ log = logging.getLogger("fhdr.lift")
 TARGET_RANGE = (-1.0, 6.0)
 #: Pixels whose matte is above this are the head's training samples (the ones the network reconstructs).
 MATTE_MIN = 0.5
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, C) array to a (1, C, H, W) float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
 
 
 @dataclass(frozen=True)

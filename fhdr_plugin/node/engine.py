@@ -51,6 +51,16 @@ LIFT_ROWS = 256
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """An (H, W, C) array as a (1, C, H, W) float32 tensor on the CPU."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """A (1, C, H, W) tensor as an (H, W, C) float32 array."""
+    return tensor[0].permute(1, 2, 0).cpu().numpy().astype(np.float32, copy=False)
+
+
 def select_device(name: str | None = None) -> torch.device:
     """``name`` if given, else CUDA, then MPS, then CPU."""
     if name:

@@ -10,7 +10,6 @@ import logging
 
 import numpy as np
 import OpenImageIO as oiio
-import torch
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging import color
@@ -27,7 +26,7 @@ from fhdr_plugin.imaging.io import (
 )
 from fhdr_plugin.node import pyramid, scale
 from fhdr_plugin.node.encoding import decode
-from fhdr_plugin.node.engine import Engine, engine_for
+from fhdr_plugin.node.engine import Engine, engine_for, to_image, to_tensor
 from fhdr_plugin.params import BlendParams, LdrToHdrParams
 from fhdr_plugin.version import __version__
 
@@ -136,34 +135,25 @@ def expand(
     linear: np.ndarray,
     display: np.ndarray,
     blend: BlendParams,
-    predicted: np.ndarray | None = None,
+    predicted: np.ndarray,
 ) -> np.ndarray:
-    """The anchored expansion of the plate (``scale.expand``) by the network's prediction (``predicted`` when
-    given); with ``blend.coarse``, while the plate holds a clipped area deeper than the network sees, refined
-    from the expansion of the plate at half resolution (``pyramid``), computed the same way."""
-    if predicted is None:
-        predicted = predict(engine, meta, display, blend)
+    """The anchored expansion of the plate (``scale.expand``) by the network's decoded ``predicted``; with
+    ``blend.coarse``, while the plate holds a clipped area deeper than the network sees, refined from the
+    expansion of the plate at half resolution (``pyramid``), computed the same way."""
     expanded = scale.expand(linear, display, predicted, blend, engine.lift)
     if not blend.coarse:
         return expanded
-    d, li = _tensor(display), _tensor(linear)
+    d, li = to_tensor(display), to_tensor(linear)
     weight = pyramid.weight(d, blend.blend_low, blend.blend_high, engine.halo)
     if not pyramid.deeper(weight):
         return expanded
     half_d, half_li = pyramid.coarser(d, li)
-    half_e = _tensor(expand(engine, meta, _array(half_li), _array(half_d), blend))
-    refined = pyramid.refine(d, li, _tensor(expanded), weight, half_li, half_e, blend.blend_low, blend.blend_high)
-    return _array(refined)
-
-
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    """An (H, W, C) array as a (1, C, H, W) tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-
-
-def _array(image: torch.Tensor) -> np.ndarray:
-    """A (1, C, H, W) tensor as an (H, W, C) float32 array."""
-    return image[0].permute(1, 2, 0).numpy().astype(np.float32, copy=False)
+    half_display, half_linear = to_image(half_d), to_image(half_li)
+    half = expand(engine, meta, half_linear, half_display, blend, predict(engine, meta, half_display, blend))
+    refined = pyramid.refine(
+        d, li, to_tensor(expanded), weight, half_li, to_tensor(half), blend.blend_low, blend.blend_high
+    )
+    return to_image(refined)
 
 
 def predict(engine: Engine, meta: dict[str, str], display: np.ndarray, blend: BlendParams) -> np.ndarray:
