@@ -9,7 +9,7 @@ import OpenImageIO as oiio
 import pytest
 from conftest import shared, write_image
 
-from fhdr_plugin.node.encoding import decode
+from fhdr_plugin.node.encoding import decode, encode
 from training import data
 from training.data import HDRCrops, PairedCrops, Synthesis
 
@@ -216,6 +216,19 @@ def test_whole_image_exposure_with_crops_centred_on_the_highlights():
     assert all(hit)  # every focused crop holds clipped pixels
     assert sum(missed) > 10  # the exposure is the whole image's: most random crops clip nothing
     assert [lv.image.shape[:2] for lv in focused.levels[0]] == [(256, 512), (128, 256), (64, 128)]
+
+
+def test_source_crops_centre_on_the_lights():
+    # a low sun: its disc is a few of the clipped pixels, far brighter than the glare and sky around it
+    hdr = data.read_rgb(shared("hdr-train/polyhaven512_sunset.exr"))
+    lights = HDRCrops([hdr], 32, Synthesis(focus=1.0, source=1.0), seed=0)
+    clipped = HDRCrops([hdr], 32, Synthesis(focus=1.0), seed=0)
+    bright = encode(np.float32(50.0), 256.0, "mu-law")  # 50x white in the target's encoding
+
+    def share(crops: HDRCrops) -> float:
+        return float(np.mean([crops.sample()[1].max() > bright for _ in range(40)]))
+
+    assert share(lights) > 2 * share(clipped) > 0
 
 
 def test_downscale_keeps_the_light():

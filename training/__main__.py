@@ -128,6 +128,9 @@ def train_cmd(
     clip_min: float = 0.002,
     clip_max: float = 0.12,
     jpeg: float = typer.Option(0.4, min=0.0, max=1.0, help="Probability that a crop's camera codes it as JPEG."),
+    source: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Probability that a crop is centred on the brightest 2 % of its clipped pixels."
+    ),
     views: int = typer.Option(8, help="Rectilinear views cut from each training panorama, besides its crops."),
     device: str = typer.Option("", help="torch device type to train on [default: CUDA when available, else CPU]."),
     *,
@@ -148,7 +151,9 @@ def train_cmd(
         raise typer.BadParameter("--consistency needs HDR-only --data (a pair is one frame of its scene)")
     start = init_weights(init) if init else None
     val_stems = {s for s in val.split(",") if s}
-    syn = Synthesis(headroom=headroom, encoding=encoding, clip_min=clip_min, clip_max=clip_max, jpeg=jpeg)
+    syn = Synthesis(
+        headroom=headroom, encoding=encoding, clip_min=clip_min, clip_max=clip_max, jpeg=jpeg, source=source
+    )
     crop, seed = cfg.crop, cfg.seed
     if paired is not None:
         pairs = paired_files(paired)

@@ -65,16 +65,23 @@ def paired_files(root: Path) -> list[tuple[Path, Path]]:
     return list(zip(ldr, hdr, strict=True))
 
 
+#: The share of a plate's clipped pixels, brightest first, that a source-centred crop is centred on.
+SOURCE_SHARE = 0.02
+
+
 @dataclass(frozen=True)
 class Synthesis:
     """How LDR inputs are made from HDR images (a family of cameras), and how targets are encoded.
 
     The exposure is set on the whole image (a clipped fraction drawn log-uniformly from ``clip_min`` to
     ``clip_max``), then a crop is taken: centred on a clipped pixel with probability ``focus``, anywhere otherwise
-    (so some crops have no clipping at all). Images are also seen box-downscaled by each factor of ``scales``
-    that leaves them larger than the crop, so a highlight appears at several sizes. Each crop's camera draws a
-    white balance, sensor noise, an optional highlight shoulder, a response curve (sRGB with a gamma tweak and an
-    S-curve), quantisation and an optional JPEG compression.
+    (so some crops have no clipping at all). With probability ``source`` the crop is instead centred on one of the
+    brightest ``SOURCE_SHARE`` of the clipped pixels: the lights (a sun's disc, a lamp's filament) that hold most
+    of a clipped area's light in a few of its pixels, and that a crop around any clipped pixel rarely meets.
+    Images are also seen box-downscaled by each factor of ``scales`` that leaves them larger than the crop, so a
+    highlight appears at several sizes. Each crop's camera draws a white balance, sensor noise, an optional
+    highlight shoulder, a response curve (sRGB with a gamma tweak and an S-curve), quantisation and an optional
+    JPEG compression.
     """
 
     headroom: float = 256.0
@@ -82,6 +89,7 @@ class Synthesis:
     clip_min: float = 0.002
     clip_max: float = 0.12
     focus: float = 0.75
+    source: float = 0.0
     scales: tuple[int, ...] = (1, 2, 4)
     white_balance: float = 0.08
     noise: float = 0.006
@@ -259,10 +267,15 @@ class HDRCrops:
         self.weights = areas / areas.sum()
 
     def _window(self, level: Level, clipped: int) -> tuple[int, int]:
-        """Top-left corner of a crop: around one of the ``clipped`` brightest pixels, or anywhere in the band."""
+        """Top-left corner of a crop: around one of the brightest of the ``clipped`` pixels (``Synthesis.source``),
+        around any of them, or anywhere in the band."""
         h, w = level.image.shape[:2]
         c = self.crop
-        if clipped and self.rng.random() < self.syn.focus:
+        if clipped and self.syn.source and self.rng.random() < self.syn.source:
+            y, x = divmod(int(level.order[self.rng.integers(max(1, int(clipped * SOURCE_SHARE)))]), w)
+            y += level.top + int(self.rng.integers(-c // 4, c // 4 + 1)) - c // 2
+            x += int(self.rng.integers(-c // 4, c // 4 + 1)) - c // 2
+        elif clipped and self.rng.random() < self.syn.focus:
             y, x = divmod(int(level.order[self.rng.integers(clipped)]), w)
             y += level.top + int(self.rng.integers(-c // 2, c // 2 + 1)) - c // 2
             x += int(self.rng.integers(-c // 2, c // 2 + 1)) - c // 2

@@ -14,6 +14,7 @@ from fhdr_plugin.node.encoding import MU
 from fhdr_plugin.node.model import FHDR, build
 from fhdr_plugin.node.weights import save_weights
 from fhdr_plugin.version import __version__
+from training.data import SOURCE_SHARE
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -45,7 +46,13 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
         ),
         "fhdr:ldr_synthesis": (
             f"whole-image exposure clipping a fraction log-uniform {syn['clip_min']:g}-{syn['clip_max']:g}, "
-            f"crops centred on clipped pixels with probability {syn.get('focus', 0):g}, scales "
+            f"crops centred on clipped pixels with probability {syn.get('focus', 0):g}"
+            + (
+                f" (on their brightest {SOURCE_SHARE:.0%} with probability {syn['source']:g})"
+                if syn.get("source")
+                else ""
+            )
+            + f", scales "
             f"{syn.get('scales', [1])}, white balance {syn.get('white_balance', 0):g}, noise up to "
             f"{syn['noise']:g}, shoulder p={syn.get('shoulder', 0):g}, sRGB with gamma jitter "
             f"±{syn['gamma_jitter']:g} (log) and contrast {syn.get('contrast', 0):g}, {syn['bits']}-bit, "
