@@ -7,7 +7,7 @@ import pytest
 from conftest import shared
 
 from training.data import read_rgb
-from training.highlights import clipped_depth, depth_ratios, hollow, log_lift, unclipped_change
+from training.highlights import clipped_depth, depth_ratios, hollow, log_lift, reach, unclipped_change
 from training.views import brightest_view, is_panorama, rectilinear, training_views
 
 
@@ -68,3 +68,16 @@ def test_log_lift_and_a_hollow_highlight():
     assert row["truth_inner"] > row["truth_edge"] and row["out_inner"] < row["out_edge"]
     assert hollow(row)
     assert not hollow(depth_ratios(truth, truth, linear, clipped))
+
+
+def test_reach_is_the_lift_a_network_capped_at_its_headroom_can_give():
+    linear = np.ones((10, 10, 3), np.float32)
+    clipped = np.zeros((10, 10), bool)
+    clipped[4:6, 4:6] = True  # four clipped pixels: a sun's disc at 10,000x and three of glare at 4x
+    truth = linear.copy()
+    truth[4, 4], truth[4:6, 5], truth[5, 4] = 10_000.0, 4.0, 4.0
+    truth_ratio = (10_000.0 + 3 * 4.0) / 4
+    assert reach(truth, linear, clipped, 1e6, truth_ratio) == pytest.approx(1.0)
+    capped = (256.0 + 3 * 4.0) / 4
+    assert reach(truth, linear, clipped, 256.0, truth_ratio) == pytest.approx(log_lift(capped, truth_ratio))
+    assert reach(truth, linear, clipped, 256.0, truth_ratio) < 0.6

@@ -296,7 +296,8 @@ def validate_cmd(
     for row in result["cases"]:
         typer.echo(
             f"{row['case']:45s} gain {row['pu21_clipped'] - row['base_clipped']:+6.2f} dB  lift {row['ratio']:7.2f}x "
-            f"(truth {row['truth_ratio']:7.2f}x)  kept channels changed {row['unclipped_change']:.1%}"
+            f"(truth {row['truth_ratio']:7.2f}x, log-lift ratio {row['log_lift']:.2f} of at most {row['reach']:.2f})  "
+            f"kept channels changed {row['unclipped_change']:.1%}"
         )
     summary = {k: v for k, v in result.items() if k != "cases"}
     typer.echo(json.dumps(summary))

@@ -95,7 +95,16 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
 def validation_metadata(val: dict, prefix: str = "fhdr:val_") -> dict[str, str]:
     """A validation result's figures (``validation.validate``) as metadata keys starting with ``prefix``."""
     meta = {}
-    keys = ("pu21_clipped", "gain_clipped", "worst_all", "unclipped_max", "log_lift_median", "log_lift_min", "flat_max")
+    keys = (
+        "pu21_clipped",
+        "gain_clipped",
+        "worst_all",
+        "unclipped_max",
+        "log_lift_median",
+        "log_lift_min",
+        "log_lift_reach_min",
+        "flat_max",
+    )
     for key in keys:
         if key in val:
             meta[f"{prefix}{key}"] = f"{val[key]:.3f}"

@@ -3,6 +3,7 @@
 - ``unclipped_change``: in pixels where some channel clipped, the mean relative change of the channels that did
   not (they are measurements, and should come out as the linearised plate).
 - ``log_lift``: log(output lift) / log(truth lift) over the clipped pixels (1: as bright as the truth, 0: no lift).
+- ``reach``: the highest ``log_lift`` a network's output range allows, where the truth holds lights beyond it.
 - ``depth_ratios``: output and truth luminance relative to the plate's, at the edge of the clipped areas and deep
   inside them, to see whether a large window or flame comes out dimmer inside than at its rim.
 """
@@ -13,7 +14,7 @@ import math
 
 import numpy as np
 
-from training.metrics import luminance
+from training.metrics import clipped_ratio, luminance
 
 #: Pixels from a clipped area's edge counted as its rim, and the depth from which a pixel is deep inside.
 EDGE_DEPTH = 2
@@ -54,6 +55,13 @@ def log_lift(ratio: float, truth_ratio: float) -> float:
     if not truth_ratio > 1.0 or not ratio > 0.0:
         return math.nan
     return math.log(ratio) / math.log(truth_ratio)
+
+
+def reach(truth: np.ndarray, linear: np.ndarray, clipped: np.ndarray, headroom: float, truth_ratio: float) -> float:
+    """The log-lift ratio of the truth capped at ``headroom`` over the ``clipped`` pixels: the most a network whose
+    output stops at ``headroom`` times the plate's white can reach (below 1 where a sun or a lamp is brighter)."""
+    capped = np.where(clipped[..., None], np.minimum(truth, headroom), linear)
+    return log_lift(clipped_ratio(capped, linear, clipped), truth_ratio)
 
 
 def depth_ratios(output: np.ndarray, truth: np.ndarray, linear: np.ndarray, clipped: np.ndarray) -> dict[str, float]:

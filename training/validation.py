@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from fhdr_plugin.imaging import color
+from fhdr_plugin.node.encoding import decoding
 from fhdr_plugin.node.engine import Engine
 from fhdr_plugin.node.model import FHDR
 from fhdr_plugin.node.operation import LdrToHdrParams, predict, reconstruct
 from training.evaluate import BARELY_TRUTH, GUARD_DB, INPUT_SPACE, Case
-from training.highlights import figures, hollow
+from training.highlights import figures, hollow, reach
 from training.metrics import clipped_ratio, pu21_psnr
 
 log = logging.getLogger("fhdr.validation")
@@ -68,14 +69,17 @@ def validation_cases(cases: Iterable[Case]) -> list[ValCase]:
 def highlight_summary(rows: list[dict]) -> dict:
     """The large-highlight figures over the cases: the largest unclipped-channel change, the median and lowest
     log-lift ratio where the truth is at least twice the plate, the hollow cases, and the largest lift where the
-    truth is within 1.1x and how many such cases come out above 1.1x."""
+    truth is within 1.1x and how many such cases come out above 1.1x; ``log_lift_reach_min`` is the lowest log-lift
+    ratio the network's output range allows (``highlights.reach``)."""
     bright = [r["log_lift"] for r in rows if r["truth_ratio"] >= 2.0]
+    reaches = [r["reach"] for r in rows if r["truth_ratio"] >= 2.0]
     flat = [r["ratio"] for r in rows if r["truth_ratio"] <= BARELY_TRUTH]
     changes = [r["unclipped_change"] for r in rows if not np.isnan(r["unclipped_change"])]
     return {
         "unclipped_max": float(max(changes, default=float("nan"))),
         "log_lift_median": float(np.median(bright)) if bright else float("nan"),
         "log_lift_min": float(min(bright, default=float("nan"))),
+        "log_lift_reach_min": float(min(reaches, default=float("nan"))),
         "hollow": [r["case"] for r in rows if hollow(r)],
         "flat_max": float(max(flat, default=float("nan"))),
         "flat_over": sum(ratio > BARELY_TRUTH for ratio in flat),
@@ -110,9 +114,11 @@ def validate(
     defaults when None), the network run again unless ``predicted`` holds its ``predictions`` of the cases (the
     coarser levels of a case with large highlights, ``operation.expand``, run it in any case); the figures of
     ``summarise`` and ``cases`` (per case, with the output's and the truth's clipped-area brightness ratios, the
-    log-lift ratio, the unclipped-channel change and the depth ratios)."""
+    log-lift ratio and the highest the network's output range allows, the unclipped-channel change and the depth
+    ratios)."""
     engine = Engine(copy.deepcopy(model), device, precision)
     params = params or LdrToHdrParams()
+    headroom = decoding(meta)[0]
     rows = []
     for i, case in enumerate(cases):
         pred = None if predicted is None else predicted[i]
@@ -127,6 +133,7 @@ def validate(
                 "base_all": case.base_all,
                 "ratio": ratio,
                 "truth_ratio": case.truth_ratio,
+                "reach": reach(case.hdr, case.linear, case.clipped, headroom, case.truth_ratio),
                 **figures(hdr, case.hdr, case.linear, case.display, case.clipped, ratio, case.truth_ratio),
             }
         )
