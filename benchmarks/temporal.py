@@ -14,9 +14,9 @@ the linearised plate and the ground truth (whose error is that of the half-pixel
 same measurement on log(output / truth): how much the error itself changes from frame to frame, which a steady
 reconstruction keeps as low as the linearised plate's; the lift is the mean output over the plate on the
 reconstructed pixels (a flicker bought by no lift at all is no gain). ``--shot interior`` pans over a bright
-interior (lamps and windows), ``--shot sunset`` over the sunset panorama; ``--zoom`` enlarges every frame (its
-highlights deeper than the network sees, where the node's coarser levels act). Printed, never asserted. See
-benchmarks/README.md.
+interior (lamps and windows), ``--shot windows`` over a rotunda's small leaded windows, ``--shot sunset`` over the
+sunset panorama; ``--zoom`` enlarges every frame (its highlights deeper than the network sees, where the node's
+coarser levels act). Printed, never asserted. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -38,8 +38,12 @@ from training.evaluate import enlarged
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hdr-train"
-#: The shots ``--shot`` names: a sunset sky, and an interior with lamps and windows.
-SHOTS = {"sunset": DATA / "polyhaven1k_sunset.exr", "interior": DATA / "polyhaven_thatch_chapel.exr"}
+#: The shots ``--shot`` names: a sunset sky, an interior with lamps and windows, and a rotunda's leaded windows.
+SHOTS = {
+    "sunset": DATA / "polyhaven1k_sunset.exr",
+    "interior": DATA / "polyhaven_thatch_chapel.exr",
+    "windows": DATA / "polyhaven_sepulchral_chapel_rotunda.exr",
+}
 #: Panorama pixels the window slides per frame; frames are the window downscaled by FACTOR.
 STEP, FACTOR = 3, 2
 #: Light (relative to white) below which log ratios are not told apart.
