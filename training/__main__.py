@@ -22,6 +22,7 @@ from fhdr_plugin.params import BlendParams
 from training import lift
 from training.data import (
     HDR_SUFFIXES,
+    SOURCE_SHARE,
     HDRCrops,
     PairedCrops,
     Synthesis,
@@ -129,7 +130,10 @@ def train_cmd(
     clip_max: float = 0.12,
     jpeg: float = typer.Option(0.4, min=0.0, max=1.0, help="Probability that a crop's camera codes it as JPEG."),
     source: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Probability that a crop is centred on the brightest 2 % of its clipped pixels."
+        0.0,
+        min=0.0,
+        max=1.0,
+        help=f"Probability that a crop is centred on the brightest {SOURCE_SHARE:.0%} of its clipped pixels.",
     ),
     views: int = typer.Option(8, help="Rectilinear views cut from each training panorama, besides its crops."),
     device: str = typer.Option("", help="torch device type to train on [default: CUDA when available, else CPU]."),
