@@ -271,14 +271,15 @@ class HDRCrops:
         around any of them, or anywhere in the band."""
         h, w = level.image.shape[:2]
         c = self.crop
+        pool, spread = 0, 2  # how many of the brightest pixels the crop may centre on; its offset is c // spread
         if clipped and self.syn.source and self.rng.random() < self.syn.source:
-            y, x = divmod(int(level.order[self.rng.integers(max(1, int(clipped * SOURCE_SHARE)))]), w)
-            y += level.top + int(self.rng.integers(-c // 4, c // 4 + 1)) - c // 2
-            x += int(self.rng.integers(-c // 4, c // 4 + 1)) - c // 2
+            pool, spread = max(1, int(clipped * SOURCE_SHARE)), 4  # the lights, kept nearer the crop's centre
         elif clipped and self.rng.random() < self.syn.focus:
-            y, x = divmod(int(level.order[self.rng.integers(clipped)]), w)
-            y += level.top + int(self.rng.integers(-c // 2, c // 2 + 1)) - c // 2
-            x += int(self.rng.integers(-c // 2, c // 2 + 1)) - c // 2
+            pool = clipped
+        if pool:
+            y, x = divmod(int(level.order[self.rng.integers(pool)]), w)
+            y += level.top + int(self.rng.integers(-c // spread, c // spread + 1)) - c // 2
+            x += int(self.rng.integers(-c // spread, c // spread + 1)) - c // 2
         else:
             y, x = int(self.rng.integers(level.top, level.bottom)), int(self.rng.integers(0, w))
         return int(np.clip(y, 0, h - c)), int(np.clip(x, 0, w - c))
