@@ -154,6 +154,40 @@ def test_a_fit_that_pays_more_for_over_lifting_lifts_less(one_thread):
     assert abs(cautious - 0.5) < 0.15, cautious  # its quarter quantile: an over-lift costs 3x an under-lift
 
 
+def test_a_consistency_pair_compares_a_pixel_with_the_two_it_lies_between(one_thread):
+    y, x = np.mgrid[0:48, 0:64].astype(np.float32)
+    hdr = np.repeat((2.0 + 0.1 * x + 0.08 * y)[..., None], 3, axis=-1)  # clipped everywhere, a plane in truth
+    meta = {"fhdr:encoding": "mu-law", "fhdr:headroom": "256", "fhdr:mu": "5000"}
+    pairs = fitting.collect(FHDR(1), meta, [Case("plane", 0.1, np.ones_like(hdr), hdr)], 400, 0, fitting.pair_samples)
+    assert pairs.features.shape == (400, 3, lift.FEATURES) and pairs.targets.shape == (400, 3)
+    assert (pairs.features[:, :, 1] > fitting.MATTE_MIN).all()
+    b, a0, a1 = pairs.targets.double().unbind(1)
+    # b is a third of a pixel further on than a: its truth, on a plane, is a's two pixels mixed 2:1
+    assert float((b - (2 * a0 + a1) / 3).abs().median()) < 1e-3
+    assert float((b - (a0 + 2 * a1) / 3).abs().median()) > 2e-3
+
+
+def test_a_consistency_term_steadies_a_head_whose_feature_jitters_between_frames(one_thread):
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    feats = torch.rand(n, lift.FEATURES, generator=gen)
+    samples = fitting.Samples(feats, feats[:, 0].clone(), torch.zeros(n, dtype=torch.long), ("a",))
+    # the same points of a scene, whose feature 0 changes from frame to frame while the truth does not
+    pair = torch.rand(n, 1, lift.FEATURES, generator=gen).repeat(1, 3, 1)
+    pair[:, :, 0] = torch.rand(n, 3, generator=gen)
+    pairs = fitting.Samples(pair, torch.zeros(n, 3), torch.zeros(n, dtype=torch.long), ("a",))
+    probe = torch.full((1, lift.FEATURES, 2, 1), 0.5)
+    probe[0, 0, :, 0] = torch.tensor([0.2, 0.8])
+    slopes = []
+    for weight in (0.0, 4.0):
+        head = fitting.fit(samples, steps=400, batch=n, pairs=pairs, consistency=weight)
+        with torch.no_grad():
+            low, high = head.gain(probe)[0, 0, :, 0].tolist()
+        slopes.append((high - low) / 0.6)
+    assert slopes[0] > 0.7, slopes  # without the term it follows the feature (the target is feature 0)
+    assert slopes[1] < 0.5 * slopes[0], slopes
+
+
 def test_samples_without_some_images_keep_the_other_frames_in_order():
     frames = torch.tensor([0, 0, 1, 2, 2, 2, 3])
     samples = fitting.Samples(

@@ -352,6 +352,11 @@ def fit_lift_cmd(
     over_weight: float = typer.Option(
         1.0, help="How much more an over-lift costs the fit than an under-lift (1: L1, the median gain)."
     ),
+    consistency: float = typer.Option(
+        0.0,
+        help="Weight of the consistency term: the change of the head's error between two frames a third of a pixel "
+        "apart, through their own camera draws (0: none).",
+    ),
     json_out: Path | None = typer.Option(
         None, "--json", help="Write the cross-fitted figures of each scale and the validation's, with their cases."
     ),
@@ -377,10 +382,25 @@ def fit_lift_cmd(
         d: lift.collect(net, meta, synthetic_cases(train_files, FRACTIONS, d), per_frame, d)
         for d in range(seed, seed + draws)
     }
+    paired = {
+        d: lift.collect(
+            net, meta, synthetic_cases(train_files, lift.PAIR_FRACTIONS, d), per_frame, d, lift.pair_samples
+        )
+        if consistency
+        else None
+        for d in drawn
+    }
     samples = drawn[seed]
+
+    def fitted(draw: int, held: set[str]) -> lift.LiftHead:
+        pairs = paired[draw].without(held) if paired[draw] is not None else None
+        return lift.fit(
+            drawn[draw].without(held), steps, seed=draw, over=over_weight, pairs=pairs, consistency=consistency
+        )
+
     for draw in drawn:
         for files in parts:
-            head = lift.fit(drawn[draw].without({f.stem for f in files}), steps, seed=draw, over=over_weight)
+            head = fitted(draw, {f.stem for f in files})
             cases = validation_cases(synthetic_cases(files, FRACTIONS, draw, barely=True))
             predicted = predictions(net, meta, cases)
             for factor in scales:
@@ -390,15 +410,15 @@ def fit_lift_cmd(
     for factor in scales:
         typer.echo(f"scale {factor:g}: {json.dumps({k: v for k, v in scored[factor].items() if k != 'cases'})}")
     factor = lift.choose_scale(scored)
-    head = lift.fit(samples, steps, seed=seed, over=over_weight)
+    head = fitted(seed, set())
     val_cases = validation_cases(synthetic_cases(val_files, FRACTIONS, 0, barely=True))
     predicted = predictions(net, meta, val_cases)
     net.lift = None
     without = validate(net, meta, val_cases, predicted=predicted)
     net.lift = lift.scaled(head, factor) if factor else None
     chosen = validate(net, meta, val_cases, predicted=predicted) if factor else without
-    command = fit_command(spec.name, steps, per_frame, factors, folds, draws, over_weight, seed, threads)
-    extra = lift.metadata(samples, steps, factor, scored[factor], chosen, without, command, scales)
+    command = fit_command(spec.name, steps, per_frame, factors, folds, draws, over_weight, consistency, seed, threads)
+    extra = lift.metadata(samples, steps, factor, scored[factor], chosen, without, command, scales, paired[seed])
     keep = {k: v for k, v in without_model(meta).items() if not k.startswith(("fhdr:lift", "fhdr:val_"))}
     sha = save_weights(net, spec.path, {**keep, **extra})
     set_manifest_sha(manifest_path(), spec.name, sha)
@@ -416,6 +436,7 @@ def fit_command(
     folds: int,
     draws: int,
     over_weight: float,
+    consistency: float,
     seed: int,
     threads: int,
 ) -> str:
@@ -426,6 +447,7 @@ def fit_command(
         f"--folds {folds}"
         + (f" --draws {draws}" if draws != 1 else "")
         + (f" --over-weight {over_weight:g}" if over_weight != 1 else "")
+        + (f" --consistency {consistency:g}" if consistency else "")
         + f" --seed {seed}"
         + (f" --threads {threads}" if threads else "")
     )
