@@ -160,6 +160,7 @@ def test_a_consistency_pair_compares_a_pixel_with_the_two_it_lies_between(one_th
     meta = {"fhdr:encoding": "mu-law", "fhdr:headroom": "256", "fhdr:mu": "5000"}
     pairs = fitting.collect(FHDR(1), meta, [Case("plane", 0.1, np.ones_like(hdr), hdr)], 400, 0, fitting.pair_samples)
     assert pairs.features.shape == (400, 3, lift.FEATURES) and pairs.targets.shape == (400, 3)
+    assert pairs.frames.shape == (400,) and pairs.without({"plane"}).targets.shape == (0, 3)
     assert (pairs.features[:, :, 1] > fitting.MATTE_MIN).all()
     b, a0, a1 = pairs.targets.double().unbind(1)
     # b is a third of a pixel further on than a: its truth, on a plane, is a's two pixels mixed 2:1

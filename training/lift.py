@@ -157,9 +157,9 @@ def collect(
             continue
         feats.append(got[0])
         targets.append(got[1])
-        frames.append(np.full(got[1].size, len(frames)))
+        frames.append(np.full(len(got[1]), len(frames)))
         images.append(case.image)
-        log.info("%s: %d samples", case.name, got[1].size)
+        log.info("%s: %d samples", case.name, len(got[1]))
     if not feats:
         raise ValueError("no training frame has pixels the network reconstructs")
     return Samples(*(torch.from_numpy(np.concatenate(a)) for a in (feats, targets, frames)), tuple(images))
