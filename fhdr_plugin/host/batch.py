@@ -48,6 +48,7 @@ from fhdr_plugin.host.registry import DEFAULT_OPERATION
 from fhdr_plugin.host.terminal import bar_fits, sigterm_as_interrupt
 from fhdr_plugin.imaging.io import WriteOptions, check_writable, make_folder, write_atomic
 from fhdr_plugin.imaging.sequence import FramePattern, chunk, format_frames, parse_chunk, parse_frames, parse_pattern
+from fhdr_plugin.node.steady import check_radius
 from fhdr_plugin.params import Params
 from fhdr_plugin.version import __version__
 
@@ -67,23 +68,31 @@ class _Cancel(KeyboardInterrupt):
     progress, marking the rest cancelled), and ``run_batch`` returns the results."""
 
 
-def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = "") -> list[Job]:
-    """The jobs of a batch, in frame order: ``frames`` (default: those on disk), cut to chunk ``I/N`` if given."""
+def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = "", steady: int = 0) -> list[Job]:
+    """The jobs of a batch, in frame order: ``frames`` (default: those on disk), cut to chunk ``I/N`` if given;
+    with ``steady``, each job names the files of up to that many frames either side on disk (whatever the range
+    and the chunk), nearest first."""
+    check_radius(steady)
     source = parse_pattern(in_pattern)
     target = parse_pattern(out_pattern)
     if not isinstance(target, FramePattern):
         raise FhdrError(f"{out_pattern!r}: the output needs a frame-number field (#, @ or %04d), not a glob")
     wanted = parse_frames(frames) if frames else None
     part = parse_chunk(chunk_spec) if chunk_spec else None
-    found = source.on_disk() if wanted is None or not isinstance(source, FramePattern) else {}
+    found = source.on_disk() if wanted is None or steady or not isinstance(source, FramePattern) else {}
     numbers = list(found) if wanted is None else wanted
     if not numbers:
         raise FhdrError(f"--frames {frames!r} selects no frames" if frames else f"no frames match {in_pattern!r}")
     if part:
         numbers = chunk(numbers, *part)
+    near = [d for k in range(1, steady + 1) for d in (-k, k)]
+
+    def neighbours(frame: int) -> tuple[Path, ...]:
+        return tuple(found[frame + d] for d in near if frame + d in found)
+
     if isinstance(source, FramePattern):
-        return [Job(f, source.path(f), target.path(f)) for f in numbers]
-    return [Job(f, found.get(f), target.path(f), in_pattern) for f in numbers]
+        return [Job(f, source.path(f), target.path(f), steady=steady, neighbours=neighbours(f)) for f in numbers]
+    return [Job(f, found.get(f), target.path(f), in_pattern, steady, neighbours(f)) for f in numbers]
 
 
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
@@ -260,6 +269,7 @@ def run_batch(
     *,
     frames: str = "",
     chunk_spec: str = "",
+    steady: int = 0,
     jobs: list[Job] | None = None,
     report: Path | None = None,
     quiet: bool = False,
@@ -268,14 +278,15 @@ def run_batch(
 ) -> list[FrameResult]:
     """Convert a frame sequence on ``executor`` (a ``frames.Executor``) with a progress bar (on a terminal), a
     summary and an optional JSON report that records ``settings``. ``jobs``: the frames when the caller planned
-    them (a still has no pattern; the patterns then only name them), else ``plan``'s. ``on_progress(result,
-    done, total)`` follows each frame; ``cancelled()`` is asked before the first frame and between frames: once it
-    is true, the frames not finished are cancelled as by Ctrl-C, and the results are returned. A batch refused
-    before its first frame (no frames, an output it cannot write) still writes its report, the refusal as ``error``."""
+    them (a still has no pattern; the patterns then only name them), else ``plan``'s (with ``steady``).
+    ``on_progress(result, done, total)`` follows each frame; ``cancelled()`` is asked before the first frame and
+    between frames: once it is true, the frames not finished are cancelled as by Ctrl-C, and the results are
+    returned. A batch refused before its first frame (no frames, an output it cannot write) still writes its
+    report, the refusal as ``error``."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     recorded = {**settings, "executor": executor.name}
     try:
-        jobs = plan(in_pattern, out_pattern, frames, chunk_spec) if jobs is None else jobs
+        jobs = plan(in_pattern, out_pattern, frames, chunk_spec, steady) if jobs is None else jobs
         if jobs:
             _preflight(jobs, report)
     except FhdrError as exc:

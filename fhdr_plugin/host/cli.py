@@ -21,7 +21,7 @@ from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.host.registry import DEFAULT_OPERATION, registry
 from fhdr_plugin.host.terminal import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, sigterm_as_interrupt
 from fhdr_plugin.imaging.io import WriteOptions
-from fhdr_plugin.manifest import PACKAGE_DIR, manifest
+from fhdr_plugin.manifest import BUILTIN_OPERATION, PACKAGE_DIR, manifest
 from fhdr_plugin.params import TYPES, ExportParams, LdrToHdrParams, ModelParams, Params, type_name
 from fhdr_plugin.version import __version__
 
@@ -232,6 +232,9 @@ def batch(
     frames: str = typer.Option("", help="oiiotool-style range: 1001-1100, 1001-1100x4, 1,5,9-12 (default: on disk)."),
     chunk: str = typer.Option("", help="I/N: only the I-th (from 1) of N contiguous chunks of the frames."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave frames whose output exists (resume)."),
+    steady: int = typer.Option(
+        0, help="Steady highlights on a moving shot: each frame's lift averaged over N frames either side (0: off)."
+    ),
     report: Path | None = typer.Option(None, help="Write per-frame status, timings and settings to this JSON file."),
     executor: Executor = typer.Option(Executor.local, help="local: this process; ray: a Ray cluster (ray extra)."),
     address: str = typer.Option("", help="Ray cluster to join: ray://HOST:10001, HOST:6379, auto; none: start one."),
@@ -248,12 +251,21 @@ def batch(
     with reporting():
         try:
             params = registry().for_operation(op, params)
+            if steady and op != BUILTIN_OPERATION:
+                raise FhdrError(f"--steady: only {BUILTIN_OPERATION} can be steadied, not {op}")
             runner = _runner(executor, params, options, skip_existing, op, address, ray_cpus, ray_workers)
         except FhdrError as exc:
-            given = {"in_pattern": in_pattern, "out_pattern": out_pattern, "frames": frames, "chunk": chunk}
+            given = {
+                "in_pattern": in_pattern,
+                "out_pattern": out_pattern,
+                "frames": frames,
+                "chunk": chunk,
+                "steady": steady,
+            }
             _refuse_batch({**given, "report": report, "op": op, "executor": executor}, str(exc))
             raise
         settings = {"operation": op, **params.to_dict(), **options.to_dict(), "skip_existing": skip_existing}
+        settings["steady"] = steady
         results = run_batch(
             runner,
             in_pattern,
@@ -261,6 +273,7 @@ def batch(
             settings,
             frames=frames,
             chunk_spec=chunk,
+            steady=steady,
             report=report,
             quiet=Settings.quiet,
         )

@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import OpenImageIO as oiio
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.host.pipeline import check_paths
-from fhdr_plugin.host.registry import DEFAULT_OPERATION, run_operation
+from fhdr_plugin.host.registry import DEFAULT_OPERATION, registry, run_operation
 from fhdr_plugin.imaging.io import WriteOptions, read_image, remove_stale_temps, write_exr
+from fhdr_plugin.manifest import BUILTIN_OPERATION
 from fhdr_plugin.params import EngineParams, Params
+
+if TYPE_CHECKING:
+    from fhdr_plugin.node.shot import Shot
 
 DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped", "failed", "cancelled"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One frame to convert; ``input`` is None when the glob ``pattern`` found no file for the frame."""
+    """One frame to convert; ``input`` is None when the glob ``pattern`` found no file for the frame. ``steady``:
+    the frames either side it is steadied by (0: none, ``fhdr_plugin.node.shot``), ``neighbours`` their files on
+    disk."""
 
     frame: int
     input: Path | None
     output: Path
     pattern: str = ""
+    steady: int = 0
+    neighbours: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -136,18 +145,19 @@ class FrameWork:
         self.skip_existing = skip_existing
         self.operation = operation
         self.t0 = time.perf_counter()
+        self.shot: Shot | None = None
 
     def convert(self, job: Job) -> FrameResult:
         """Load, convert and save one job in the calling thread."""
         return self.save(*self.process(*self.load(job)))
 
-    def load(self, job: Job) -> tuple[FrameResult, oiio.ImageBuf | None]:
-        """Read the job's input (None when skipped or failed)."""
+    def load(self, job: Job) -> tuple[FrameResult, oiio.ImageBuf | None, Job]:
+        """Read the job's input (None when skipped or failed); the job goes on with it to ``process``."""
         result = FrameResult.of(job)
         if self.skip_existing and complete_exr(job.output):
             remove_stale_temps(job.output)
             result.status = SKIPPED
-            return result, None
+            return result, None, job
         start = time.perf_counter()
         result.read_at = start - self.t0
         try:
@@ -159,21 +169,38 @@ class FrameWork:
             result.status, result.error = FAILED, describe_error(exc)
             buf = None
         result.read_s = time.perf_counter() - start
-        return result, buf
+        return result, buf, job
 
-    def process(self, result: FrameResult, buf: oiio.ImageBuf | None) -> tuple[FrameResult, oiio.ImageBuf | None]:
-        """Run the operation on a loaded frame (None when there is nothing to write)."""
+    def process(
+        self, result: FrameResult, buf: oiio.ImageBuf | None, job: Job
+    ) -> tuple[FrameResult, oiio.ImageBuf | None]:
+        """Run the operation on a loaded frame (None when there is nothing to write), steadied by the job's
+        neighbours when it asks for it."""
         if buf is None:
             return result, None
         start = time.perf_counter()
         result.process_at = start - self.t0
         try:
-            out = run_operation(self.operation, buf, self.params)
+            if job.steady:
+                out = registry().run_with(self.operation, buf, self.params, self._steadied(job))
+            else:
+                out = run_operation(self.operation, buf, self.params)
         except Exception as exc:
             result.status, result.error = FAILED, f"{result.input}: {describe_error(exc)}"
             out = None
         result.process_s = time.perf_counter() - start
         return result, out
+
+    def _steadied(self, job: Job) -> Callable[[oiio.ImageBuf, Params], oiio.ImageBuf]:
+        """The operation as ``job``'s steady mode runs it: ``ldr_to_hdr`` steadied by the job's neighbours."""
+        if self.operation != BUILTIN_OPERATION:
+            raise FhdrError(f"--steady: {self.operation} is not {BUILTIN_OPERATION}; only it can be steadied")
+        from fhdr_plugin.node.shot import Shot
+
+        if self.shot is None or self.shot.radius != job.steady:
+            self.shot = Shot(job.steady)
+        shot = self.shot
+        return lambda buf, params: shot.apply(buf, params, job.input, job.neighbours)
 
     def save(self, result: FrameResult, out: oiio.ImageBuf | None) -> FrameResult:
         """Write a converted frame atomically; the result's status says how the frame ended."""

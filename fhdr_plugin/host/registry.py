@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -96,9 +97,16 @@ class Registry:
                 f"{name}: takes an OpenImageIO ImageBuf, not {type(buf).__name__} "
                 "(OpenImageIO.ImageBuf(path) reads a file; hooks/generic_host.py converts files and arrays)"
             )
-        checked = self.params(name, params, **values)
+        return self.run_with(name, buf, self.params(name, params, **values), self.get(name).run)
+
+    def run_with(
+        self, name: str, buf: oiio.ImageBuf, params: Params, run: Callable[[oiio.ImageBuf, Any], oiio.ImageBuf]
+    ) -> oiio.ImageBuf:
+        """Operation ``name`` as ``run`` computes it (the batch's steady mode: ``ldr_to_hdr`` with the frames
+        around), its ``params`` checked and every plugin's hooks called around it as ``run`` (the method) does."""
+        checked = self.params(name, params)
         self.pm.hook.fhdr_before_operation(name=name, buf=buf, params=checked)
-        result = self.get(name).run(buf, checked)
+        result = run(buf, checked)
         self.pm.hook.fhdr_after_operation(name=name, result=result, params=checked)
         return result
 

@@ -30,7 +30,7 @@ from fhdr_plugin.node.engine import Engine, engine_for, to_image, to_tensor
 from fhdr_plugin.params import BlendParams, LdrToHdrParams
 from fhdr_plugin.version import __version__
 
-__all__ = ["LdrToHdrParams", "apply", "predict_linear", "reconstruct"]
+__all__ = ["LdrToHdrParams", "Plate", "apply", "finish", "predict_linear", "prepare", "reconstruct"]
 
 log = logging.getLogger("fhdr")
 
@@ -239,8 +239,26 @@ def pack(
     return from_array(out, out_spec, f"{source}: output")
 
 
-def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> oiio.ImageBuf:
-    """Run ``ldr_to_hdr`` on ``buf``; alpha and every other channel pass through, windows and metadata survive."""
+@dataclasses.dataclass(frozen=True)
+class Plate:
+    """An input ImageBuf unpacked for the node: its pixels and channel layout, the parameters for this plate, its
+    colour spaces, its colour (straight) and alpha, and that colour linearised and display-referred."""
+
+    buf: oiio.ImageBuf
+    source: str
+    pixels: np.ndarray
+    chans: Layout
+    params: LdrToHdrParams
+    src_space: str
+    out_space: str
+    straight: bool
+    alpha: np.ndarray | None
+    linear: np.ndarray
+    display: np.ndarray
+
+
+def prepare(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> Plate:
+    """Check and unpack ``buf`` into the node's model space (the first half of ``apply``)."""
     check_buffer(buf)
     buf = as_stored(buf)
     spec = buf.spec()
@@ -251,19 +269,33 @@ def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> 
     params = dataclasses.replace(params, blend=params.blend.for_plate(stored_lossily(spec)))
     src_space = color.input_space(params.input_colorspace, spec)
     out_space = color.resolve(params.output_colorspace)
-
     straight = straight_alpha(params.alpha, spec)
     rgb, alpha = unpack(pixels, chans, straight)
     note_hdr_input(pixels[..., list(chans.rgb)], buf.name or source, params)
     linear, display = to_model_space(rgb, src_space)
-    engine, meta = engine_for(params.engine)
-    hdr = reconstruct(engine, meta, linear, display, params)
-    out_rgb = premultiply(to_output_space(hdr, out_space), alpha, straight)
+    return Plate(buf, source, pixels, chans, params, src_space, out_space, straight, alpha, linear, display)
+
+
+def finish(
+    plate: Plate, hdr: np.ndarray, engine: Engine, meta: dict[str, str], notes: dict[str, str] | None = None
+) -> oiio.ImageBuf:
+    """The output ImageBuf of ``plate`` for its linear HDR ``hdr`` (the second half of ``apply``), with the
+    provenance attributes and ``notes`` (more ``fhdr:`` attributes)."""
+    out_rgb = premultiply(to_output_space(hdr, plate.out_space), plate.alpha, plate.straight)
     attributes = {
-        "oiio:ColorSpace": out_space,
+        "oiio:ColorSpace": plate.out_space,
         "fhdr:version": __version__,
-        "fhdr:output_colorspace": out_space,
-        **provenance(engine, meta, params, src_space),
+        "fhdr:output_colorspace": plate.out_space,
+        **provenance(engine, meta, plate.params, plate.src_space),
+        **(notes or {}),
     }
-    extra = scale.matte_of(display, params.blend) if params.matte else None
-    return pack(buf, pixels, chans, out_rgb, attributes, source, extra)
+    extra = scale.matte_of(plate.display, plate.params.blend) if plate.params.matte else None
+    return pack(plate.buf, plate.pixels, plate.chans, out_rgb, attributes, plate.source, extra)
+
+
+def apply(buf: oiio.ImageBuf, params: LdrToHdrParams, source: str = "image") -> oiio.ImageBuf:
+    """Run ``ldr_to_hdr`` on ``buf``; alpha and every other channel pass through, windows and metadata survive."""
+    plate = prepare(buf, params, source)
+    engine, meta = engine_for(plate.params.engine)
+    hdr = reconstruct(engine, meta, plate.linear, plate.display, plate.params)
+    return finish(plate, hdr, engine, meta)

@@ -1,0 +1,81 @@
+"""``ldr_to_hdr`` over the frames of a shot, each steadied by its neighbours (``steady``; the batch's ``--steady``).
+
+A frame's output depends only on its own plate and the plates of up to ``radius`` frames either side, whichever
+frames a run converts or in which order, so chunks on a farm give the frames a single run gives. Reconstructions
+are kept for the frames that follow: in frame order each plate goes through the network once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import OpenImageIO as oiio
+
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.imaging.io import read_image
+from fhdr_plugin.node import operation, steady
+from fhdr_plugin.node.engine import engine_for
+from fhdr_plugin.params import LdrToHdrParams
+
+log = logging.getLogger("fhdr")
+
+
+class Shot:
+    """Converts frames of one shot, each steadied by up to ``radius`` frames either side."""
+
+    def __init__(self, radius: int) -> None:
+        steady.check_radius(radius)
+        self.radius = radius
+        self.params: LdrToHdrParams | None = None
+        self.kept: OrderedDict[str, steady.Reconstruction] = OrderedDict()
+
+    def apply(
+        self, buf: oiio.ImageBuf, params: LdrToHdrParams, path: Path, neighbours: Sequence[Path]
+    ) -> oiio.ImageBuf:
+        """``ldr_to_hdr`` with ``params`` of the frame read from ``path`` into ``buf``, steadied by the frames at
+        ``neighbours`` (those that cannot be read, or differ in size, are left out with a warning)."""
+        if params.blend.mode != "anchored":
+            raise FhdrError(f"{path}: --steady steadies the anchored blend, not --mode {params.blend.mode}")
+        if params != self.params:
+            self.params, self.kept = params, OrderedDict()
+        plate = operation.prepare(buf, params, str(path))
+        engine, meta = engine_for(plate.params.engine)
+        own = self._reconstruction(str(path), lambda: plate)
+        others = [r for r in (self._neighbour(p, params, own) for p in neighbours[: 2 * self.radius]) if r is not None]
+        blend = plate.params.blend.for_plate(lossy=False)
+        hdr = steady.steadied(own, others, blend.blend_low, blend.blend_high)
+        note = f"{self.radius} frames either side, {len(others)} found"
+        return operation.finish(plate, hdr, engine, meta, {"fhdr:steady": note})
+
+    def _reconstruction(self, key: str, plate: Callable[[], operation.Plate]) -> steady.Reconstruction:
+        """The reconstruction kept under ``key``, or that of ``plate()``, kept for the frames that follow."""
+        if key not in self.kept:
+            p = plate()
+            engine, meta = engine_for(p.params.engine)
+            hdr = operation.reconstruct(engine, meta, p.linear, p.display, p.params)
+            self.kept[key] = steady.Reconstruction(p.linear, p.display, hdr)
+            while len(self.kept) > 2 * self.radius + 2:
+                self.kept.popitem(last=False)
+        self.kept.move_to_end(key)
+        return self.kept[key]
+
+    def _neighbour(
+        self, path: Path, params: LdrToHdrParams, own: steady.Reconstruction
+    ) -> steady.Reconstruction | None:
+        """The reconstruction of the frame at ``path``; None, with a warning, when it cannot be read or its size
+        differs from the frame's."""
+        try:
+            found = self._reconstruction(str(path), lambda: operation.prepare(read_image(path), params, str(path)))
+        except FhdrError as exc:
+            log.warning("--steady: a neighbour is left out: %s", exc)
+            return None
+        if found.linear.shape != own.linear.shape:
+            size, frame = found.linear.shape, own.linear.shape
+            log.warning(
+                "--steady: neighbour %s is left out: %dx%d, the frame %dx%d", path, size[1], size[0], frame[1], frame[0]
+            )
+            return None
+        return found

@@ -1,0 +1,132 @@
+"""Steadying a shot: a frame's reconstruction averaged with its neighbours', moved onto it (beyond the paper).
+
+The network sees each frame alone, so on a pan the lift of a highlight jitters as its clipped shape changes by
+sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a frame, finds how far each moved
+(``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel), moves it onto the
+frame (``moved``), and averages the log lift of every reconstructed channel over the frames whose plate agrees
+with this one there (``AGREE``): where the scene moved otherwise than the frame (a passing car, a zoom), or
+outside a neighbour's view, the frame keeps its own reconstruction. What the plate measured is kept: a channel
+the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without
+neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fhdr_plugin.errors import FhdrError
+from fhdr_plugin.imaging.color import REC709_LUMA
+from fhdr_plugin.node.scale import blend_weight
+
+#: The most frames either side a frame is steadied by.
+MAX_RADIUS = 8
+#: Mean difference (display-referred, 0-1, over a 5x5 box) above which a neighbour's plate disagrees with the
+#: frame's: the scene there is not where the frame's motion put it.
+AGREE = 0.1
+#: Radius (px) of the box the plates' difference is averaged over.
+AGREE_RADIUS = 2
+#: The linearised plate's white: a channel above it measured an input that is already HDR and is kept.
+WHITE = 1.001
+#: The motion is found to 1/REFINE of a pixel.
+REFINE = 20
+
+
+def check_radius(radius: int) -> None:
+    """Refuse a ``--steady`` outside 0 (off) to ``MAX_RADIUS`` frames either side."""
+    if not 0 <= radius <= MAX_RADIUS:
+        raise FhdrError(f"--steady {radius}: frames either side must be 0 (off) to {MAX_RADIUS}")
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """One frame's plate, linearised and display-referred, and the node's linear output for it (H, W, 3)."""
+
+    linear: np.ndarray
+    display: np.ndarray
+    output: np.ndarray
+
+
+def shift_between(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """How far (rows, columns) image ``b`` (H, W) is ``a`` moved: ``b(p) ≈ a(p - shift)``, found by phase
+    correlation (windowed), its peak refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid
+    around it (a matrix DFT)."""
+    h, w = a.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    cross = np.fft.fft2((b - b.mean()) * window) * np.conj(np.fft.fft2((a - a.mean()) * window))
+    cross /= np.abs(cross) + 1e-12
+    y, x = np.unravel_index(int(np.argmax(np.fft.ifft2(cross).real)), (h, w))
+    coarse = np.array([y - h if y > h / 2 else y, x - w if x > w / 2 else x], dtype=np.float64)
+    offsets = np.arange(-REFINE, REFINE + 1) / REFINE
+    rows = np.exp(2j * np.pi * np.outer(coarse[0] + offsets, np.fft.fftfreq(h)))
+    cols = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(w), coarse[1] + offsets))
+    fine = (rows @ cross @ cols).real
+    i, j = np.unravel_index(int(np.argmax(fine)), fine.shape)
+    return float(coarse[0] + offsets[i]), float(coarse[1] + offsets[j])
+
+
+def _taps(n: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``n`` output positions: the source index before it, the fraction towards the next, and whether
+    the source lies inside."""
+    source = np.arange(n, dtype=np.float64) - shift
+    inside = (source >= 0.0) & (source <= n - 1)
+    source = np.clip(source, 0.0, n - 1)
+    before = np.minimum(np.floor(source).astype(np.int64), max(n - 2, 0))
+    return before, (source - before).astype(np.float32), inside
+
+
+def moved(x: np.ndarray, shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (H, W, C) moved by ``shift`` (rows, columns), bilinear: ``out(p) = x(p - shift)``; and which pixels
+    (H, W) came from inside ``x``."""
+    h, w = x.shape[:2]
+    rows, fy, inside_y = _taps(h, shift[0])
+    cols, fx, inside_x = _taps(w, shift[1])
+    nxt_rows, nxt_cols = np.minimum(rows + 1, h - 1), np.minimum(cols + 1, w - 1)
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    y = (1.0 - fy) * x[rows] + fy * x[nxt_rows]
+    out = (1.0 - fx) * y[:, cols] + fx * y[:, nxt_cols]
+    return out.astype(np.float32), inside_y[:, None] & inside_x[None, :]
+
+
+def box_mean(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of ``x`` (H, W) over a (2r+1)² box around each pixel, the edges replicated."""
+    k = 2 * radius + 1
+    table = np.pad(np.pad(x.astype(np.float64), radius, mode="edge"), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    h, w = x.shape
+    total = table[k:, k:] - table[:h, k:] - table[k:, :w] + table[:h, :w]
+    return (total / (k * k)).astype(np.float32)
+
+
+def log_lift(frame: Reconstruction) -> np.ndarray:
+    """log(output / plate) per channel (H, W, 3): 0 where the output is the plate."""
+    return np.log(np.maximum(frame.output, 1e-6) / np.maximum(frame.linear, 1e-6)).astype(np.float32)
+
+
+def key(frame: Reconstruction) -> np.ndarray:
+    """What the motion is found on: the display-referred plate's luminance (H, W), as even in its noise as the
+    camera's encoding makes it."""
+    return (frame.display @ REC709_LUMA).astype(np.float32)
+
+
+def steadied(frame: Reconstruction, neighbours: Sequence[Reconstruction], low: float, high: float) -> np.ndarray:
+    """The node's linear output for ``frame`` (H, W, 3) steadied by ``neighbours`` (other frames of the shot, the
+    same size): per channel, its log lift moves towards the mean over the frames (the neighbours moved onto it,
+    where their plates agree with its own and they reconstructed the channel) as far as the blend (``low``,
+    ``high``) reconstructs that channel here."""
+    own = log_lift(frame)
+    weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
+    total, count = weight * own, weight.copy()
+    target = key(frame)
+    for other in neighbours:
+        shift = shift_between(key(other), target)
+        lift, inside = moved(log_lift(other), shift)
+        theirs, _ = moved(blend_weight(other.display, low, high), shift)
+        plate, _ = moved(other.display, shift)
+        agree = inside & (box_mean(np.abs(plate - frame.display).mean(axis=-1), AGREE_RADIUS) < AGREE)
+        share = theirs * agree[..., None]
+        total += share * lift
+        count += share
+    mean = total / np.maximum(count, 1e-12)
+    return (frame.output * np.exp(weight * (mean - own))).astype(np.float32)
