@@ -253,6 +253,10 @@ def batch(
             params = registry().for_operation(op, params)
             if steady and op != BUILTIN_OPERATION:
                 raise FhdrError(f"--steady: only {BUILTIN_OPERATION} can be steadied, not {op}")
+            if steady:
+                from fhdr_plugin.node.steady import check_radius
+
+                check_radius(steady, params.blend.mode)
             runner = _runner(executor, params, options, skip_existing, op, address, ray_cpus, ray_workers)
         except FhdrError as exc:
             given = {

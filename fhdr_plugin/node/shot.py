@@ -37,8 +37,7 @@ class Shot:
     ) -> oiio.ImageBuf:
         """``ldr_to_hdr`` with ``params`` of the frame read from ``path`` into ``buf``, steadied by the frames at
         ``neighbours`` (those that cannot be read, or differ in size, are left out with a warning)."""
-        if params.blend.mode != "anchored":
-            raise FhdrError(f"{path}: --steady steadies the anchored blend, not --mode {params.blend.mode}")
+        steady.check_radius(self.radius, params.blend.mode)
         if params != self.params:
             self.params, self.kept = params, OrderedDict()
         plate = operation.prepare(buf, params, str(path))
@@ -47,7 +46,7 @@ class Shot:
         others = [r for r in (self._neighbour(p, params, own) for p in neighbours[: 2 * self.radius]) if r is not None]
         blend = plate.params.blend.for_plate(lossy=False)
         hdr = steady.steadied(own, others, blend.blend_low, blend.blend_high)
-        note = f"{self.radius} frames either side, {len(others)} found"
+        note = steady.describe(self.radius, len(others))
         return operation.finish(plate, hdr, engine, meta, {"fhdr:steady": note})
 
     def _reconstruction(self, key: str, plate: Callable[[], operation.Plate]) -> steady.Reconstruction:

@@ -34,10 +34,18 @@ WHITE = 1.001
 REFINE = 20
 
 
-def check_radius(radius: int) -> None:
-    """Refuse a ``--steady`` outside 0 (off) to ``MAX_RADIUS`` frames either side."""
+def check_radius(radius: int, mode: str = "anchored") -> None:
+    """Refuse a ``--steady`` outside 0 (off) to ``MAX_RADIUS`` frames either side, or one for a blend ``mode``
+    other than anchored (raw mode has no plate to keep)."""
     if not 0 <= radius <= MAX_RADIUS:
         raise FhdrError(f"--steady {radius}: frames either side must be 0 (off) to {MAX_RADIUS}")
+    if radius and mode != "anchored":
+        raise FhdrError(f"--steady steadies the anchored blend, not --mode {mode}")
+
+
+def describe(radius: int, found: int) -> str:
+    """The ``fhdr:steady`` attribute of a frame steadied by ``found`` of ``radius`` frames either side."""
+    return f"{radius} frame{'' if radius == 1 else 's'} either side, {found} found"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,183 @@
+"""Steadying a shot (``node/steady.py``, ``node/shot.py``, ``fhdr batch --steady``): the motion between frames,
+what is kept, a real pan through the real model, and the batch over chunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+from conftest import shared, write_image
+from helpers import batch, pixels
+
+from fhdr_plugin.node import operation as node
+from fhdr_plugin.node import scale, steady
+from fhdr_plugin.params import LdrToHdrParams
+from training.data import Synthesis, downscale, expose, synthesise
+
+ROTUNDA = "hdr-train/polyhaven_sepulchral_chapel_rotunda.exr"
+#: Panorama pixels the view slides per frame, and the box downscale: frames move 1.5 px.
+STEP, FACTOR = 3, 2
+PARAMS = LdrToHdrParams.from_kwargs(tile=64)
+
+
+def pan(frames: int, width: int = 128, height: int = 80, down: int = 0) -> list[np.ndarray]:
+    """Ground-truth frames (white at 1, 3 % clipped) of a pan past the rotunda's brightest pixel: ``STEP``
+    panorama pixels right (and ``down`` down) per frame, box-downscaled by ``FACTOR``."""
+    buf = oiio.ImageBuf(str(shared(ROTUNDA)))
+    hdr = np.nan_to_num(np.asarray(buf.get_pixels(oiio.FLOAT))[..., :3])
+    wh, ww = FACTOR * height, FACTOR * width
+    y, x = np.unravel_index(np.argmax(hdr.max(axis=-1)), hdr.shape[:2])
+    top, left = max(0, y - wh // 2 - down * frames // 2), max(0, x - ww // 2 - STEP * frames // 2)
+    shot = expose(hdr[top : top + wh + down * frames, left : left + ww + STEP * frames], 0.03)
+    return [downscale(shot[down * t : down * t + wh, STEP * t : STEP * t + ww], FACTOR) for t in range(frames)]
+
+
+def reconstructions(truth: list[np.ndarray]) -> list[steady.Reconstruction]:
+    """Each frame through a plain 8-bit sRGB camera and the node's defaults."""
+    rng = np.random.default_rng(0)
+    out = []
+    for frame in truth:
+        ldr = synthesise(frame, rng, Synthesis.plain())
+        linear, display = node.to_model_space(ldr, "srgb_tx")
+        out.append(steady.Reconstruction(linear, display, node.predict_linear(ldr, "srgb_tx", PARAMS)[0]))
+    return out
+
+
+def blend() -> tuple[float, float]:
+    params = PARAMS.blend.for_plate(lossy=False)
+    return params.blend_low, params.blend_high
+
+
+def test_the_motion_between_two_frames_is_found_to_a_fraction_of_a_pixel() -> None:
+    """Frames half a pixel apart differ by their sampling too (the box downscale aliases), so they are found to
+    0.2 px; a whole number of pixels to 0.05."""
+    across = [steady.key(f) for f in reconstructions(pan(3))]
+    assert steady.shift_between(across[0], across[1]) == pytest.approx((0.0, -1.5), abs=0.2)
+    assert steady.shift_between(across[0], across[2]) == pytest.approx((0.0, -3.0), abs=0.05)
+    assert steady.shift_between(across[2], across[0]) == pytest.approx((0.0, 3.0), abs=0.05)
+    diagonal = [steady.key(f) for f in reconstructions(pan(3, down=4))]
+    assert steady.shift_between(diagonal[0], diagonal[2]) == pytest.approx((-4.0, -3.0), abs=0.05)
+
+
+def test_moved_moves_by_a_fraction_and_says_what_came_from_inside() -> None:
+    ramp = np.tile(np.arange(8, dtype=np.float32), (4, 1))[..., None]
+    out, inside = steady.moved(ramp, (0.0, 1.25))
+    assert out[:, 2:, 0] == pytest.approx(ramp[:, 2:, 0] - 1.25)
+    assert not inside[:, :2].any() and inside[:, 2:].all()
+
+
+def test_a_frame_alone_or_among_frames_of_another_scene_is_the_nodes_own_output() -> None:
+    frames = reconstructions(pan(1))
+    low, high = blend()
+    assert np.array_equal(steady.steadied(frames[0], [], low, high), frames[0].output)
+    other = steady.Reconstruction(*(np.ascontiguousarray(x[::-1, ::-1]) for x in vars(frames[0]).values()))
+    unlike = box_unlike(frames[0], other)
+    mixed = steady.steadied(frames[0], [other], low, high)
+    reconstructed = scale.matte(frames[0].display, low, high)[..., 0] > 0
+    assert unlike[reconstructed].mean() > 0.5
+    assert np.array_equal(mixed[unlike], frames[0].output[unlike])
+
+
+def box_unlike(frame: steady.Reconstruction, other: steady.Reconstruction) -> np.ndarray:
+    """Pixels (H, W) where ``other``'s plate disagrees with ``frame``'s as ``steadied`` judges it, unmoved."""
+    difference = np.abs(other.display - frame.display).mean(axis=-1)
+    return steady.box_mean(difference, steady.AGREE_RADIUS) >= steady.AGREE
+
+
+def test_a_steadied_pan_keeps_what_the_plate_measured_flickers_less_and_keeps_its_lift() -> None:
+    truth = pan(9)
+    frames = reconstructions(truth)
+    low, high = blend()
+    steadied = [
+        steady.steadied(frame, frames[max(0, t - 2) : t] + frames[t + 1 : t + 3], low, high)
+        for t, frame in enumerate(frames)
+    ]
+    for frame, out in zip(frames, steadied, strict=True):
+        kept = scale.blend_weight(frame.display, low, high) == 0
+        assert np.array_equal(out[kept], frame.linear[kept])
+        assert (out >= frame.linear).all()
+    masks = [scale.matte(f.display, low, high)[..., 0] > 0 for f in frames]
+    own = flicker([f.output for f in frames], truth, masks)
+    steadier = flicker(steadied, truth, masks)
+    plate = flicker([f.linear for f in frames], truth, masks)
+    assert steadier < 0.6 * own and steadier < 1.25 * plate
+    assert lift(steadied, frames, masks) > 0.9 * lift([f.output for f in frames], frames, masks) > 1.5
+
+
+def flicker(outputs: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """Mean |change| of log2(output / truth) from a frame, moved by the pan, to the next, on its masked pixels."""
+    errors = [np.log2((o + 1e-2) / (t + 1e-2)) for o, t in zip(outputs, truth, strict=True)]
+    changes = []
+    for before, after, mask in zip(errors, errors[1:], masks[1:], strict=False):
+        there, inside = steady.moved(before, (0.0, -STEP / FACTOR))
+        changes.append(np.abs(there - after)[mask & inside])
+    return float(np.concatenate(changes).mean())
+
+
+def lift(outputs: list[np.ndarray], frames: list[steady.Reconstruction], masks: list[np.ndarray]) -> float:
+    """Mean output over mean plate on the masked pixels (luminance)."""
+    luma = [0.2126, 0.7152, 0.0722]
+    out = np.concatenate([(o @ luma)[m] for o, m in zip(outputs, masks, strict=True)])
+    plate = np.concatenate([(f.linear @ luma)[m] for f, m in zip(frames, masks, strict=True)])
+    return float(out.mean() / plate.mean())
+
+
+def write_pan(folder: Path, frames: int) -> None:
+    """The pan through a plain 8-bit sRGB camera as ``folder/pan.0001.png``…"""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for t, frame in enumerate(pan(frames, width=96, height=64)):
+        write_image(folder / f"pan.{t + 1:04d}.png", synthesise(frame, rng, Synthesis.plain()))
+
+
+def test_batch_steady_gives_every_chunk_the_frames_one_run_gives(tmp_path: Path) -> None:
+    write_pan(tmp_path, 5)
+    source = tmp_path / "pan.####.png"
+    assert batch(source, tmp_path / "whole" / "h.####.exr", "--steady", "2", "--tile", "64")[0] == 0
+    for part in ("1/2", "2/2"):
+        assert batch(source, tmp_path / "chunks" / "h.####.exr", "--steady", "2", "--chunk", part)[0] == 0
+    assert batch(source, tmp_path / "alone" / "h.####.exr", "--frames", "3")[0] == 0
+    whole, alone = pixels(tmp_path / "whole" / "h.0003.exr"), pixels(tmp_path / "alone" / "h.0003.exr")
+    for f in range(1, 6):
+        assert np.array_equal(
+            pixels(tmp_path / "whole" / f"h.{f:04d}.exr"), pixels(tmp_path / "chunks" / f"h.{f:04d}.exr")
+        )
+    spec = oiio.ImageBuf(str(tmp_path / "whole" / "h.0003.exr")).spec()
+    assert spec.get_string_attribute("fhdr:steady") == "2 frames either side, 4 found"
+    assert oiio.ImageBuf(str(tmp_path / "whole" / "h.0001.exr")).spec().get_string_attribute("fhdr:steady") == (
+        "2 frames either side, 2 found"
+    )
+    changed = (whole != alone).any(axis=-1)
+    display = pixels(tmp_path / "pan.0003.png")
+    assert changed.any()
+    assert (display[changed] > 0.9).any(axis=-1).all()
+
+
+def test_batch_steady_leaves_out_a_neighbour_it_cannot_read_and_names_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_pan(tmp_path, 3)
+    (tmp_path / "pan.0002.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    code, err = batch(tmp_path / "pan.####.png", tmp_path / "h.####.exr", "--steady", "1")
+    assert code == 1 and "frame 2 failed" in err
+    left_out = [r.getMessage() for r in caplog.records if "neighbour is left out" in r.getMessage()]
+    assert left_out and all("pan.0002.png: cannot read" in m for m in left_out)
+    assert sorted(p.name for p in tmp_path.glob("h.*")) == ["h.0001.exr", "h.0003.exr"]
+    spec = oiio.ImageBuf(str(tmp_path / "h.0001.exr")).spec()
+    assert spec.get_string_attribute("fhdr:steady") == "1 frame either side, 0 found"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steady", "9"], "--steady 9: frames either side must be 0 (off) to 8"),
+        (["--steady", "1", "--mode", "raw"], "--steady steadies the anchored blend, not --mode raw"),
+    ],
+)
+def test_batch_steady_refuses_what_it_cannot_do_before_any_frame(tmp_path: Path, args: list[str], message: str) -> None:
+    write_pan(tmp_path, 2)
+    code, err = batch(tmp_path / "pan.####.png", tmp_path / "h.####.exr", *args)
+    assert code == 1 and message in err
+    assert list(tmp_path.glob("h.*")) == []
