@@ -16,7 +16,9 @@ reconstruction keeps as low as the linearised plate's; the lift is the mean outp
 reconstructed pixels (a flicker bought by no lift at all is no gain). ``--shot interior`` pans over a bright
 interior (lamps and windows), ``--shot windows`` over a rotunda's small leaded windows, ``--shot sunset`` over the
 sunset panorama; ``--zoom`` enlarges every frame (its highlights deeper than the network sees, where the node's
-coarser levels act). Printed, never asserted. See benchmarks/README.md.
+coarser levels act). ``--steady N`` (default 2) measures the same again for ``fhdr batch --steady N``: each
+frame's reconstruction steadied by N frames either side (``fhdr_plugin.node.steady``). Printed, never asserted.
+See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import OpenImageIO as oiio
 
 from fhdr_plugin.imaging import color
 from fhdr_plugin.node import operation as node
-from fhdr_plugin.node import scale
+from fhdr_plugin.node import scale, steady
 from fhdr_plugin.params import LdrToHdrParams
 from training.data import Synthesis, downscale, expose, synthesise
 from training.evaluate import enlarged
@@ -131,6 +133,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     seconds = (time.perf_counter() - start) / len(ldr)
     linear = [color.convert(frame, "srgb_tx", color.LINEAR_SPACE) for frame in ldr]
     masks = [scale.matte_of(frame, params.blend)[..., 0] > 0 for frame in ldr]
+    start = time.perf_counter()
+    steadied = steadied_shot(ldr, fhdr, params, args.steady)
+    steady_seconds = (time.perf_counter() - start) / len(ldr)
     result = {
         "frames": args.frames,
         "size": f"{truth[0].shape[1]}x{truth[0].shape[0]}",
@@ -143,10 +148,31 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "lift_fhdr": lift(fhdr, linear, masks),
         "lift_truth": lift(truth, linear, masks),
         "seconds_per_frame": seconds,
+        "steady": args.steady,
+        "flicker_steady": flicker(steadied, truth, masks, shift),
+        "lift_steady": lift(steadied, linear, masks),
+        "steady_seconds_per_frame": steady_seconds,
     }
     result["fhdr_over_input"] = result["fhdr"] / result["linearised_input"]
     result["flicker_over_input"] = result["flicker_fhdr"] / result["flicker_linearised_input"]
+    result["flicker_steady_over_input"] = result["flicker_steady"] / result["flicker_linearised_input"]
     return result
+
+
+def steadied_shot(
+    ldr: list[np.ndarray], outputs: list[np.ndarray], params: LdrToHdrParams, radius: int
+) -> list[np.ndarray]:
+    """Each frame's output steadied by ``radius`` frames either side, as ``fhdr batch --steady`` does it."""
+    frames = [
+        steady.Reconstruction(*node.to_model_space(f, "srgb_tx"), out) for f, out in zip(ldr, outputs, strict=True)
+    ]
+    blend = params.blend.for_plate(lossy=False)
+    return [
+        steady.steadied(
+            frame, frames[max(0, t - radius) : t] + frames[t + 1 : t + 1 + radius], blend.blend_low, blend.blend_high
+        )
+        for t, frame in enumerate(frames)
+    ]
 
 
 def main() -> None:
@@ -170,6 +196,7 @@ def main() -> None:
     ap.add_argument(
         "--zoom", type=float, default=1.0, help="enlarge every frame this many times (a pan shot with more pixels)"
     )
+    ap.add_argument("--steady", type=int, default=2, help="frames either side for the steadied figures (0: none)")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = ap.parse_args()
     result = run(args)
@@ -187,6 +214,11 @@ def main() -> None:
     print(
         f"lift over the plate on the reconstructed pixels: fhdr {result['lift_fhdr']:.2f}x, truth "
         f"{result['lift_truth']:.2f}x"
+    )
+    print(
+        f"steadied by {result['steady']} frames either side (fhdr batch --steady {result['steady']}): flicker "
+        f"{result['flicker_steady_over_input']:.2f}x the linearised input's, lift {result['lift_steady']:.2f}x "
+        f"(+{result['steady_seconds_per_frame']:.2f} s/frame)"
     )
 
 

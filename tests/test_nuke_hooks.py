@@ -370,10 +370,16 @@ def test_panel_settings_are_checked_and_remembered(fhdr_nuke, tmp_path):
     assert blank == fhdr_nuke.Settings()
     fhdr_nuke.save_settings(chosen, path)
     assert fhdr_nuke.load_settings(path) == chosen
+    steadied = fhdr_nuke.settings_from({"output": "", "output_colorspace": "", "strength": "1", "steady": " 2 "})
+    assert steadied == fhdr_nuke.Settings(steady=2)
+    path.write_text('{"output": "x", "output_colorspace": "ACEScg", "strength": 1}')
+    assert fhdr_nuke.load_settings(path) == fhdr_nuke.Settings("x", "ACEScg", 1.0, 0)
     for field, value, message in [
         ("strength", "lots", "strength must be a number"),
         ("strength", "9", "strength must be 0-4"),
         ("output_colorspace", "bogus", "unknown colour space 'bogus'"),
+        ("steady", "two", "steady must be a whole number of frames"),
+        ("steady", "9", "frames either side must be 0 \\(off\\) to 8"),
     ]:
         with pytest.raises(FhdrError, match=message):
             fhdr_nuke.settings_from({"output": "", "output_colorspace": "ACEScg", "strength": "1", field: value})
@@ -398,17 +404,24 @@ def exr_attribute(path: Path, name: str) -> str:
     return oiio.ImageBuf(str(path)).spec().get_string_attribute(name)
 
 
+#: The panel's field for ``--steady``.
+STEADY = "steady: frames either side (0: off)"
+
+
 def test_menu_panel_sets_output_space_strength_and_reads_the_input_space(monkeypatch, fhdr_nuke, plate, tmp_path):
     source = Node("Read", "Read1", file=str(plate), first=1001, last=1001, colorspace="linear")
     answers = {"output folder or pattern": str(tmp_path / "renders" / "sh_hdr.####.exr"), "strength": "0.5"}
     answers["output colorspace"] = "ACEScg"
+    answers[STEADY] = "1"
     menu, log = run_menu(monkeypatch, fhdr_nuke, [source], answers)
     menu["ldr_to_hdr_selected"]().join(timeout=300)
-    assert log["panels"] == [{"output folder or pattern": "fhdr", "output colorspace": "lin_rec709", "strength": "1.0"}]
+    defaults = {"output folder or pattern": "fhdr", "output colorspace": "lin_rec709", "strength": "1.0", STEADY: "0"}
+    assert log["panels"] == [defaults]
     out = tmp_path / "renders" / "sh_hdr.1001.exr"
     assert exr_attribute(out, "fhdr:input_colorspace") == "Linear Rec.709 (sRGB)"
     assert exr_attribute(out, "fhdr:output_colorspace") == "ACEScg"
     assert exr_attribute(out, "fhdr:strength") == "0.5"
+    assert exr_attribute(out, "fhdr:steady") == "1 frame either side, 1 found"
     [read] = log["created"]
     assert read["file"].value() == str(tmp_path / "renders" / "sh_hdr.####.exr")
     [message] = log["messages"]
@@ -416,7 +429,9 @@ def test_menu_panel_sets_output_space_strength_and_reads_the_input_space(monkeyp
     source.knobs["colorspace"] = Knob("default (sRGB)")
     menu, log = run_menu(monkeypatch, fhdr_nuke, [source])
     menu["ldr_to_hdr_selected"]().join(timeout=300)
-    assert log["panels"] == [{f: answers[f] for f in ("output folder or pattern", "output colorspace", "strength")}]
+    assert log["panels"] == [
+        {f: answers[f] for f in ("output folder or pattern", "output colorspace", "strength", STEADY)}
+    ]
     assert exr_attribute(out, "fhdr:input_colorspace") == "sRGB Encoded Rec.709 (sRGB)"
     menu, log = run_menu(monkeypatch, fhdr_nuke, [source], ok=False)
     assert menu["ldr_to_hdr_selected"]() is None and log["created"] == []

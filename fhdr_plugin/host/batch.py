@@ -52,7 +52,18 @@ from fhdr_plugin.node.steady import check_radius
 from fhdr_plugin.params import Params
 from fhdr_plugin.version import __version__
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "SKIPPED", "FrameResult", "Job", "LocalExecutor", "plan", "run_batch"]
+__all__ = [
+    "CANCELLED",
+    "DONE",
+    "FAILED",
+    "SKIPPED",
+    "FrameResult",
+    "Job",
+    "LocalExecutor",
+    "neighbours",
+    "plan",
+    "run_batch",
+]
 
 log = logging.getLogger("fhdr")
 
@@ -85,14 +96,19 @@ def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = 
         raise FhdrError(f"--frames {frames!r} selects no frames" if frames else f"no frames match {in_pattern!r}")
     if part:
         numbers = chunk(numbers, *part)
-    near = [d for k in range(1, steady + 1) for d in (-k, k)]
-
-    def neighbours(frame: int) -> tuple[Path, ...]:
-        return tuple(found[frame + d] for d in near if frame + d in found)
-
     if isinstance(source, FramePattern):
-        return [Job(f, source.path(f), target.path(f), steady=steady, neighbours=neighbours(f)) for f in numbers]
-    return [Job(f, found.get(f), target.path(f), in_pattern, steady, neighbours(f)) for f in numbers]
+        return [
+            Job(f, source.path(f), target.path(f), steady=steady, neighbours=neighbours(found, f, steady))
+            for f in numbers
+        ]
+    return [Job(f, found.get(f), target.path(f), in_pattern, steady, neighbours(found, f, steady)) for f in numbers]
+
+
+def neighbours(found: dict[int, Path], frame: int, steady: int) -> tuple[Path, ...]:
+    """The files in ``found`` (frame → file on disk) of up to ``steady`` frames either side of ``frame``, nearest
+    first."""
+    near = [frame + d for k in range(1, steady + 1) for d in (-k, k)]
+    return tuple(found[f] for f in near if f in found)
 
 
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:

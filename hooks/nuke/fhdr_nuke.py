@@ -25,10 +25,21 @@ from typing import Any
 import OpenImageIO as oiio
 
 from fhdr_plugin.errors import FhdrError
-from fhdr_plugin.host.batch import CANCELLED, DONE, FAILED, FrameResult, Job, LocalExecutor, OnProgress, run_batch
+from fhdr_plugin.host.batch import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FrameResult,
+    Job,
+    LocalExecutor,
+    OnProgress,
+    neighbours,
+    run_batch,
+)
 from fhdr_plugin.imaging import color
 from fhdr_plugin.imaging.io import make_folder, write_bytes_atomic
 from fhdr_plugin.imaging.sequence import NUKE, FramePattern, format_frames, frame_field, parse_pattern
+from fhdr_plugin.node.steady import check_radius
 from fhdr_plugin.params import LdrToHdrParams
 
 #: The folder, beside the input, that receives the EXRs.
@@ -43,11 +54,13 @@ MAX_ERRORS = 3
 
 @dataclass(frozen=True)
 class Settings:
-    """The panel's choices: the output folder (relative: beside the plate) or pattern, and node parameters."""
+    """The panel's choices: the output folder (relative: beside the plate) or pattern, node parameters, and the
+    frames either side each frame is steadied by (``fhdr batch --steady``; 0: off)."""
 
     output: str = OUTPUT_FOLDER
     output_colorspace: str = LdrToHdrParams().output_colorspace
     strength: float = LdrToHdrParams().blend.strength
+    steady: int = 0
 
     def params(self) -> dict[str, Any]:
         """The node parameters the panel sets."""
@@ -61,8 +74,13 @@ def settings_from(values: dict[str, str]) -> Settings:
         strength = float(values["strength"])
     except ValueError:
         raise FhdrError(f"strength must be a number, got {values['strength']!r}") from None
+    try:
+        steady = int(values.get("steady", "").strip() or 0)
+    except ValueError:
+        raise FhdrError(f"steady must be a whole number of frames, got {values['steady']!r}") from None
+    check_radius(steady)
     space = values["output_colorspace"].strip() or Settings().output_colorspace
-    settings = Settings(values["output"].strip() or OUTPUT_FOLDER, space, strength)
+    settings = Settings(values["output"].strip() or OUTPUT_FOLDER, space, strength, steady)
     LdrToHdrParams.from_kwargs(**settings.params())
     return settings
 
@@ -73,11 +91,12 @@ def settings_path() -> Path:
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """The settings last saved at ``path`` (default: ``settings_path()``); the defaults when there are none
-    or they no longer check (a colour space the current config lacks)."""
+    """The settings last saved at ``path`` (default: ``settings_path()``), a field saved by an older panel
+    taking its default; the defaults when there are none or they no longer check (a colour space the current
+    config lacks)."""
     try:
         saved = json.loads((path or settings_path()).read_text())
-        return settings_from({f.name: str(saved[f.name]) for f in dataclasses.fields(Settings)})
+        return settings_from({f.name: str(saved.get(f.name, f.default)) for f in dataclasses.fields(Settings)})
     except (OSError, ValueError, KeyError, TypeError, FhdrError):
         return Settings()
 
@@ -133,9 +152,14 @@ class ReadJob:
         """The output file of ``frame``."""
         return Path(self.output) if self.still else parse_pattern(self.output).path(frame)
 
-    def jobs(self) -> list[Job]:
-        """The batch's jobs, one per frame."""
-        return [Job(f, self.input_path(f), self.output_path(f)) for f in self.frames]
+    def jobs(self, steady: int = 0) -> list[Job]:
+        """The batch's jobs, one per frame; with ``steady``, each steadied by up to that many frames either side
+        of the plate on disk (``fhdr batch --steady``)."""
+        found = parse_pattern(self.input).on_disk() if steady and not self.still else {}
+        return [
+            Job(f, self.input_path(f), self.output_path(f), steady=steady, neighbours=neighbours(found, f, steady))
+            for f in self.frames
+        ]
 
 
 def to_fhdr_pattern(path: str) -> str:
@@ -173,19 +197,21 @@ def convert(
     job: ReadJob,
     params: dict[str, Any] | None = None,
     *,
+    steady: int = 0,
     on_progress: OnProgress | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> list[FrameResult]:
-    """Convert the frames of ``job`` with ``run_batch`` on the local executor, one result per frame; a frame that
-    fails is recorded and the others carry on. ``on_progress`` and ``cancelled`` are ``run_batch``'s; an FhdrError
-    for bad ``params``."""
+    """Convert the frames of ``job`` with ``run_batch`` on the local executor, one result per frame, each
+    steadied by ``steady`` frames either side; a frame that fails is recorded and the others carry on.
+    ``on_progress`` and ``cancelled`` are ``run_batch``'s; an FhdrError for bad ``params``."""
     settings = LdrToHdrParams.from_kwargs(**(params or {}))
+    check_radius(steady, settings.blend.mode)
     return run_batch(
         LocalExecutor(settings),
         job.input,
         job.output,
-        settings.to_dict(),
-        jobs=job.jobs(),
+        {**settings.to_dict(), "steady": steady},
+        jobs=job.jobs(steady),
         on_progress=on_progress,
         cancelled=cancelled,
     )

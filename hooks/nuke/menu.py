@@ -1,12 +1,12 @@
 """fhdr's Nuke menu.py: an "LDR to HDR" command under "fhdr" in the Nodes toolbar and the Nuke menu.
 
 Select one or more Read nodes of LDR plates and run it: a panel asks for the output folder or pattern, the
-output colour space and the strength (remembered for next time); the frames of each Read (its first to last),
-read in the space its ``colorspace`` knob names when fhdr's config knows it, become scene-linear EXRs, converted
-by ``fhdr_plugin.host.batch.run_batch`` in a background thread with a progress bar that can cancel between frames, and
-a new Read node on them appears beside the source with its colorspace set to the output's space. Frames that fail
-or are cancelled are reported in one message at the end. The work is done by ``fhdr_nuke``; this file only talks
-to Nuke.
+output colour space, the strength and the frames either side to steady each frame by (``fhdr batch --steady``;
+remembered for next time); the frames of each Read (its first to last), read in the space its ``colorspace`` knob
+names when fhdr's config knows it, become scene-linear EXRs, converted by ``fhdr_plugin.host.batch.run_batch`` in a
+background thread with a progress bar that can cancel between frames, and a new Read node on them appears beside
+the source with its colorspace set to the output's space. Frames that fail or are cancelled are reported in one
+message at the end. The work is done by ``fhdr_nuke``; this file only talks to Nuke.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ FIELDS = (
     ("output folder or pattern", "output"),
     ("output colorspace", "output_colorspace"),
     ("strength", "strength"),
+    ("steady: frames either side (0: off)", "steady"),
 )
 
 
@@ -52,7 +53,7 @@ def ldr_to_hdr_selected() -> threading.Thread | None:
         jobs.append((read, job, {**settings.params(), "input_colorspace": space}))
     if not jobs:
         return None
-    thread = threading.Thread(target=_convert, args=(jobs,), name="fhdr", daemon=True)
+    thread = threading.Thread(target=_convert, args=(jobs, settings.steady), name="fhdr", daemon=True)
     thread.start()
     return thread
 
@@ -76,7 +77,7 @@ def _ask() -> fhdr_nuke.Settings | None:
         return settings
 
 
-def _convert(jobs: list[tuple[Any, fhdr_nuke.ReadJob, dict[str, Any]]]) -> None:
+def _convert(jobs: list[tuple[Any, fhdr_nuke.ReadJob, dict[str, Any]]], steady: int) -> None:
     task = nuke.ProgressTask(COMMAND)
     lines: list[str] = []
     for read, job, params in jobs:
@@ -85,6 +86,7 @@ def _convert(jobs: list[tuple[Any, fhdr_nuke.ReadJob, dict[str, Any]]]) -> None:
             results = fhdr_nuke.convert(
                 job,
                 params,
+                steady=steady,
                 on_progress=lambda result, done, total: task.setProgress(100 * done // total),
                 cancelled=task.isCancelled,
             )
