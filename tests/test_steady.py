@@ -181,3 +181,31 @@ def test_batch_steady_refuses_what_it_cannot_do_before_any_frame(tmp_path: Path,
     code, err = batch(tmp_path / "pan.####.png", tmp_path / "h.####.exr", *args)
     assert code == 1 and message in err
     assert list(tmp_path.glob("h.*")) == []
+
+
+def test_a_neighbour_in_another_data_window_is_taken_within_the_frames() -> None:
+    frame = steady.Reconstruction(*(np.full((4, 6, 3), v, dtype=np.float32) for v in (0.5, 0.7, 0.9)))
+    moved = steady.placed(frame, (2, 3), (0, 0, 5, 8))
+    assert moved.output.shape == (5, 8, 3)
+    assert (moved.output[2:, 3:] == 0.9).all() and (moved.output[:2] == 0).all() and (moved.output[:, :3] == 0).all()
+    assert (steady.placed(frame, (-10, 0), (0, 0, 4, 6)).linear == 0).all()
+
+
+def test_batch_steady_takes_exr_frames_whose_data_windows_differ(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for t, frame in enumerate(pan(3, width=96, height=64)):
+        linear = node.to_model_space(synthesise(frame, rng, Synthesis.plain()), "srgb_tx")[0]
+        left = 8 * t
+        spec = oiio.ImageSpec(96 - left, 64, 3, oiio.HALF)
+        spec.x, spec.full_x, spec.full_width, spec.full_height = left, 0, 96, 64
+        buf = oiio.ImageBuf(spec)
+        buf.set_pixels(oiio.ROI(), np.ascontiguousarray(linear[:, left:], dtype=np.float32))
+        assert buf.write(str(tmp_path / f"pan.{t + 1:04d}.exr")), buf.geterror()
+    assert batch(tmp_path / "pan.####.exr", tmp_path / "h.####.exr", "--steady", "1")[0] == 0
+    assert batch(tmp_path / "pan.####.exr", tmp_path / "alone" / "h.####.exr", "--frames", "2")[0] == 0
+    steadied = oiio.ImageBuf(str(tmp_path / "h.0002.exr"))
+    assert steadied.spec().get_string_attribute("fhdr:steady") == "1 frame either side, 2 found"
+    assert (steadied.spec().x, steadied.spec().width) == (8, 88)
+    changed = (pixels(steadied) != pixels(tmp_path / "alone" / "h.0002.exr")).any(axis=-1)
+    plate = pixels(tmp_path / "pan.0002.exr")
+    assert changed.any() and (plate[changed] > 0.75).any(axis=-1).all()

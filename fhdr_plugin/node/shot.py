@@ -22,6 +22,9 @@ from fhdr_plugin.params import LdrToHdrParams
 
 log = logging.getLogger("fhdr")
 
+#: A kept reconstruction: its data window's origin (y, x) and the arrays.
+Kept = tuple[tuple[int, int], steady.Reconstruction]
+
 
 class Shot:
     """Converts frames of one shot, each steadied by up to ``radius`` frames either side."""
@@ -30,51 +33,53 @@ class Shot:
         steady.check_radius(radius)
         self.radius = radius
         self.params: LdrToHdrParams | None = None
-        self.kept: OrderedDict[str, steady.Reconstruction] = OrderedDict()
+        self.kept: OrderedDict[str, Kept] = OrderedDict()
 
     def apply(
         self, buf: oiio.ImageBuf, params: LdrToHdrParams, path: Path, neighbours: Sequence[Path]
     ) -> oiio.ImageBuf:
         """``ldr_to_hdr`` with ``params`` of the frame read from ``path`` into ``buf``, steadied by the frames at
-        ``neighbours`` (those that cannot be read, or differ in size, are left out with a warning)."""
+        ``neighbours`` (those that cannot be read are left out with a warning; one whose data window differs is
+        taken within the frame's, black outside its own)."""
         steady.check_radius(self.radius, params.blend.mode)
         if params != self.params:
             self.params, self.kept = params, OrderedDict()
         plate = operation.prepare(buf, params, str(path))
         engine, meta = engine_for(plate.params.engine)
-        own = self._reconstruction(str(path), lambda: plate)
-        others = [r for r in (self._neighbour(p, params, own) for p in neighbours[: 2 * self.radius]) if r is not None]
+        origin, own = self._reconstruction(str(path), lambda: plate)
+        window = (*origin, *own.linear.shape[:2])
+        others = [r for r in (self._neighbour(p, params, window) for p in neighbours[: 2 * self.radius]) if r]
         blend = plate.params.blend.for_plate(lossy=False)
         hdr = steady.steadied(own, others, blend.blend_low, blend.blend_high)
         note = steady.describe(self.radius, len(others))
         return operation.finish(plate, hdr, engine, meta, {"fhdr:steady": note})
 
-    def _reconstruction(self, key: str, plate: Callable[[], operation.Plate]) -> steady.Reconstruction:
-        """The reconstruction kept under ``key``, or that of ``plate()``, kept for the frames that follow."""
+    def _reconstruction(self, key: str, plate: Callable[[], operation.Plate]) -> Kept:
+        """The data window's origin (y, x) and the reconstruction kept under ``key``, or those of ``plate()``,
+        kept for the frames that follow."""
         if key not in self.kept:
             p = plate()
             engine, meta = engine_for(p.params.engine)
             hdr = operation.reconstruct(engine, meta, p.linear, p.display, p.params)
-            self.kept[key] = steady.Reconstruction(p.linear, p.display, hdr)
+            spec = p.buf.spec()
+            self.kept[key] = (spec.y, spec.x), steady.Reconstruction(p.linear, p.display, hdr)
             while len(self.kept) > 2 * self.radius + 2:
                 self.kept.popitem(last=False)
         self.kept.move_to_end(key)
         return self.kept[key]
 
     def _neighbour(
-        self, path: Path, params: LdrToHdrParams, own: steady.Reconstruction
+        self, path: Path, params: LdrToHdrParams, window: tuple[int, int, int, int]
     ) -> steady.Reconstruction | None:
-        """The reconstruction of the frame at ``path``; None, with a warning, when it cannot be read or its size
-        differs from the frame's."""
+        """The reconstruction of the frame at ``path`` in the data ``window`` (y, x, height, width) of the frame
+        it steadies; None, with a warning, when it cannot be read."""
         try:
-            found = self._reconstruction(str(path), lambda: operation.prepare(read_image(path), params, str(path)))
+            origin, found = self._reconstruction(
+                str(path), lambda: operation.prepare(read_image(path), params, str(path))
+            )
         except FhdrError as exc:
             log.warning("--steady: a neighbour is left out: %s", exc)
             return None
-        if found.linear.shape != own.linear.shape:
-            size, frame = found.linear.shape, own.linear.shape
-            log.warning(
-                "--steady: neighbour %s is left out: %dx%d, the frame %dx%d", path, size[1], size[0], frame[1], frame[0]
-            )
-            return None
-        return found
+        if (*origin, *found.linear.shape[:2]) == window:
+            return found
+        return steady.placed(found, origin, window)

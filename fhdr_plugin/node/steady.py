@@ -57,6 +57,24 @@ class Reconstruction:
     output: np.ndarray
 
 
+def placed(frame: Reconstruction, origin: tuple[int, int], window: tuple[int, int, int, int]) -> Reconstruction:
+    """``frame``, whose pixels start at ``origin`` (y, x), in the data window ``window`` (y, x, height, width)
+    instead: cut where it covers the window, black (nothing reconstructed) where it does not, as an EXR reads
+    outside its own data window."""
+    top, left, height, width = window
+    arrays = []
+    for x in (frame.linear, frame.display, frame.output):
+        out = np.zeros((height, width, x.shape[-1]), dtype=x.dtype)
+        y0, x0 = max(top, origin[0]), max(left, origin[1])
+        y1, x1 = min(top + height, origin[0] + x.shape[0]), min(left + width, origin[1] + x.shape[1])
+        if y1 > y0 and x1 > x0:
+            out[y0 - top : y1 - top, x0 - left : x1 - left] = x[
+                y0 - origin[0] : y1 - origin[0], x0 - origin[1] : x1 - origin[1]
+            ]
+        arrays.append(out)
+    return Reconstruction(*arrays)
+
+
 def shift_between(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """How far (rows, columns) image ``b`` (H, W) is ``a`` moved: ``b(p) ≈ a(p - shift)``, found by phase
     correlation (windowed), its peak refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid
