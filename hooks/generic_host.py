@@ -5,6 +5,7 @@ Load it with ``exec(open(path).read())`` or put its folder on ``sys.path`` and `
 site-packages to ``sys.path``).
 
     hdr = ldr_to_hdr_file("plate.0001.png", "plate.0001.exr", output_colorspace="ACEScg")
+    results = ldr_to_hdr_sequence("plate.####.png", "hdr/plate.####.exr", frames="1001-1100", steady=2)
     rgb_hdr = ldr_to_hdr_array(uint8_rgb)                            # code values, read as sRGB
     rgb_hdr = ldr_to_hdr_array(float_rgb, input_colorspace="srgb_tx")  # float: say what the values are
     operations()                           # {name: description} of every registered operation, plugins' too
@@ -26,9 +27,12 @@ import numpy as np
 import OpenImageIO as oiio
 
 import fhdr_plugin
+from fhdr_plugin.host.batch import FrameResult, LocalExecutor, run_batch
 from fhdr_plugin.host.pipeline import convert_file
 from fhdr_plugin.host.registry import registry
 from fhdr_plugin.imaging.io import WriteOptions, to_array
+from fhdr_plugin.node.steady import check_radius
+from fhdr_plugin.params import LdrToHdrParams
 
 
 def ldr_to_hdr_buf(buf: oiio.ImageBuf, operation: str = "ldr_to_hdr", **params: object) -> oiio.ImageBuf:
@@ -97,3 +101,17 @@ def ldr_to_hdr_file(src: str, dst: str, half: bool = True, **params: object) -> 
     checked = registry().params("ldr_to_hdr", **params)
     convert_file(Path(src), Path(dst), checked, WriteOptions(half=half))
     return dst
+
+
+def ldr_to_hdr_sequence(
+    src: str, dst: str, frames: str = "", steady: int = 0, half: bool = True, **params: object
+) -> list[FrameResult]:
+    """Convert the frames of the pattern ``src`` (``fhdr batch``'s: ``plate.####.png``, ``%04d``, a glob) into
+    the EXR pattern ``dst`` as ``fhdr batch`` does, ``frames`` an oiiotool range (default: those on disk), each
+    frame steadied by ``steady`` frames either side (``--steady``; 0: alone); one result per frame, a frame that
+    fails recorded (``status``, ``error``) while the others carry on."""
+    settings = LdrToHdrParams.from_kwargs(**params)
+    check_radius(steady, settings.blend.mode)
+    recorded = {**settings.to_dict(), "half": half, "steady": steady}
+    executor = LocalExecutor(settings, WriteOptions(half=half))
+    return run_batch(executor, src, dst, recorded, frames=frames, steady=steady, quiet=True)

@@ -2,6 +2,7 @@
 
 import runpy
 
+import helpers
 import numpy as np
 import OpenImageIO as oiio
 import pytest
@@ -75,3 +76,20 @@ def test_generic_host_runs_an_operation_by_name():
     assert out[2:6, 2:6].min() > 1.0  # the clipped patch rises above the linearised white
     with pytest.raises(FhdrError, match="unknown operation 'sharpen'"):
         host["run_on_array"]("sharpen", gray)
+
+
+def test_generic_host_converts_a_sequence_steadied_and_reports_a_bad_frame(tmp_path):
+    host = load_generic_host()
+    helpers.plate(tmp_path, (1, 2, 3))
+    (tmp_path / "plate.0004.png").write_bytes(b"not a png")
+    sequence, plates = host["ldr_to_hdr_sequence"], str(tmp_path / "plate.####.png")
+    results = sequence(plates, str(tmp_path / "h.####.exr"), steady=1)
+    assert [(r.frame, r.status) for r in results] == [(1, "done"), (2, "done"), (3, "done"), (4, "failed")]
+    assert "plate.0004.png" in results[3].error
+    spec = oiio.ImageBuf(str(tmp_path / "h.0002.exr")).spec()
+    assert spec.get_string_attribute("fhdr:steady") == "1 frame either side, 2 found"
+    with pytest.raises(FhdrError, match="not --mode raw"):
+        host["ldr_to_hdr_sequence"](
+            str(tmp_path / "plate.####.png"), str(tmp_path / "r.####.exr"), steady=1, mode="raw"
+        )
+    assert not list(tmp_path.glob("r.*"))
