@@ -5,7 +5,8 @@ sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a fra
 (``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel), moves it onto the
 frame (``moved``), and averages the log lift of every reconstructed channel over the frames whose plate agrees
 with this one there (``AGREE``): where the scene moved otherwise than the frame (a passing car, a zoom), or
-outside a neighbour's view, the frame keeps its own reconstruction. What the plate measured is kept: a channel
+outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour that no move explains (across
+a cut, ``MATCH``) is left out. What the plate measured is kept: a channel
 the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without
 neighbours.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from fhdr_plugin.node.scale import blend_weight
 
 #: The most frames either side a frame is steadied by.
 MAX_RADIUS = 8
+#: The least ``Motion.match`` of a neighbour that steadies a frame: below it the frames have too little in common
+#: (a cut, a flash, a whip pan), and the neighbour is left out.
+MATCH = 0.2
 #: Mean difference (display-referred, 0-1, over a 5x5 box) above which a neighbour's plate disagrees with the
 #: frame's: the scene there is not where the frame's motion put it.
 AGREE = 0.1
@@ -75,10 +80,19 @@ def placed(frame: Reconstruction, origin: tuple[int, int], window: tuple[int, in
     return Reconstruction(*arrays)
 
 
-def shift_between(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """How far (rows, columns) image ``b`` (H, W) is ``a`` moved: ``b(p) ≈ a(p - shift)``, found by phase
-    correlation (windowed), its peak refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid
-    around it (a matrix DFT)."""
+class Motion(NamedTuple):
+    """How far one frame moved to the next (rows, columns) and how well a move explains it (``match``: the phase
+    correlation's peak, 1 for a pure move, near 0 for frames with nothing in common, such as across a cut)."""
+
+    rows: float
+    cols: float
+    match: float
+
+
+def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
+    """How far image ``b`` (H, W) is ``a`` moved: ``b(p) ≈ a(p - (rows, cols))``, found by phase correlation
+    (windowed), its peak refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid around it (a
+    matrix DFT)."""
     h, w = a.shape
     window = np.outer(np.hanning(h), np.hanning(w))
     cross = np.fft.fft2((b - b.mean()) * window) * np.conj(np.fft.fft2((a - a.mean()) * window))
@@ -88,9 +102,9 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     offsets = np.arange(-REFINE, REFINE + 1) / REFINE
     rows = np.exp(2j * np.pi * np.outer(coarse[0] + offsets, np.fft.fftfreq(h)))
     cols = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(w), coarse[1] + offsets))
-    fine = (rows @ cross @ cols).real
+    fine = (rows @ cross @ cols).real / (h * w)
     i, j = np.unravel_index(int(np.argmax(fine)), fine.shape)
-    return float(coarse[0] + offsets[i]), float(coarse[1] + offsets[j])
+    return Motion(float(coarse[0] + offsets[i]), float(coarse[1] + offsets[j]), float(fine[i, j]))
 
 
 def _taps(n: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,14 +153,17 @@ def key(frame: Reconstruction) -> np.ndarray:
 def steadied(frame: Reconstruction, neighbours: Sequence[Reconstruction], low: float, high: float) -> np.ndarray:
     """The node's linear output for ``frame`` (H, W, 3) steadied by ``neighbours`` (other frames of the shot, the
     same size): per channel, its log lift moves towards the mean over the frames (the neighbours moved onto it,
-    where their plates agree with its own and they reconstructed the channel) as far as the blend (``low``,
-    ``high``) reconstructs that channel here."""
+    where their plates agree with its own and they reconstructed the channel; a neighbour a move does not explain,
+    ``MATCH``, is left out) as far as the blend (``low``, ``high``) reconstructs that channel here."""
     own = log_lift(frame)
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
     total, count = weight * own, weight.copy()
     target = key(frame)
     for other in neighbours:
-        shift = shift_between(key(other), target)
+        motion = shift_between(key(other), target)
+        if motion.match < MATCH:
+            continue
+        shift = (motion.rows, motion.cols)
         lift, inside = moved(log_lift(other), shift)
         theirs, _ = moved(blend_weight(other.display, low, high), shift)
         plate, _ = moved(other.display, shift)
