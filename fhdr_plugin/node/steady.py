@@ -6,9 +6,8 @@ sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a fra
 frame (``moved``), and averages the log lift of every reconstructed channel over the frames whose plate agrees
 with this one there (``AGREE``): where the scene moved otherwise than the frame (a passing car, a zoom), or
 outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour that no move explains (across
-a cut, ``MATCH``) is left out. What the plate measured is kept: a channel
-the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without
-neighbours.
+a cut, ``MATCH``) is left out. What the plate measured is kept: a channel the blend leaves as the plate (weight 0)
+comes out as the plate, bit for bit, and so does a frame without neighbours.
 """
 
 from __future__ import annotations
