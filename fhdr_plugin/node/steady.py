@@ -3,7 +3,7 @@
 The network sees each frame alone, so on a pan the lift of a highlight jitters as its clipped shape changes by
 sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a frame, finds how far each moved
 (``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel), moves it onto the
-frame (``moved``), and averages the log lift of every reconstructed channel over the frames whose plate agrees
+frame (``moved``), and averages the gain of every reconstructed channel over the frames whose plate agrees
 with this one there (``AGREE``): where the scene moved otherwise than the frame (a passing car, a zoom), or
 outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour that no move explains (across
 a cut, ``MATCH``) is left out. What the plate measured is kept: a channel the blend leaves as the plate (weight 0)
@@ -138,9 +138,9 @@ def box_mean(x: np.ndarray, radius: int) -> np.ndarray:
     return (total / (k * k)).astype(np.float32)
 
 
-def log_lift(frame: Reconstruction) -> np.ndarray:
-    """log(output / plate) per channel (H, W, 3): 0 where the output is the plate."""
-    return np.log(np.maximum(frame.output, 1e-6) / np.maximum(frame.linear, 1e-6)).astype(np.float32)
+def gain(frame: Reconstruction) -> np.ndarray:
+    """output / plate per channel (H, W, 3): 1 where the output is the plate."""
+    return (np.maximum(frame.output, 1e-6) / np.maximum(frame.linear, 1e-6)).astype(np.float32)
 
 
 def key(frame: Reconstruction) -> np.ndarray:
@@ -151,10 +151,10 @@ def key(frame: Reconstruction) -> np.ndarray:
 
 def steadied(frame: Reconstruction, neighbours: Sequence[Reconstruction], low: float, high: float) -> np.ndarray:
     """The node's linear output for ``frame`` (H, W, 3) steadied by ``neighbours`` (other frames of the shot, the
-    same size): per channel, its log lift moves towards the mean over the frames (the neighbours moved onto it,
-    where their plates agree with its own and they reconstructed the channel; a neighbour a move does not explain,
-    ``MATCH``, is left out) as far as the blend (``low``, ``high``) reconstructs that channel here."""
-    own = log_lift(frame)
+    same size): per channel, its gain over the plate moves towards the mean over the frames (the neighbours moved
+    onto it, where their plates agree with its own and they reconstructed the channel; a neighbour a move does not
+    explain, ``MATCH``, is left out) as far as the blend (``low``, ``high``) reconstructs that channel here."""
+    own = gain(frame)
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
     total, count = weight * own, weight.copy()
     target = key(frame)
@@ -163,12 +163,12 @@ def steadied(frame: Reconstruction, neighbours: Sequence[Reconstruction], low: f
         if motion.match < MATCH:
             continue
         shift = (motion.rows, motion.cols)
-        lift, inside = moved(log_lift(other), shift)
-        theirs, _ = moved(blend_weight(other.display, low, high), shift)
+        theirs, inside = moved(gain(other), shift)
+        reconstructed, _ = moved(blend_weight(other.display, low, high), shift)
         plate, _ = moved(other.display, shift)
         agree = inside & (box_mean(np.abs(plate - frame.display).mean(axis=-1), AGREE_RADIUS) < AGREE)
-        share = theirs * agree[..., None]
-        total += share * lift
+        share = reconstructed * agree[..., None]
+        total += share * theirs
         count += share
     mean = total / np.maximum(count, 1e-12)
-    return (frame.output * np.exp(weight * (mean - own))).astype(np.float32)
+    return (frame.output * np.power(mean / own, weight)).astype(np.float32)
