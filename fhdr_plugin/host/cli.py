@@ -251,25 +251,24 @@ def batch(
     with reporting():
         try:
             params = registry().for_operation(op, params)
-            if steady and op != BUILTIN_OPERATION:
-                raise FhdrError(f"--steady: only {BUILTIN_OPERATION} can be steadied, not {op}")
             if steady:
+                if op != BUILTIN_OPERATION:
+                    raise FhdrError(f"--steady: only {BUILTIN_OPERATION} can be steadied, not {op}")
                 from fhdr_plugin.node.steady import check_radius
 
                 check_radius(steady, params.blend.mode)
             runner = _runner(executor, params, options, skip_existing, op, address, ray_cpus, ray_workers)
         except FhdrError as exc:
-            given = {
-                "in_pattern": in_pattern,
-                "out_pattern": out_pattern,
-                "frames": frames,
-                "chunk": chunk,
-                "steady": steady,
-            }
+            given = {"in_pattern": in_pattern, "out_pattern": out_pattern, "frames": frames, "chunk": chunk}
             _refuse_batch({**given, "report": report, "op": op, "executor": executor}, str(exc))
             raise
-        settings = {"operation": op, **params.to_dict(), **options.to_dict(), "skip_existing": skip_existing}
-        settings["steady"] = steady
+        settings = {
+            "operation": op,
+            **params.to_dict(),
+            **options.to_dict(),
+            "skip_existing": skip_existing,
+            "steady": steady,
+        }
         results = run_batch(
             runner,
             in_pattern,

@@ -48,7 +48,8 @@ class Shot:
         engine, meta = engine_for(plate.params.engine)
         origin, own = self._reconstruction(str(path), lambda: plate)
         window = (*origin, *own.linear.shape[:2])
-        others = [r for r in (self._neighbour(p, params, window) for p in neighbours[: 2 * self.radius]) if r]
+        found = (self._neighbour(p, params, window) for p in neighbours[: 2 * self.radius])
+        others = [r for r in found if r is not None]
         blend = plate.params.blend.for_plate(lossy=False)
         hdr = steady.steadied(own, others, blend.blend_low, blend.blend_high)
         note = steady.describe(self.radius, len(others))
