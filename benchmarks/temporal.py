@@ -6,8 +6,10 @@
 
 Each frame is the panorama box-downscaled by 2 from a crop window that slides 3 panorama pixels (1.5 frame
 pixels) per frame, so highlights move across the frame, cross tile borders and change their clipped shape by
-sub-pixel amounts, as on a real pan. A plain sRGB 8-bit camera (``training.data.synthesise`` with
-``Synthesis.plain()``) at one exposure for the whole shot makes the LDR frames. For each pair of frames, frame t
+sub-pixel amounts, as on a real pan. A plain sRGB 8-bit camera (``training.data.Camera()``) at one exposure for
+the whole shot makes the LDR frames; ``--noise`` gives it sensor noise, drawn anew every frame as on real footage,
+and ``--jpeg`` JPEG compression, and ``--step 0`` locks the camera off, so that only they change from frame to
+frame (the same plate under new noise and JPEG draws). For each pair of frames, frame t
 is moved by the pan (1.5 px: the mean of its pixels 1 and 2 to the right) and compared with frame t+1 over the
 reconstructed pixels (blend weight > 0 in frame t+1): the mean absolute log2 ratio (stops), for fhdr's output,
 the linearised plate and the ground truth (whose error is that of the half-pixel move alone). The flicker is the
@@ -35,7 +37,7 @@ from fhdr_plugin.imaging import color
 from fhdr_plugin.node import operation as node
 from fhdr_plugin.node import scale, steady
 from fhdr_plugin.params import LdrToHdrParams
-from training.data import Synthesis, downscale, expose, synthesise
+from training.data import Camera, downscale, expose
 from training.evaluate import enlarged
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,19 +63,20 @@ def panorama(path: Path) -> np.ndarray:
     return np.nan_to_num(np.maximum(pixels[..., :3], 0.0))
 
 
-def pan(hdr: np.ndarray, frames: int, width: int, height: int, clipped: float) -> list[np.ndarray]:
-    """Ground-truth HDR frames (white at 1) of a horizontal pan past the panorama's brightest pixel."""
+def pan(hdr: np.ndarray, frames: int, width: int, height: int, clipped: float, step: int = STEP) -> list[np.ndarray]:
+    """Ground-truth HDR frames (white at 1) of a horizontal pan past the panorama's brightest pixel, ``step``
+    panorama pixels a frame (0: a locked-off shot)."""
     wh, ww = FACTOR * height, FACTOR * width
-    span = ww + STEP * (frames - 1)
+    span = ww + step * (frames - 1)
     if hdr.shape[0] < wh or hdr.shape[1] < span:
         raise SystemExit(f"the panorama ({hdr.shape[1]}x{hdr.shape[0]}) is smaller than the pan ({span}x{wh})")
     y, x = np.unravel_index(np.argmax(hdr.max(axis=-1)), hdr.shape[:2])
     top = int(np.clip(y - wh // 2, 0, hdr.shape[0] - wh))
-    left = int(np.clip(x - ww // 2 - STEP * frames // 2, 0, hdr.shape[1] - span))
+    left = int(np.clip(x - ww // 2 - step * frames // 2, 0, hdr.shape[1] - span))
     shot = expose(hdr[top : top + wh, left : left + span], clipped)
     if shot is None:
         raise SystemExit("the panorama is black where the pan runs")
-    return [downscale(shot[:, STEP * t : STEP * t + ww], FACTOR) for t in range(frames)]
+    return [downscale(shot[:, step * t : step * t + ww], FACTOR) for t in range(frames)]
 
 
 def moved(prev: np.ndarray, cur: np.ndarray, shift: float) -> tuple[np.ndarray, np.ndarray]:
@@ -115,11 +118,12 @@ def lift(outputs: list[np.ndarray], plates: list[np.ndarray], masks: list[np.nda
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     """Make the shot, convert every frame in order, and measure the three temporal errors."""
-    shot = pan(panorama(args.hdr or SHOTS[args.shot]), args.frames, args.width, args.height, args.clipped)
+    shot = pan(panorama(args.hdr or SHOTS[args.shot]), args.frames, args.width, args.height, args.clipped, args.step)
     truth = [enlarged(frame, args.zoom) for frame in shot]
-    shift = STEP / FACTOR * truth[0].shape[1] / shot[0].shape[1]
+    shift = args.step / FACTOR * truth[0].shape[1] / shot[0].shape[1]
     rng = np.random.default_rng(0)
-    ldr = [synthesise(frame, rng, Synthesis.plain()) for frame in truth]
+    camera = Camera(noise=args.noise, jpeg_quality=args.jpeg or None)
+    ldr = [camera.render(frame, rng) for frame in truth]
     params = LdrToHdrParams.from_kwargs(
         precision=args.precision,
         tile=args.tile,
@@ -184,6 +188,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--height", type=int, default=160)
     ap.add_argument("--clipped", type=float, default=0.03, help="share of the shot's pixels the camera clips")
+    ap.add_argument("--step", type=int, default=STEP, help="panorama pixels the view moves a frame (0: locked off)")
+    ap.add_argument("--noise", type=float, default=0.0, help="the camera's sensor noise, a new draw every frame")
+    ap.add_argument("--jpeg", type=int, default=0, help="the camera's JPEG quality (0: none)")
     ap.add_argument("--tile", type=int, default=96, help="engine tile size (tile borders cross the highlights)")
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--strength", type=float, default=1.0)

@@ -26,7 +26,9 @@ from fhdr_plugin.node.scale import blend_weight
 MAX_RADIUS = 8
 #: The least ``Motion.match`` of a neighbour that steadies a frame: below it the frames have too little in common
 #: (a cut, a flash, a whip pan), and the neighbour is left out.
-MATCH = 0.2
+MATCH = 0.3
+#: The share of the mean spectral energy at which a frequency counts half in the phase correlation.
+WHITEN = 0.1
 #: Mean difference (display-referred, 0-1, over a 5x5 box) above which a neighbour's plate disagrees with the
 #: frame's: the scene there is not where the frame's motion put it.
 AGREE = 0.1
@@ -90,18 +92,21 @@ class Motion(NamedTuple):
 
 def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
     """How far image ``b`` (H, W) is ``a`` moved: ``b(p) ≈ a(p - (rows, cols))``, found by phase correlation
-    (windowed), its peak refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid around it (a
-    matrix DFT)."""
+    (windowed; each frequency weighted by how far its energy stands above ``WHITEN`` of the mean, so that the
+    frequencies only noise fills, as in a soft or enlarged image, neither move the peak nor lower it), its peak
+    refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid around it (a matrix DFT)."""
     h, w = a.shape
     window = np.outer(np.hanning(h), np.hanning(w))
     cross = np.fft.fft2((b - b.mean()) * window) * np.conj(np.fft.fft2((a - a.mean()) * window))
-    cross /= np.abs(cross) + 1e-12
+    magnitude = np.abs(cross)
+    weights = magnitude / (magnitude + WHITEN * magnitude.mean())
+    cross *= weights / (magnitude + 1e-12)
     y, x = np.unravel_index(int(np.argmax(np.fft.ifft2(cross).real)), (h, w))
     coarse = np.array([y - h if y > h / 2 else y, x - w if x > w / 2 else x], dtype=np.float64)
     offsets = np.arange(-REFINE, REFINE + 1) / REFINE
     rows = np.exp(2j * np.pi * np.outer(coarse[0] + offsets, np.fft.fftfreq(h)))
     cols = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(w), coarse[1] + offsets))
-    fine = (rows @ cross @ cols).real / (h * w)
+    fine = (rows @ cross @ cols).real / weights.sum()
     i, j = np.unravel_index(int(np.argmax(fine)), fine.shape)
     return Motion(float(coarse[0] + offsets[i]), float(coarse[1] + offsets[j]), float(fine[i, j]))
 
