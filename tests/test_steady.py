@@ -73,13 +73,16 @@ def test_moved_moves_by_a_fraction_and_says_what_came_from_inside() -> None:
     assert not inside[:, :2].any() and inside[:, 2:].all()
 
 
-def test_a_frame_alone_or_after_a_cut_is_the_nodes_own_output() -> None:
+def test_a_frame_alone_after_a_cut_or_beside_a_black_frame_is_the_nodes_own_output() -> None:
     frames = reconstructions(pan(2))
     low, high = blend()
     assert np.array_equal(steady.steadied(frames[0], [], low, high), frames[0].output)
     other = steady.Reconstruction(*(np.ascontiguousarray(x[::-1, ::-1]) for x in vars(frames[1]).values()))
     assert np.array_equal(steady.steadied(frames[0], [other], low, high), frames[0].output)
     assert not np.array_equal(steady.steadied(frames[0], [frames[1]], low, high), frames[0].output)
+    black = steady.Reconstruction(*(np.zeros_like(x) for x in vars(frames[1]).values()))
+    assert steady.shift_between(steady.key(black), steady.key(frames[0])) == (0.0, 0.0, 0.0)
+    assert np.array_equal(steady.steadied(frames[0], [black], low, high), frames[0].output)
 
 
 def test_a_steadied_pan_keeps_what_the_plate_measured_flickers_less_and_keeps_its_lift() -> None:

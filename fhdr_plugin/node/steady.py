@@ -99,6 +99,8 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
     window = np.outer(np.hanning(h), np.hanning(w))
     cross = np.fft.fft2((b - b.mean()) * window) * np.conj(np.fft.fft2((a - a.mean()) * window))
     magnitude = np.abs(cross)
+    if not magnitude.max() > 0.0:  # a flat frame: nothing to match
+        return Motion(0.0, 0.0, 0.0)
     weights = magnitude / (magnitude + WHITEN * magnitude.mean())
     cross *= weights / (magnitude + 1e-12)
     y, x = np.unravel_index(int(np.argmax(np.fft.ifft2(cross).real)), (h, w))
