@@ -172,9 +172,7 @@ def steadied_shot(
     ]
     blend = params.blend.for_plate(lossy=False)
     return [
-        steady.steadied(
-            frame, frames[max(0, t - radius) : t] + frames[t + 1 : t + 1 + radius], blend.blend_low, blend.blend_high
-        )
+        steady.steadied(frame, steady.around(frames, t, radius), blend.blend_low, blend.blend_high)
         for t, frame in enumerate(frames)
     ]
 

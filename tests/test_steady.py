@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, shared, write_image
 from helpers import batch, pixels
 
+from fhdr_plugin.host.batch import neighbours
 from fhdr_plugin.imaging.color import REC709_LUMA
 from fhdr_plugin.node import operation as node
 from fhdr_plugin.node import scale, steady
@@ -78,21 +79,18 @@ def test_a_frame_alone_after_a_cut_or_beside_a_black_frame_is_the_nodes_own_outp
     low, high = blend()
     assert np.array_equal(steady.steadied(frames[0], [], low, high), frames[0].output)
     other = steady.Reconstruction(*(np.ascontiguousarray(x[::-1, ::-1]) for x in vars(frames[1]).values()))
-    assert np.array_equal(steady.steadied(frames[0], [other], low, high), frames[0].output)
-    assert not np.array_equal(steady.steadied(frames[0], [frames[1]], low, high), frames[0].output)
+    assert np.array_equal(steady.steadied(frames[0], [(other, 1.0)], low, high), frames[0].output)
+    assert not np.array_equal(steady.steadied(frames[0], [(frames[1], 1.0)], low, high), frames[0].output)
     black = steady.Reconstruction(*(np.zeros_like(x) for x in vars(frames[1]).values()))
     assert steady.shift_between(steady.key(black), steady.key(frames[0])) == (0.0, 0.0, 0.0)
-    assert np.array_equal(steady.steadied(frames[0], [black], low, high), frames[0].output)
+    assert np.array_equal(steady.steadied(frames[0], [(black, 1.0)], low, high), frames[0].output)
 
 
 def test_a_steadied_pan_keeps_what_the_plate_measured_flickers_less_and_keeps_its_lift() -> None:
     truth = pan(9)
     frames = reconstructions(truth)
     low, high = blend()
-    steadied = [
-        steady.steadied(frame, frames[max(0, t - 2) : t] + frames[t + 1 : t + 3], low, high)
-        for t, frame in enumerate(frames)
-    ]
+    steadied = [steady.steadied(frame, steady.around(frames, t, 2), low, high) for t, frame in enumerate(frames)]
     for frame, out in zip(frames, steadied, strict=True):
         kept = scale.blend_weight(frame.display, low, high) == 0
         assert np.array_equal(out[kept], frame.linear[kept])
@@ -208,3 +206,13 @@ def test_batch_steady_takes_exr_frames_whose_data_windows_differ(tmp_path: Path)
     changed = (pixels(steadied) != pixels(tmp_path / "alone" / "h.0002.exr")).any(axis=-1)
     plate = pixels(tmp_path / "pan.0002.exr")
     assert changed.any() and (plate[changed] > 0.75).any(axis=-1).all()
+
+
+def test_neighbours_are_the_frames_on_disk_nearest_first_and_count_less_further_away() -> None:
+    found = {f: Path(f"p.{f}.png") for f in (1, 2, 4, 5, 9)}
+    assert neighbours(found, 3, 2) == ((-1, found[2]), (1, found[4]), (-2, found[1]), (2, found[5]))
+    assert neighbours(found, 9, 1) == ()
+    assert [steady.closeness(d, 2) for d in (0, 1, -2)] == pytest.approx([1.0, 2 / 3, 1 / 3])
+    shot = reconstructions(pan(1)) * 4
+    assert [k for _, k in steady.around(shot, 0, 2)] == pytest.approx([2 / 3, 1 / 3])
+    assert [k for _, k in steady.around(shot, 2, 3)] == pytest.approx([1 / 2, 3 / 4, 3 / 4])

@@ -82,7 +82,7 @@ class _Cancel(KeyboardInterrupt):
 def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = "", steady: int = 0) -> list[Job]:
     """The jobs of a batch, in frame order: ``frames`` (default: those on disk), cut to chunk ``I/N`` if given;
     with ``steady``, each job names the files of up to that many frames either side on disk (whatever the range
-    and the chunk), nearest first."""
+    and the chunk), nearest first, with their distance (``neighbours``)."""
     check_radius(steady)
     source = parse_pattern(in_pattern)
     target = parse_pattern(out_pattern)
@@ -104,11 +104,11 @@ def plan(in_pattern: str, out_pattern: str, frames: str = "", chunk_spec: str = 
     return [Job(f, found.get(f), target.path(f), in_pattern, steady, neighbours(found, f, steady)) for f in numbers]
 
 
-def neighbours(found: dict[int, Path], frame: int, steady: int) -> tuple[Path, ...]:
-    """The files in ``found`` (frame → file on disk) of up to ``steady`` frames either side of ``frame``, nearest
-    first."""
-    near = [frame + d for k in range(1, steady + 1) for d in (-k, k)]
-    return tuple(found[f] for f in near if f in found)
+def neighbours(found: dict[int, Path], frame: int, steady: int) -> tuple[tuple[int, Path], ...]:
+    """The frames of up to ``steady`` frames either side of ``frame`` that ``found`` (frame → file on disk) holds,
+    nearest first: how far each is from ``frame``, and its file."""
+    near = [d for k in range(1, steady + 1) for d in (-k, k)]
+    return tuple((d, found[frame + d]) for d in near if frame + d in found)
 
 
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:

@@ -26,15 +26,15 @@ DONE, SKIPPED, FAILED, CANCELLED = "done", "skipped", "failed", "cancelled"
 @dataclass(frozen=True)
 class Job:
     """One frame to convert; ``input`` is None when the glob ``pattern`` found no file for the frame. ``steady``:
-    the frames either side it is steadied by (0: none, ``fhdr_plugin.node.shot``), ``neighbours`` their files on
-    disk."""
+    the frames either side it is steadied by (0: none, ``fhdr_plugin.node.shot``), ``neighbours`` those on disk:
+    how far each is from ``frame``, and its file."""
 
     frame: int
     input: Path | None
     output: Path
     pattern: str = ""
     steady: int = 0
-    neighbours: tuple[Path, ...] = ()
+    neighbours: tuple[tuple[int, Path], ...] = ()
 
 
 @dataclass

@@ -36,11 +36,11 @@ class Shot:
         self.kept: OrderedDict[str, Kept] = OrderedDict()
 
     def apply(
-        self, buf: oiio.ImageBuf, params: LdrToHdrParams, path: Path, neighbours: Sequence[Path]
+        self, buf: oiio.ImageBuf, params: LdrToHdrParams, path: Path, neighbours: Sequence[tuple[int, Path]]
     ) -> oiio.ImageBuf:
-        """``ldr_to_hdr`` with ``params`` of the frame read from ``path`` into ``buf``, steadied by the frames at
-        ``neighbours`` (those that cannot be read are left out with a warning; one whose data window differs is
-        taken within the frame's, black outside its own)."""
+        """``ldr_to_hdr`` with ``params`` of the frame read from ``path`` into ``buf``, steadied by the frames of
+        ``neighbours`` (how far each is from this one, and its file; those that cannot be read are left out with a
+        warning; one whose data window differs is taken within the frame's, black outside its own)."""
         steady.check_radius(self.radius, params.blend.mode)
         if params != self.params:
             self.params, self.kept = params, OrderedDict()
@@ -48,8 +48,9 @@ class Shot:
         engine, meta = engine_for(plate.params.engine)
         origin, own = self._reconstruction(str(path), lambda: plate)
         window = (*origin, *own.linear.shape[:2])
-        found = (self._neighbour(p, params, window) for p in neighbours[: 2 * self.radius])
-        others = [r for r in found if r is not None]
+        near = [(d, p) for d, p in neighbours if 0 < abs(d) <= self.radius]
+        found = [(self._neighbour(p, params, window), steady.closeness(d, self.radius)) for d, p in near]
+        others = [(r, k) for r, k in found if r is not None]
         blend = plate.params.blend.for_plate(lossy=False)
         hdr = steady.steadied(own, others, blend.blend_low, blend.blend_high)
         note = steady.describe(self.radius, len(others))

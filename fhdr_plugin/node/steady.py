@@ -49,6 +49,20 @@ def check_radius(radius: int, mode: str = "anchored") -> None:
         raise FhdrError(f"--steady steadies the anchored blend, not --mode {mode}")
 
 
+def closeness(offset: int, radius: int) -> float:
+    """How much a frame ``offset`` frames away counts when a frame is steadied by ``radius`` either side: a
+    triangle, 1 at the frame itself, falling by ``1 / (radius + 1)`` a frame, so that the mean changes smoothly
+    from one frame to the next as frames enter and leave it."""
+    return (radius + 1 - abs(offset)) / (radius + 1)
+
+
+def around(frames: Sequence[Reconstruction], t: int, radius: int) -> list[tuple[Reconstruction, float]]:
+    """The frames of a shot (``frames``, in order) within ``radius`` of frame ``t``, less ``t`` itself, each with
+    its ``closeness``: ``steadied``'s neighbours for a shot held in memory."""
+    near = range(max(0, t - radius), min(len(frames), t + radius + 1))
+    return [(frames[s], closeness(s - t, radius)) for s in near if s != t]
+
+
 def describe(radius: int, found: int) -> str:
     """The ``fhdr:steady`` attribute of a frame steadied by ``found`` of ``radius`` frames either side."""
     return f"{radius} frame{'' if radius == 1 else 's'} either side, {found} found"
@@ -156,16 +170,19 @@ def key(frame: Reconstruction) -> np.ndarray:
     return (frame.display @ REC709_LUMA).astype(np.float32)
 
 
-def steadied(frame: Reconstruction, neighbours: Sequence[Reconstruction], low: float, high: float) -> np.ndarray:
+def steadied(
+    frame: Reconstruction, neighbours: Sequence[tuple[Reconstruction, float]], low: float, high: float
+) -> np.ndarray:
     """The node's linear output for ``frame`` (H, W, 3) steadied by ``neighbours`` (other frames of the shot, the
-    same size): per channel, its gain over the plate moves towards the mean over the frames (the neighbours moved
-    onto it, where their plates agree with its own and they reconstructed the channel; a neighbour a move does not
-    explain, ``MATCH``, is left out) as far as the blend (``low``, ``high``) reconstructs that channel here."""
+    same size, each with how much it counts, ``closeness``): per channel, its gain over the plate moves towards the
+    mean over the frames (the neighbours moved onto it, where their plates agree with its own and they
+    reconstructed the channel; a neighbour a move does not explain, ``MATCH``, is left out) as far as the blend
+    (``low``, ``high``) reconstructs that channel here."""
     own = gain(frame)
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
     total, count = weight * own, weight.copy()
     target = key(frame)
-    for other in neighbours:
+    for other, counts in neighbours:
         motion = shift_between(key(other), target)
         if motion.match < MATCH:
             continue
@@ -174,7 +191,7 @@ def steadied(frame: Reconstruction, neighbours: Sequence[Reconstruction], low: f
         reconstructed, _ = moved(blend_weight(other.display, low, high), shift)
         plate, _ = moved(other.display, shift)
         agree = inside & (box_mean(np.abs(plate - frame.display).mean(axis=-1), AGREE_RADIUS) < AGREE)
-        share = reconstructed * agree[..., None]
+        share = counts * reconstructed * agree[..., None]
         total += share * theirs
         count += share
     mean = total / np.maximum(count, 1e-12)
