@@ -104,14 +104,16 @@ class Motion(NamedTuple):
     match: float
 
 
-def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
-    """How far image ``b`` (H, W) is ``a`` moved: ``b(p) ≈ a(p - (rows, cols))``, found by phase correlation
-    (windowed; each frequency weighted by how far its energy stands above ``WHITEN`` of the mean, so that the
-    frequencies only noise fills, as in a soft or enlarged image, neither move the peak nor lower it), its peak
-    refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid around it (a matrix DFT)."""
-    h, w = a.shape
-    window = np.outer(np.hanning(h), np.hanning(w))
-    cross = np.fft.fft2((b - b.mean()) * window) * np.conj(np.fft.fft2((a - a.mean()) * window))
+def spectrum(image: np.ndarray) -> np.ndarray:
+    """The Fourier transform of ``image`` (H, W) less its mean, windowed (Hann): what ``motion`` compares."""
+    h, w = image.shape
+    return np.fft.fft2((image - image.mean()) * np.outer(np.hanning(h), np.hanning(w)))
+
+
+def motion(fa: np.ndarray, fb: np.ndarray) -> Motion:
+    """How far the image of spectrum ``fb`` is that of ``fa`` moved (``shift_between``, from their ``spectrum``)."""
+    h, w = fa.shape
+    cross = fb * np.conj(fa)
     magnitude = np.abs(cross)
     if not magnitude.max() > 0.0:  # a flat frame: nothing to match
         return Motion(0.0, 0.0, 0.0)
@@ -125,6 +127,14 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
     fine = (rows @ cross @ cols).real / weights.sum()
     i, j = np.unravel_index(int(np.argmax(fine)), fine.shape)
     return Motion(float(coarse[0] + offsets[i]), float(coarse[1] + offsets[j]), float(fine[i, j]))
+
+
+def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
+    """How far image ``b`` (H, W) is ``a`` moved: ``b(p) ≈ a(p - (rows, cols))``, found by phase correlation
+    (windowed; each frequency weighted by how far its energy stands above ``WHITEN`` of the mean, so that the
+    frequencies only noise fills, as in a soft or enlarged image, neither move the peak nor lower it), its peak
+    refined to ``1 / REFINE`` px by evaluating the correlation on a finer grid around it (a matrix DFT)."""
+    return motion(spectrum(a), spectrum(b))
 
 
 def _taps(n: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,12 +191,12 @@ def steadied(
     own = gain(frame)
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
     total, count = weight * own, weight.copy()
-    target = key(frame)
+    target = spectrum(key(frame))
     for other, counts in neighbours:
-        motion = shift_between(key(other), target)
-        if motion.match < MATCH:
+        moves = motion(spectrum(key(other)), target)
+        if moves.match < MATCH:
             continue
-        shift = (motion.rows, motion.cols)
+        shift = (moves.rows, moves.cols)
         theirs, inside = moved(gain(other), shift)
         reconstructed, _ = moved(blend_weight(other.display, low, high), shift)
         plate, _ = moved(other.display, shift)
