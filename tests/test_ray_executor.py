@@ -121,6 +121,21 @@ def test_ray_executor_matches_the_local_one(tmp_path: Path, local_ray: None) -> 
     assert statuses == ["skipped"] * 4 + ["failed"]
 
 
+@needs_ray
+def test_ray_workers_steady_a_shot_as_the_local_run_does(tmp_path: Path, local_ray: None) -> None:
+    """Each worker reconstructs the neighbours of the frames it is given, so the frames come out as one local run
+    gives them, the corrupt frame 5 left out as frame 4's neighbour."""
+    pattern = shot(tmp_path / "in")
+    run(pattern, tmp_path / "local", "--steady", "1")
+    run(pattern, tmp_path / "ray", "--steady", "1", "--executor", "ray", "--ray-workers", "2")
+    for f in range(1, 5):
+        ours, theirs = written(tmp_path / f"ray/h.{f:04d}.exr"), written(tmp_path / f"local/h.{f:04d}.exr")
+        steps = np.abs(ours[0].astype(np.int32) - theirs[0].astype(np.int32))
+        assert steps.max() <= 1 and np.count_nonzero(steps) <= ours[0].size // 1000, f"frame {f}: the pixels differ"
+        assert ours[1] == theirs[1]
+        assert ours[1]["fhdr:steady"] == f"1 frame either side, {1 if f in (1, 4) else 2} found"
+
+
 def test_ray_executor_without_ray_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pattern = shot(tmp_path)
     monkeypatch.setitem(sys.modules, "ray", None)
