@@ -17,14 +17,13 @@ import torch
 from torch import nn
 
 from fhdr_plugin.node import maths
+from fhdr_plugin.node.scale import WHITE
 
 #: Radii (px) of the clipped-area densities, and of the plate's and the lift's neighbourhood means.
 DENSITY_RADII = (2, 4, 8, 16, 32, 64)
 SURROUND_RADII = (4, 16, 64)
 FEATURES = 2 + len(DENSITY_RADII) + 2 * len(SURROUND_RADII)
 HIDDEN = 16
-#: The linearised plate's white: a channel above it is a measurement of an input that is already HDR.
-WHITE = 1.001
 #: Prefix of the head's tensors in a weights file.
 PREFIX = "lift."
 

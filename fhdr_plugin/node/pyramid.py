@@ -14,7 +14,8 @@ TorchScript-compatible, with only operators that libtorch 1.6 has.
 import torch
 
 from fhdr_plugin.node import maths
-from fhdr_plugin.node.lift import WHITE, box_mean, log_lift
+from fhdr_plugin.node.lift import box_mean, log_lift
+from fhdr_plugin.node.scale import WHITE
 
 #: The share of a pixel's neighbourhood (within its network's receptive radius) that is clipped where the coarser
 #: level starts to count (at the straight edge of a large area about half of it is), and where it has taken over;

@@ -19,6 +19,9 @@ import numpy as np
 from fhdr_plugin.imaging.color import REC709_LUMA
 from fhdr_plugin.params import BlendParams
 
+#: The linearised plate's white: a channel above it is a measurement of an input that is already HDR.
+WHITE = 1.001
+
 
 def blend_weight(display: np.ndarray, low: float, high: float) -> np.ndarray:
     """Per-channel weight (H, W, 3) of the anchored blend: 0 below ``low`` of that channel of the display-referred

@@ -20,7 +20,7 @@ import numpy as np
 
 from fhdr_plugin.errors import FhdrError
 from fhdr_plugin.imaging.color import REC709_LUMA
-from fhdr_plugin.node.scale import blend_weight
+from fhdr_plugin.node.scale import WHITE, blend_weight
 
 #: The most frames either side a frame is steadied by.
 MAX_RADIUS = 8
@@ -34,8 +34,6 @@ WHITEN = 0.1
 AGREE = 0.1
 #: Radius (px) of the box the plates' difference is averaged over.
 AGREE_RADIUS = 2
-#: The linearised plate's white: a channel above it measured an input that is already HDR and is kept.
-WHITE = 1.001
 #: The motion is found to 1/REFINE of a pixel.
 REFINE = 20
 
