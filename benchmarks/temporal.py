@@ -8,8 +8,9 @@ Each frame is the panorama box-downscaled by 2 from a crop window that slides 3 
 pixels) per frame, so highlights move across the frame, cross tile borders and change their clipped shape by
 sub-pixel amounts, as on a real pan. A plain sRGB 8-bit camera (``training.data.Camera()``) at one exposure for
 the whole shot makes the LDR frames; ``--noise`` gives it sensor noise, drawn anew every frame as on real footage,
-and ``--jpeg`` JPEG compression, and ``--step 0`` locks the camera off, so that only they change from frame to
-frame (the same plate under new noise and JPEG draws). For each pair of frames, frame t
+``--jpeg`` JPEG compression (the frames then blended from 0.95, as the node blends a JPEG file), and ``--step 0``
+locks the camera off, so that only they change from frame to frame (the same plate under new noise and JPEG
+draws). For each pair of frames, frame t
 is moved by the pan (1.5 px: the mean of its pixels 1 and 2 to the right) and compared with frame t+1 over the
 reconstructed pixels (blend weight > 0 in frame t+1): the mean absolute log2 ratio (stops), for fhdr's output,
 the linearised plate and the ground truth (whose error is that of the half-pixel move alone). The flicker is the
@@ -36,7 +37,7 @@ import OpenImageIO as oiio
 from fhdr_plugin.imaging import color
 from fhdr_plugin.node import operation as node
 from fhdr_plugin.node import scale, steady
-from fhdr_plugin.params import LdrToHdrParams
+from fhdr_plugin.params import AUTO_BLEND, LOSSY_BLEND_LOW, LdrToHdrParams
 from training.data import Camera, downscale, expose
 from training.evaluate import enlarged
 
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     camera = Camera(noise=args.noise, jpeg_quality=args.jpeg or None)
     ldr = [camera.render(frame, rng) for frame in truth]
     params = LdrToHdrParams.from_kwargs(
+        blend_low=LOSSY_BLEND_LOW if args.jpeg else AUTO_BLEND,
         precision=args.precision,
         tile=args.tile,
         strength=args.strength,
