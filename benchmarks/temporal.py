@@ -3,6 +3,7 @@
     python benchmarks/temporal.py                       # 24 frames of 256x160, 1.5 px per frame, tiles of 96
     python benchmarks/temporal.py --hdr ../shared/data/hdr-train/polyhaven1k_sunrise.exr --frames 32
     python benchmarks/temporal.py --zoom 2.5            # the same shot enlarged: 640x400, 3.75 px per frame
+    python benchmarks/temporal.py --push 0.01           # a push-in: the view 1 % narrower every frame
 
 Each frame is the panorama box-downscaled by 2 from a crop window that slides 3 panorama pixels (1.5 frame
 pixels) per frame, so highlights move across the frame, cross tile borders and change their clipped shape by
@@ -10,8 +11,8 @@ sub-pixel amounts, as on a real pan. A plain sRGB 8-bit camera (``training.data.
 the whole shot makes the LDR frames; ``--noise`` gives it sensor noise, drawn anew every frame as on real footage,
 ``--jpeg`` JPEG compression (the frames then blended from 0.95, as the node blends a JPEG file), and ``--step 0``
 locks the camera off, so that only they change from frame to frame (the same plate under new noise and JPEG
-draws). For each pair of frames, frame t
-is moved by the pan (1.5 px: the mean of its pixels 1 and 2 to the right) and compared with frame t+1 over the
+draws). For each pair of frames, frame t is moved by the pan (1.5 px: the mean of its pixels 1 and 2 to the
+right) and compared with frame t+1 over the
 reconstructed pixels (blend weight > 0 in frame t+1): the mean absolute log2 ratio (stops), for fhdr's output,
 the linearised plate and the ground truth (whose error is that of the half-pixel move alone). The flicker is the
 same measurement on log(output / truth): how much the error itself changes from frame to frame, which a steady
@@ -19,9 +20,11 @@ reconstruction keeps as low as the linearised plate's; the lift is the mean outp
 reconstructed pixels (a flicker bought by no lift at all is no gain). ``--shot interior`` pans over a bright
 interior (lamps and windows), ``--shot windows`` over a rotunda's small leaded windows, ``--shot sunset`` over the
 sunset panorama; ``--zoom`` enlarges every frame (its highlights deeper than the network sees, where the node's
-coarser levels act). ``--steady N`` (default 2) measures the same again for ``fhdr batch --steady N``: each
-frame's reconstruction steadied by N frames either side (``fhdr_plugin.node.steady``). Printed, never asserted.
-See benchmarks/README.md.
+coarser levels act); ``--push R`` narrows the view by R a frame about its centre as it pans (a push-in, each
+frame read bilinearly from the downscaled panorama), so the frames move apart by a zoom as well as a translation
+and each pair is compared through that move. ``--steady N`` (default 2) measures the same again for ``fhdr batch
+--steady N``: each frame's reconstruction steadied by N frames either side (``fhdr_plugin.node.steady``). Printed,
+never asserted. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,33 +84,89 @@ def pan(hdr: np.ndarray, frames: int, width: int, height: int, clipped: float, s
     return [downscale(shot[:, step * t : step * t + ww], FACTOR) for t in range(frames)]
 
 
-def moved(prev: np.ndarray, cur: np.ndarray, shift: float) -> tuple[np.ndarray, np.ndarray]:
-    """Frame ``prev`` moved left by the pan's ``shift`` pixels (linear between its two nearest columns), and the
-    columns of ``cur`` it covers."""
-    k = int(shift)
-    frac = shift - k
-    width = prev.shape[1] - k - 1
-    return (1.0 - frac) * prev[:, k : k + width] + frac * prev[:, k + 1 : k + 1 + width], cur[:, :width]
+def push(
+    hdr: np.ndarray, frames: int, width: int, height: int, clipped: float, step: int, rate: float
+) -> list[np.ndarray]:
+    """Ground-truth HDR frames of a push-in past the panorama's brightest pixel: the view narrows by ``rate`` a frame
+    about its centre while it pans ``step`` panorama pixels a frame, each frame read bilinearly from the panorama
+    box-downscaled by ``FACTOR`` (the n-th frame's pixels are (1 - ``rate``)^n of the first's)."""
+    margin = 2
+    span = width + step * (frames - 1) // FACTOR + 2 * margin
+    source = pan(hdr, 1, span, height + 2 * margin, clipped, 0)[0]
+    shot = []
+    for t in range(frames):
+        zoom = (1.0 - rate) ** t
+        cy, cx = (height - 1) / 2, (width - 1) / 2
+        rows = margin + cy + (np.arange(height, dtype=np.float64)[:, None] - cy) * zoom + np.zeros((1, width))
+        cols = margin + cx + step / FACTOR * t + (np.arange(width, dtype=np.float64)[None, :] - cx) * zoom
+        shot.append(steady.sampled(source, rows, cols + np.zeros((height, 1)))[0])
+    return shot
 
 
-def temporal_error(frames: list[np.ndarray], masks: list[np.ndarray], shift: float = 1.5) -> float:
-    """Mean |log2| ratio of frame t moved by the pan (``shift`` px) to frame t+1, over the masked pixels of t+1."""
+def moves_of(args: argparse.Namespace, frames: int, scale: float) -> list[Move]:
+    """The move of each pair of the shot ``args`` makes, in frames ``scale`` times the pan's size."""
+    shift = args.step / FACTOR * scale
+    if not args.push:
+        return [panned(shift)] * (frames - 1)
+    return [pushed(shift / (1.0 - args.push) ** t, 1.0 - args.push) for t in range(frames - 1)]
+
+
+#: A pair's move: frame t's values (H, W, ...) on frame t+1's pixels, and which of them frame t saw.
+Move = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def panned(shift: float) -> Move:
+    """The move of a pan: frame t moved left by ``shift`` pixels (linear between its two nearest columns), known on
+    the columns it covers."""
+
+    def move(prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = int(shift)
+        frac = shift - k
+        width = prev.shape[1] - k - 1
+        out = np.zeros_like(prev)
+        out[:, :width] = (1.0 - frac) * prev[:, k : k + width] + frac * prev[:, k + 1 : k + 1 + width]
+        known = np.zeros(prev.shape[:2], dtype=bool)
+        known[:, :width] = True
+        return out, known
+
+    return move
+
+
+def pushed(shift: float, ratio: float) -> Move:
+    """The move of a push-in: frame t read, bilinear, at each pixel's point of the scene in frame t, which is
+    ``ratio`` times as far from the frame's centre and ``shift`` pixels to the right (the pan)."""
+
+    def move(prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = prev.shape[:2]
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+        rows = cy + (np.arange(h, dtype=np.float64)[:, None] - cy) * ratio + np.zeros((1, w))
+        cols = cx + shift + (np.arange(w, dtype=np.float64)[None, :] - cx) * ratio + np.zeros((h, 1))
+        values = prev if prev.ndim == 3 else prev[..., None]
+        out, known = steady.sampled(values, rows, cols)
+        return (out if prev.ndim == 3 else out[..., 0]), known
+
+    return move
+
+
+def temporal_error(frames: list[np.ndarray], masks: list[np.ndarray], moves: list[Move]) -> float:
+    """Mean |log2| ratio of frame t moved onto frame t+1 (``moves``, one a pair) to frame t+1, over the masked
+    pixels of t+1 that frame t saw."""
     errors = []
-    for prev, cur, mask in zip(frames, frames[1:], masks[1:], strict=False):
-        before, after = moved(prev, cur, shift)
-        ratio = np.log2((before + FLOOR) / (after + FLOOR))
-        errors.append(np.abs(ratio)[mask[:, : after.shape[1]]].ravel())
+    for prev, cur, mask, move in zip(frames, frames[1:], masks[1:], moves, strict=False):
+        before, known = move(prev)
+        ratio = np.log2((before + FLOOR) / (cur + FLOOR))
+        errors.append(np.abs(ratio)[mask & known].ravel())
     return float(np.concatenate(errors).mean())
 
 
-def flicker(outputs: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray], shift: float = 1.5) -> float:
-    """Mean |change| (stops) of log2(output / truth) from frame t, moved by the pan (``shift`` px), to frame t+1,
-    over the masked pixels of t+1."""
+def flicker(outputs: list[np.ndarray], truth: list[np.ndarray], masks: list[np.ndarray], moves: list[Move]) -> float:
+    """Mean |change| (stops) of log2(output / truth) from frame t, moved onto frame t+1 (``moves``), to frame t+1,
+    over the masked pixels of t+1 that frame t saw."""
     errors = [np.log2((out + FLOOR) / (tru + FLOOR)) for out, tru in zip(outputs, truth, strict=True)]
     changes = []
-    for prev, cur, mask in zip(errors, errors[1:], masks[1:], strict=False):
-        before, after = moved(prev, cur, shift)
-        changes.append(np.abs(before - after)[mask[:, : after.shape[1]]].ravel())
+    for prev, cur, mask, move in zip(errors, errors[1:], masks[1:], moves, strict=False):
+        before, known = move(prev)
+        changes.append(np.abs(before - cur)[mask & known].ravel())
     return float(np.concatenate(changes).mean())
 
 
@@ -119,9 +179,13 @@ def lift(outputs: list[np.ndarray], plates: list[np.ndarray], masks: list[np.nda
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     """Make the shot, convert every frame in order, and measure the three temporal errors."""
-    shot = pan(panorama(args.hdr or SHOTS[args.shot]), args.frames, args.width, args.height, args.clipped, args.step)
+    hdr = panorama(args.hdr or SHOTS[args.shot])
+    if args.push:
+        shot = push(hdr, args.frames, args.width, args.height, args.clipped, args.step, args.push)
+    else:
+        shot = pan(hdr, args.frames, args.width, args.height, args.clipped, args.step)
     truth = [enlarged(frame, args.zoom) for frame in shot]
-    shift = args.step / FACTOR * truth[0].shape[1] / shot[0].shape[1]
+    moves = moves_of(args, len(truth), truth[0].shape[1] / shot[0].shape[1])
     rng = np.random.default_rng(0)
     camera = Camera(noise=args.noise, jpeg_quality=args.jpeg or None)
     ldr = [camera.render(frame, rng) for frame in truth]
@@ -146,16 +210,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "frames": args.frames,
         "size": f"{truth[0].shape[1]}x{truth[0].shape[0]}",
         "reconstructed_share": float(np.mean(masks)),
-        "fhdr": temporal_error(fhdr, masks, shift),
-        "linearised_input": temporal_error(linear, masks, shift),
-        "ground_truth": temporal_error(truth, masks, shift),
-        "flicker_fhdr": flicker(fhdr, truth, masks, shift),
-        "flicker_linearised_input": flicker(linear, truth, masks, shift),
+        "fhdr": temporal_error(fhdr, masks, moves),
+        "linearised_input": temporal_error(linear, masks, moves),
+        "ground_truth": temporal_error(truth, masks, moves),
+        "flicker_fhdr": flicker(fhdr, truth, masks, moves),
+        "flicker_linearised_input": flicker(linear, truth, masks, moves),
         "lift_fhdr": lift(fhdr, linear, masks),
         "lift_truth": lift(truth, linear, masks),
         "seconds_per_frame": seconds,
         "steady": args.steady,
-        "flicker_steady": flicker(steadied, truth, masks, shift),
+        "flicker_steady": flicker(steadied, truth, masks, moves),
         "lift_steady": lift(steadied, linear, masks),
         "steady_seconds_per_frame": steady_seconds,
     }
@@ -189,6 +253,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=160)
     ap.add_argument("--clipped", type=float, default=0.03, help="share of the shot's pixels the camera clips")
     ap.add_argument("--step", type=int, default=STEP, help="panorama pixels the view moves a frame (0: locked off)")
+    ap.add_argument("--push", type=float, default=0.0, help="how much narrower the view gets a frame (a push-in)")
     ap.add_argument("--noise", type=float, default=0.0, help="the camera's sensor noise, a new draw every frame")
     ap.add_argument("--jpeg", type=int, default=0, help="the camera's JPEG quality (0: none)")
     ap.add_argument("--tile", type=int, default=96, help="engine tile size (tile borders cross the highlights)")

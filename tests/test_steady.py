@@ -67,6 +67,48 @@ def test_the_motion_between_two_frames_is_found_to_a_fraction_of_a_pixel() -> No
         assert steady.shift_between(across[0], np.ascontiguousarray(unlike)).match < steady.MATCH
 
 
+def plate_key(frame: np.ndarray) -> np.ndarray:
+    """What the motion is found on for an HDR frame through a plain 8-bit sRGB camera, without the network."""
+    ldr = synthesise(frame, np.random.default_rng(0), Synthesis.plain())
+    linear, display = node.to_model_space(ldr, "srgb_tx")
+    return steady.key(steady.Reconstruction(linear, display, linear))
+
+
+@pytest.mark.parametrize(("zoom", "roll"), [(1.02, 0.0), (1.0, 1.0), (0.99, -0.5)])
+def test_the_motion_of_a_zoom_or_a_roll_is_found_where_the_frame_reconstructs(zoom: float, roll: float) -> None:
+    """A neighbour ``zoom`` times larger and rolled by ``roll`` degrees about the centre moves each pixel by up to
+    2.5 px: the motion found per window (``flow``) is within 0.25 px on the pixels the frame reconstructs, where
+    the whole frame's one translation is off by far more."""
+    frame = pan(1, width=256, height=160)[0]
+    h, w = frame.shape[:2]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    a = np.deg2rad(roll)
+    # the neighbour at q shows the frame at c + R(-a)(q - c) / zoom, so the frame at p is the neighbour at q(p)
+    qy = cy + zoom * (np.cos(a) * (y - cy) + np.sin(a) * (x - cx))
+    qx = cx + zoom * (-np.sin(a) * (y - cy) + np.cos(a) * (x - cx))
+    iy = cy + (np.cos(a) * (y - cy) - np.sin(a) * (x - cx)) / zoom
+    ix = cx + (np.sin(a) * (y - cy) + np.cos(a) * (x - cx)) / zoom
+    other = steady.sampled(frame, iy, ix)[0]
+    here, there = plate_key(frame), plate_key(other)
+    where = here > 0.9
+    true_rows, true_cols = (y - qy)[where], (x - qx)[where]
+    whole = steady.shift_between(there, here)
+    rows, cols = steady.flow(there, here, whole, where)
+    found = np.hypot(rows - true_rows, cols - true_cols)
+    assert found.mean() < 0.25
+    assert np.hypot(whole.rows - true_rows, whole.cols - true_cols).mean() > 2 * found.mean() + 0.2
+
+
+def test_affine_fits_the_motions_found_and_falls_back_to_their_mean() -> None:
+    points = [((y, x), (0.01 * y - 0.02 * x + 1.0, 0.03 * x + 0.5)) for y, x in ((0, 0), (100, 0), (0, 100), (50, 70))]
+    model = steady.affine(points)
+    assert model(np.array([20.0]), np.array([40.0]))[0] == pytest.approx((0.2 - 0.8 + 1.0, 1.2 + 0.5))
+    assert steady.affine(points[:2])(np.zeros(1), np.zeros(1))[0] == pytest.approx((1.5, 0.5))
+    assert steady.affine([])(np.zeros((2, 3)), np.zeros((2, 3))).shape == (2, 3, 2)
+    assert not steady.affine([])(np.zeros(1), np.zeros(1)).any()
+
+
 def test_moved_moves_by_a_fraction_and_says_what_came_from_inside() -> None:
     ramp = np.tile(np.arange(8, dtype=np.float32), (4, 1))[..., None]
     out, inside = steady.moved(ramp, (0.0, 1.25))

@@ -2,17 +2,18 @@
 
 The network sees each frame alone, so on a pan the lift of a highlight jitters as its clipped shape changes by
 sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a frame, finds how far each moved
-(``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel), moves it onto the
-frame (``moved``), and averages the gain of every reconstructed channel over the frames whose plate agrees
-with this one there (``AGREE``): where the scene moved otherwise than the frame (a passing car, a zoom), or
-outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour that no move explains (across
-a cut, ``MATCH``) is left out. What the plate measured is kept: a channel the blend leaves as the plate (weight 0)
-comes out as the plate, bit for bit, and so does a frame without neighbours.
+(``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel, for the whole frame,
+then ``flow``: the same in windows of 128 px around the highlights, so that a zoom, a roll or parallax is
+followed too), moves it onto the frame (``sampled``), and averages the gain of every reconstructed channel over
+the frames whose plate agrees with this one there (``AGREE``): where the scene moved otherwise than the frame (a
+passing car), or outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour that no move
+explains (across a cut, ``MATCH``) is left out. What the plate measured is kept: a channel the blend leaves as
+the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without neighbours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,6 +37,8 @@ AGREE = 0.1
 AGREE_RADIUS = 2
 #: The motion is found to 1/REFINE of a pixel.
 REFINE = 20
+#: Side (px) of the blocks whose own motion ``flow`` finds, each within a window twice as wide around it.
+BLOCK = 64
 
 
 def check_radius(radius: int, mode: str = "anchored") -> None:
@@ -135,6 +138,101 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
     return motion(spectrum(a), spectrum(b))
 
 
+def flow(other: np.ndarray, frame: np.ndarray, whole: Motion, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How far each pixel of ``where`` (H, W) in image ``frame`` (H, W) is ``other`` moved: the ``whole`` frame's
+    motion, refined in each window of ``2 * BLOCK`` px (``windows``, ``BLOCK`` apart) that holds a pixel of
+    ``where`` by the motion between the two there, ``other`` first moved by ``whole``; a window where no move
+    explains the two (``MATCH``), or one that would move by more than a quarter of its size, is not used. The
+    motion is bilinear between the windows' centres and the frame's edges, each of them the refinement found there
+    or, where none was, the affine motion (a pan, zoom or roll) that fits the ones found best (``affine``). The rows
+    and the columns of the motion at the pixels ``np.nonzero(where)`` gives, each (n,)."""
+    h, w = frame.shape
+    (ys, sy), (xs, sx) = windows(h), windows(w)
+    found: dict[tuple[int, int], tuple[float, float]] = {}
+    inside = np.cumsum(np.cumsum(np.pad(where, ((1, 0), (1, 0))).astype(np.int64), 0), 1)
+    there = None
+    for i, y0 in enumerate(ys):
+        for j, x0 in enumerate(xs):
+            y1, x1 = y0 + sy, x0 + sx
+            if inside[y1, x1] - inside[y0, x1] - inside[y1, x0] + inside[y0, x0] == 0:
+                continue
+            if there is None:
+                there = moved(other[..., None], (whole.rows, whole.cols))[0][..., 0]
+            local = shift_between(there[y0:y1, x0:x1], frame[y0:y1, x0:x1])
+            if local.match >= MATCH and max(abs(local.rows), abs(local.cols)) <= min(sy, sx) / 4:
+                found[i, j] = (local.rows, local.cols)
+    cy, cx = _nodes(ys + (sy - 1) / 2, h), _nodes(xs + (sx - 1) / 2, w)
+    model = affine([((ys[i] + (sy - 1) / 2, xs[j] + (sx - 1) / 2), r) for (i, j), r in found.items()])
+    grid = model(cy[:, None], cx[None, :])
+    for (i, j), r in found.items():
+        grid[i + 1, j + 1] = r
+    py, px = np.nonzero(where)
+    fy, ry = (v[py] for v in _between(h, cy))
+    fx, rx = (v[px] for v in _between(w, cx))
+    fy, fx = fy[:, None], fx[:, None]
+    top = (1.0 - fx) * grid[ry, rx] + fx * grid[ry, rx + 1]
+    bottom = (1.0 - fx) * grid[ry + 1, rx] + fx * grid[ry + 1, rx + 1]
+    field = (1.0 - fy) * top + fy * bottom
+    return whole.rows + field[:, 0], whole.cols + field[:, 1]
+
+
+def affine(
+    points: Sequence[tuple[tuple[float, float], tuple[float, float]]],
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The motion (rows, columns) at any point (y, x) that fits ``points`` (each a point and its motion) best, least
+    squares: affine from three points on, otherwise their mean (none: no motion). Returns a function of arrays of
+    rows and columns that broadcast, to the motion (..., 2)."""
+    if not points:
+        return lambda y, x: np.zeros((*np.broadcast_shapes(np.shape(y), np.shape(x)), 2))
+    at = np.array([p for p, _ in points], dtype=np.float64)
+    motions = np.array([m for _, m in points], dtype=np.float64)
+    if len(points) < 3:
+        mean = motions.mean(axis=0)
+        return lambda y, x: np.broadcast_to(mean, (*np.broadcast_shapes(np.shape(y), np.shape(x)), 2)).copy()
+    design = np.column_stack([np.ones(len(at)), at])
+    coef = np.linalg.lstsq(design, motions, rcond=None)[0]
+    return lambda y, x: coef[0] + np.asarray(y)[..., None] * coef[1] + np.asarray(x)[..., None] * coef[2]
+
+
+def windows(n: int) -> tuple[np.ndarray, int]:
+    """Where ``flow``'s windows start along an axis of ``n`` px (``BLOCK`` apart, the last one flush with the end),
+    and their size: ``2 * BLOCK``, or ``n`` when the axis is shorter."""
+    size = min(2 * BLOCK, n)
+    return np.unique(np.append(np.arange(0, n - size + 1, BLOCK), n - size)), size
+
+
+def _nodes(centres: np.ndarray, n: int) -> np.ndarray:
+    """The points the motion is known at along an axis of ``n`` px: the frame's first pixel, the windows'
+    ``centres`` and its last pixel."""
+    return np.concatenate([[min(0.0, centres[0] - 1.0)], centres, [max(n - 1.0, centres[-1] + 1.0)]])
+
+
+def _between(n: int, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``n`` positions along an axis: the index of the node (of ``nodes``, ascending, around every
+    position) at or before it, and the fraction of the way to the next one."""
+    pos = np.arange(n, dtype=np.float64)
+    index = np.clip(np.searchsorted(nodes, pos, side="right") - 1, 0, len(nodes) - 2)
+    return (pos - nodes[index]) / (nodes[index + 1] - nodes[index]), index
+
+
+def sampled(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (H, W, C) read at the points (``rows``, ``cols``), each (h, w), bilinear, the edges replicated; and which
+    points (h, w) lie inside ``x``."""
+    h, w, c = x.shape
+    inside = (rows >= 0.0) & (rows <= h - 1) & (cols >= 0.0) & (cols <= w - 1)
+    rows = np.clip(rows, 0.0, h - 1).astype(np.float32)
+    cols = np.clip(cols, 0.0, w - 1).astype(np.float32)
+    r0 = np.minimum(rows.astype(np.int64), max(h - 2, 0))
+    c0 = np.minimum(cols.astype(np.int64), max(w - 2, 0))
+    fy, fx = (rows - r0)[..., None], (cols - c0)[..., None]
+    flat = x.reshape(h * w, c)
+    at = r0 * w + c0
+    down, right = np.where(r0 + 1 < h, w, 0), np.where(c0 + 1 < w, 1, 0)
+    top = (1.0 - fx) * np.take(flat, at, axis=0) + fx * np.take(flat, at + right, axis=0)
+    bottom = (1.0 - fx) * np.take(flat, at + down, axis=0) + fx * np.take(flat, at + down + right, axis=0)
+    return ((1.0 - fy) * top + fy * bottom).astype(np.float32), inside
+
+
 def _taps(n: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each of ``n`` output positions: the source index before it, the fraction towards the next, and whether
     the source lies inside."""
@@ -146,8 +244,8 @@ def _taps(n: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def moved(x: np.ndarray, shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` (H, W, C) moved by ``shift`` (rows, columns), bilinear: ``out(p) = x(p - shift)``; and which pixels
-    (H, W) came from inside ``x``."""
+    """``x`` (H, W, C) moved by ``shift`` (rows, columns), bilinear: ``out(p) = x(p - shift)`` (``sampled`` for one
+    motion everywhere, a row and a column at a time); and which pixels (H, W) came from inside ``x``."""
     h, w = x.shape[:2]
     rows, fy, inside_y = _taps(h, shift[0])
     cols, fx, inside_x = _taps(w, shift[1])
@@ -188,19 +286,28 @@ def steadied(
     (``low``, ``high``) reconstructs that channel here."""
     own = gain(frame)
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
-    total, count = weight * own, weight.copy()
-    target = spectrum(key(frame))
+    reconstructs = weight.max(axis=-1) > 0
+    near = box_mean(reconstructs.astype(np.float32), AGREE_RADIUS) > 0  # and the boxes the plates are compared in
+    ys, xs = np.nonzero(near)
+    total, count = weight[ys, xs] * own[ys, xs], weight[ys, xs]
+    here = key(frame)
+    target = spectrum(here)
     for other, counts in neighbours:
-        moves = motion(spectrum(key(other)), target)
-        if moves.match < MATCH:
+        there = key(other)
+        whole = motion(spectrum(there), target)
+        if whole.match < MATCH:
             continue
-        shift = (moves.rows, moves.cols)
-        theirs, inside = moved(gain(other), shift)
-        reconstructed, _ = moved(blend_weight(other.display, low, high), shift)
-        plate, _ = moved(other.display, shift)
-        agree = inside & (box_mean(np.abs(plate - frame.display).mean(axis=-1), AGREE_RADIUS) < AGREE)
-        share = counts * reconstructed * agree[..., None]
-        total += share * theirs
-        count += share
+        rows, cols = flow(there, here, whole, near)
+        stacked = np.concatenate([gain(other), blend_weight(other.display, low, high), other.display], axis=-1)
+        found, inside = sampled(stacked, ys - rows, xs - cols)
+        theirs, reconstructed, plate = found[:, :3], found[:, 3:6], found[:, 6:]
+        differ = np.zeros(here.shape, dtype=np.float32)
+        differ[ys, xs] = np.abs(plate - frame.display[ys, xs]).mean(axis=-1)
+        agree = inside & (box_mean(differ, AGREE_RADIUS)[ys, xs] < AGREE)
+        share = counts * reconstructed * agree[:, None]
+        total = total + share * theirs
+        count = count + share
+    out = frame.output.copy()
     mean = total / np.maximum(count, 1e-12)
-    return (frame.output * np.power(mean / own, weight)).astype(np.float32)
+    out[ys, xs] = frame.output[ys, xs] * np.power(mean / own[ys, xs], weight[ys, xs])
+    return out.astype(np.float32)
