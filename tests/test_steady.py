@@ -100,13 +100,15 @@ def test_the_motion_of_a_zoom_or_a_roll_is_found_where_the_frame_reconstructs(zo
     assert np.hypot(whole.rows - true_rows, whole.cols - true_cols).mean() > 2 * found.mean() + 0.2
 
 
-def test_affine_fits_the_motions_found_and_falls_back_to_their_mean() -> None:
-    points = [((y, x), (0.01 * y - 0.02 * x + 1.0, 0.03 * x + 0.5)) for y, x in ((0, 0), (100, 0), (0, 100), (50, 70))]
-    model = steady.affine(points)
-    assert model(np.array([20.0]), np.array([40.0]))[0] == pytest.approx((0.2 - 0.8 + 1.0, 1.2 + 0.5))
-    assert steady.affine(points[:2])(np.zeros(1), np.zeros(1))[0] == pytest.approx((1.5, 0.5))
-    assert steady.affine([])(np.zeros((2, 3)), np.zeros((2, 3))).shape == (2, 3, 2)
-    assert not steady.affine([])(np.zeros(1), np.zeros(1)).any()
+def test_similarity_fits_a_pan_zoom_and_roll_to_the_motions_found() -> None:
+    def camera(y: float, x: float) -> tuple[float, float]:  # 2 % larger, rolled by 0.01 rad, moved (1, 0.5)
+        return (1.0 + 0.02 * y - 0.01 * x, 0.5 + 0.02 * x + 0.01 * y)
+
+    points = [((y, x), camera(y, x)) for y, x in ((0, 0), (100, 0), (0, 100), (50, 70))]
+    assert steady.similarity(points)(np.array([20.0]), np.array([40.0]))[0] == pytest.approx(camera(20, 40))
+    assert steady.similarity(points[:1])(np.zeros(1), np.ones(1))[0] == pytest.approx((1.0, 0.5))
+    assert steady.similarity([])(np.zeros((2, 3)), np.zeros((2, 3))).shape == (2, 3, 2)
+    assert not steady.similarity([])(np.zeros(1), np.zeros(1)).any()
 
 
 def test_moved_moves_by_a_fraction_and_says_what_came_from_inside() -> None:

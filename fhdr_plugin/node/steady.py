@@ -3,12 +3,12 @@
 The network sees each frame alone, so on a pan the lift of a highlight jitters as its clipped shape changes by
 sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a frame, finds how far each moved
 (``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel, for the whole frame,
-then ``flow``: the same in windows of 128 px around the highlights, so that a zoom, a roll or parallax is
-followed too), moves it onto the frame (``sampled``), and averages the gain of every reconstructed channel over
-the frames whose plate agrees with this one there (``AGREE``): where the scene moved otherwise than the frame (a
-passing car), or outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour that no move
-explains (across a cut, ``MATCH``) is left out. What the plate measured is kept: a channel the blend leaves as
-the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without neighbours.
+then ``flow``: the same in windows of 128 px around the highlights, and the camera's pan, zoom and roll that
+fit them), moves it onto the frame (``sampled``), and averages the gain of every reconstructed channel over
+the frames whose plate agrees with this one there (``AGREE``): where the scene moved otherwise than the camera (a
+passing car, parallax), or outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour
+that no move explains (across a cut, ``MATCH``) is left out. What the plate measured is kept: a channel the blend
+leaves as the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without neighbours.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ AGREE = 0.1
 AGREE_RADIUS = 2
 #: The motion is found to 1/REFINE of a pixel.
 REFINE = 20
-#: Side (px) of the blocks whose own motion ``flow`` finds, each within a window twice as wide around it.
+#: How far apart (px) the windows ``flow`` finds the motion in are; each is twice as wide.
 BLOCK = 64
 
 
@@ -140,19 +140,18 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
 
 def flow(other: np.ndarray, frame: np.ndarray, whole: Motion, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How far each pixel of ``where`` (H, W) in image ``frame`` (H, W) is ``other`` moved: the ``whole`` frame's
-    motion, refined in each window of ``2 * BLOCK`` px (``windows``, ``BLOCK`` apart) that holds a pixel of
-    ``where`` by the motion between the two there, ``other`` first moved by ``whole``; a window where no move
-    explains the two (``MATCH``), or one that would move by more than a quarter of its size, is not used. The
-    motion is bilinear between the windows' centres and the frame's edges, each of them the refinement found there
-    or, where none was, the affine motion (a pan, zoom or roll) that fits the ones found best (``affine``). The rows
-    and the columns of the motion at the pixels ``np.nonzero(where)`` gives, each (n,)."""
+    translation, refined by the camera's pan, zoom and roll (``similarity``) that fit best the motions found in the
+    windows of ``2 * BLOCK`` px (``windows``, ``BLOCK`` apart) that hold a pixel of ``where``, each between the two
+    images there, ``other`` first moved by ``whole``; a window where no move explains the two (``MATCH``), or one
+    that would move by more than a quarter of its size, is not used. The rows and the columns of the motion at the
+    pixels ``np.nonzero(where)`` gives, each (n,)."""
     h, w = frame.shape
     (ys, sy), (xs, sx) = windows(h), windows(w)
-    found: dict[tuple[int, int], tuple[float, float]] = {}
+    found = []
     inside = np.cumsum(np.cumsum(np.pad(where, ((1, 0), (1, 0))).astype(np.int64), 0), 1)
     there = None
-    for i, y0 in enumerate(ys):
-        for j, x0 in enumerate(xs):
+    for y0 in ys:
+        for x0 in xs:
             y1, x1 = y0 + sy, x0 + sx
             if inside[y1, x1] - inside[y0, x1] - inside[y1, x0] + inside[y0, x0] == 0:
                 continue
@@ -160,38 +159,38 @@ def flow(other: np.ndarray, frame: np.ndarray, whole: Motion, where: np.ndarray)
                 there = moved(other[..., None], (whole.rows, whole.cols))[0][..., 0]
             local = shift_between(there[y0:y1, x0:x1], frame[y0:y1, x0:x1])
             if local.match >= MATCH and max(abs(local.rows), abs(local.cols)) <= min(sy, sx) / 4:
-                found[i, j] = (local.rows, local.cols)
-    cy, cx = _nodes(ys + (sy - 1) / 2, h), _nodes(xs + (sx - 1) / 2, w)
-    model = affine([((ys[i] + (sy - 1) / 2, xs[j] + (sx - 1) / 2), r) for (i, j), r in found.items()])
-    grid = model(cy[:, None], cx[None, :])
-    for (i, j), r in found.items():
-        grid[i + 1, j + 1] = r
+                found.append(((y0 + (sy - 1) / 2, x0 + (sx - 1) / 2), (local.rows, local.cols)))
     py, px = np.nonzero(where)
-    fy, ry = (v[py] for v in _between(h, cy))
-    fx, rx = (v[px] for v in _between(w, cx))
-    fy, fx = fy[:, None], fx[:, None]
-    top = (1.0 - fx) * grid[ry, rx] + fx * grid[ry, rx + 1]
-    bottom = (1.0 - fx) * grid[ry + 1, rx] + fx * grid[ry + 1, rx + 1]
-    field = (1.0 - fy) * top + fy * bottom
-    return whole.rows + field[:, 0], whole.cols + field[:, 1]
+    refined = similarity(found)(py, px)
+    return whole.rows + refined[:, 0], whole.cols + refined[:, 1]
 
 
-def affine(
+def similarity(
     points: Sequence[tuple[tuple[float, float], tuple[float, float]]],
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The motion (rows, columns) at any point (y, x) that fits ``points`` (each a point and its motion) best, least
-    squares: affine from three points on, otherwise their mean (none: no motion). Returns a function of arrays of
-    rows and columns that broadcast, to the motion (..., 2)."""
+    squares: a camera's pan, zoom and roll (a translation, a scaling and a rotation) from two points on, otherwise
+    that of the one point (none: no motion). Returns a function of arrays of rows and columns that broadcast, to
+    the motion (..., 2)."""
     if not points:
         return lambda y, x: np.zeros((*np.broadcast_shapes(np.shape(y), np.shape(x)), 2))
     at = np.array([p for p, _ in points], dtype=np.float64)
     motions = np.array([m for _, m in points], dtype=np.float64)
-    if len(points) < 3:
-        mean = motions.mean(axis=0)
-        return lambda y, x: np.broadcast_to(mean, (*np.broadcast_shapes(np.shape(y), np.shape(x)), 2)).copy()
-    design = np.column_stack([np.ones(len(at)), at])
-    coef = np.linalg.lstsq(design, motions, rcond=None)[0]
-    return lambda y, x: coef[0] + np.asarray(y)[..., None] * coef[1] + np.asarray(x)[..., None] * coef[2]
+    centre = at.mean(axis=0)
+    ty, tx, zoom, roll = motions.mean(axis=0).tolist() + [0.0, 0.0]
+    if len(points) >= 2:
+        dy, dx = (at - centre).T
+        one, zero = np.ones(len(at)), np.zeros(len(at))
+        # rows: ty + zoom dy - roll dx; columns: tx + zoom dx + roll dy
+        design = np.concatenate([np.column_stack([one, zero, dy, -dx]), np.column_stack([zero, one, dx, dy])])
+        target = np.concatenate([motions[:, 0], motions[:, 1]])
+        ty, tx, zoom, roll = np.linalg.lstsq(design, target, rcond=None)[0]
+
+    def motion_at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        vy, vx = np.asarray(y) - centre[0], np.asarray(x) - centre[1]
+        return np.stack(np.broadcast_arrays(ty + zoom * vy - roll * vx, tx + zoom * vx + roll * vy), axis=-1)
+
+    return motion_at
 
 
 def windows(n: int) -> tuple[np.ndarray, int]:
@@ -199,20 +198,6 @@ def windows(n: int) -> tuple[np.ndarray, int]:
     and their size: ``2 * BLOCK``, or ``n`` when the axis is shorter."""
     size = min(2 * BLOCK, n)
     return np.unique(np.append(np.arange(0, n - size + 1, BLOCK), n - size)), size
-
-
-def _nodes(centres: np.ndarray, n: int) -> np.ndarray:
-    """The points the motion is known at along an axis of ``n`` px: the frame's first pixel, the windows'
-    ``centres`` and its last pixel."""
-    return np.concatenate([[min(0.0, centres[0] - 1.0)], centres, [max(n - 1.0, centres[-1] + 1.0)]])
-
-
-def _between(n: int, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``n`` positions along an axis: the index of the node (of ``nodes``, ascending, around every
-    position) at or before it, and the fraction of the way to the next one."""
-    pos = np.arange(n, dtype=np.float64)
-    index = np.clip(np.searchsorted(nodes, pos, side="right") - 1, 0, len(nodes) - 2)
-    return (pos - nodes[index]) / (nodes[index + 1] - nodes[index]), index
 
 
 def sampled(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
