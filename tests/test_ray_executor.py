@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -264,3 +265,21 @@ def test_a_frame_that_kills_its_worker_twice_is_a_poison_frame(tmp_path: Path, l
     assert f"convert {tmp_path / 'in/plate.0005.png'} alone to see why" in frame5["error"]
     assert "failed frames: 5 (rerun them with --frames 5)" in err
     assert len({f["worker"] for f in report["frames"] if f["status"] == "done"}) >= 2
+
+
+def test_steadied_frames_go_to_each_worker_in_runs() -> None:
+    """A worker keeps the reconstructions around its last frame, so when frames are steadied it is given the next
+    one; a second worker starts in the middle of what is left, and one whose run was taken steals half of the
+    longest run left. Frames that are not steadied go out in order."""
+    from fhdr_plugin.host.frames import Job
+    from fhdr_plugin.host.ray_executor import Order
+
+    jobs = [Job(f, Path(f"in.{f:04d}.png"), Path(f"out.{f:04d}.exr"), steady=2) for f in range(1, 13)]
+    order, a, b = Order(jobs), object(), object()
+    assert [order.next_for(a).frame, order.next_for(b).frame] == [1, 7]
+    assert [order.next_for(b).frame for _ in range(5)] == [8, 9, 10, 11, 12]
+    assert order.next_for(b).frame == 4
+    assert [order.next_for(a).frame for _ in range(3)] == [2, 3, 6]
+    assert order.next_for(b).frame == 5 and not order
+    plain = Order([dataclasses.replace(job, steady=0) for job in jobs])
+    assert [plain.next_for(w).frame for w in (a, b, a, b, b)] == [1, 2, 3, 4, 5]

@@ -2,8 +2,9 @@
 
 Each worker is a Ray actor that loads the engine once and then reads, converts and writes whole frames, the
 same code as the local pipeline, on files every node sees at the same paths (outputs are written atomically).
-The driver hands the next frame to whichever worker is free and gathers the results in frame order, so the
-summary, the report and the exit status are those of a local run. Ray is an optional dependency, imported only
+The driver hands the next frame to whichever worker is free (``Order``: in runs of frames when they steady a
+shot) and gathers the results in frame order, so the summary, the report and the exit status are those of a
+local run. Ray is an optional dependency, imported only
 here and only when the executor runs.
 
 A worker that dies (a preempted node, the OOM killer, a crash) is Ray's to replace: the actors are restartable
@@ -22,7 +23,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import replace
 from types import ModuleType
 from typing import Any
@@ -115,6 +115,46 @@ class FrameWorker:
         result.worker = self.name
         result.retries = attempt - 1
         return result
+
+
+class Order:
+    """The jobs not yet given to a worker, and which one a free worker gets next: in order, or, when the jobs steady
+    a shot (``Job.steady``), in runs, so that the reconstructions a worker keeps serve its next frame. A worker
+    then gets the job after its last one while that is not given out, otherwise the first job of the longest run
+    not given out when no worker is on the job before it, else the middle of that run."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self.left = set(range(len(jobs)))
+        self.runs = any(job.steady for job in jobs)
+        self.next = 0
+        self.last: dict[int, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.left)
+
+    def next_for(self, worker: object) -> Job:
+        """The job ``worker`` (any object that stays the same for one worker) is given now."""
+        after = self.last.get(id(worker), -2) + 1
+        while self.next not in self.left and self.next < len(self.jobs):
+            self.next += 1
+        if not self.runs:
+            index = self.next
+        elif after in self.left:
+            index = after
+        else:
+            index = self._split()
+        self.left.remove(index)
+        self.last[id(worker)] = index
+        return self.jobs[index]
+
+    def _split(self) -> int:
+        """Where a worker starts on the longest run of jobs not given out (the first such run)."""
+        left = sorted(self.left)
+        starts = [i for i, index in enumerate(left) if i == 0 or index != left[i - 1] + 1] + [len(left)]
+        length, first = max((starts[k + 1] - starts[k], -starts[k]) for k in range(len(starts) - 1))
+        start = left[-first]
+        return start if start - 1 not in self.last.values() else start + length // 2
 
 
 def worker_layout(ray: ModuleType, wanted: int) -> tuple[int, dict[str, float]]:
@@ -245,7 +285,7 @@ class RayExecutor:
         cannot be restarted is dropped."""
         ray = self.ray
         started = time.time()
-        todo = deque(jobs)
+        todo = Order(jobs)
         idle = list(self._workers)
         running: dict[Any, tuple[Any, Job | None]] = {}  # a frame, or (None) a ping of a worker that lost one
         try:
@@ -253,7 +293,8 @@ class RayExecutor:
                 if not idle and not running:
                     raise FhdrError("every ray worker was lost; the frames not done are marked cancelled")
                 while idle and todo:
-                    worker, job = idle.pop(), todo.popleft()
+                    worker = idle.pop()
+                    job = todo.next_for(worker)
                     running[worker.convert.remote(_absolute(job), started)] = (worker, job)
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
