@@ -12,6 +12,7 @@ from conftest import ROOT, shared, write_image
 from helpers import batch, pixels
 
 from fhdr_plugin.host.batch import neighbours
+from fhdr_plugin.host.frames import Job
 from fhdr_plugin.imaging.color import REC709_LUMA
 from fhdr_plugin.node import operation as node
 from fhdr_plugin.node import scale, steady
@@ -260,3 +261,25 @@ def test_neighbours_are_the_frames_on_disk_nearest_first_and_count_less_further_
     shot = reconstructions(pan(1)) * 4
     assert [k for _, k in steady.around(shot, 0, 2)] == pytest.approx([2 / 3, 1 / 3])
     assert [k for _, k in steady.around(shot, 2, 3)] == pytest.approx([1 / 2, 3 / 4, 3 / 4])
+
+
+def test_a_frame_named_one_way_as_a_neighbour_and_another_as_itself_is_converted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray worker is given its frame by absolute path and, before session 36, its neighbours as the driver named
+    them: each frame went through the network twice. Frames are kept by their absolute path."""
+    from fhdr_plugin.host.ray_executor import _absolute
+    from fhdr_plugin.imaging.io import read_image
+    from fhdr_plugin.node.shot import Shot
+
+    write_pan(tmp_path, 3)
+    monkeypatch.chdir(tmp_path)
+    relative = [Path(f"pan.{t:04d}.png") for t in (1, 2, 3)]
+    shot = Shot(1)
+    for t in (1, 2):
+        own = (tmp_path / relative[t - 1]).absolute()
+        near = [(d, relative[t - 1 + d]) for d in (-1, 1) if 0 <= t - 1 + d < 3]
+        shot.apply(read_image(own), PARAMS, own, near)
+    assert sorted(shot.kept) == [str(tmp_path / p) for p in relative]
+    job = _absolute(Job(2, relative[1], Path("h.0002.exr"), steady=1, neighbours=((-1, relative[0]), (1, relative[2]))))
+    assert all(path.is_absolute() for path in (job.input, job.output, *(p for _, p in job.neighbours)))

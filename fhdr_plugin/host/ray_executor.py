@@ -363,8 +363,13 @@ def _lost(job: Job, exc: Exception, attempts: int) -> str:
 
 
 def _absolute(job: Job) -> Job:
-    """``job`` with absolute paths: workers do not run in the driver's folder."""
-    return replace(job, input=job.input and job.input.absolute(), output=job.output.absolute())
+    """``job`` with absolute paths, its neighbours' too: workers do not run in the driver's folder."""
+    return replace(
+        job,
+        input=job.input and job.input.absolute(),
+        output=job.output.absolute(),
+        neighbours=tuple((offset, path.absolute()) for offset, path in job.neighbours),
+    )
 
 
 def _first_line(exc: Exception) -> str:
