@@ -4,8 +4,7 @@ Each worker is a Ray actor that loads the engine once and then reads, converts a
 same code as the local pipeline, on files every node sees at the same paths (outputs are written atomically).
 The driver hands the next frame to whichever worker is free (``Order``: in runs of frames when they steady a
 shot) and gathers the results in frame order, so the summary, the report and the exit status are those of a
-local run. Ray is an optional dependency, imported only
-here and only when the executor runs.
+local run. Ray is an optional dependency, imported only here and only when the executor runs.
 
 A worker that dies (a preempted node, the OOM killer, a crash) is Ray's to replace: the actors are restartable
 (``max_restarts``) and their frames retried once on the restarted worker (``max_task_retries``). A small

@@ -201,8 +201,8 @@ def windows(n: int) -> tuple[np.ndarray, int]:
 
 
 def sampled(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` (H, W, C) read at the points (``rows``, ``cols``), each (h, w), bilinear, the edges replicated; and which
-    points (h, w) lie inside ``x``."""
+    """``x`` (H, W, C) read at the points (``rows``, ``cols``), two arrays of one shape S, bilinear, the edges
+    replicated: (*S, C); and which points (S) lie inside ``x``."""
     h, w, c = x.shape
     inside = (rows >= 0.0) & (rows <= h - 1) & (cols >= 0.0) & (cols <= w - 1)
     rows = np.clip(rows, 0.0, h - 1).astype(np.float32)
