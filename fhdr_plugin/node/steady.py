@@ -272,6 +272,8 @@ def steadied(
     own = gain(frame)
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
     reconstructs = weight.max(axis=-1) > 0
+    if not reconstructs.any():
+        return frame.output
     near = box_mean(reconstructs.astype(np.float32), AGREE_RADIUS) > 0  # and the boxes the plates are compared in
     ys, xs = np.nonzero(near)
     total, count = weight[ys, xs] * own[ys, xs], weight[ys, xs]
