@@ -273,7 +273,7 @@ def steadied(
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
     reconstructs = weight.max(axis=-1) > 0
     if not reconstructs.any():
-        return frame.output
+        return frame.output.copy()
     near = box_mean(reconstructs.astype(np.float32), AGREE_RADIUS) > 0  # and the boxes the plates are compared in
     ys, xs = np.nonzero(near)
     total, count = weight[ys, xs] * own[ys, xs], weight[ys, xs]
