@@ -101,6 +101,22 @@ def test_the_motion_of_a_zoom_or_a_roll_is_found_where_the_frame_reconstructs(zo
     assert np.hypot(whole.rows - true_rows, whole.cols - true_cols).mean() > 2 * found.mean() + 0.2
 
 
+def test_a_frame_full_of_highlights_finds_its_zoom_in_at_most_max_windows() -> None:
+    """Every window holds a highlight here (more than ``MAX_WINDOWS``): an evenly spread share of them still finds
+    the zoom everywhere."""
+    h, w = 600, 900
+    texture = steady.box_mean(np.random.default_rng(0).random((h, w)).astype(np.float32), 2)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    other = steady.sampled(texture[..., None], cy + (y - cy) / 1.01, cx + (x - cx) / 1.01)[0][..., 0]
+    assert len(steady.windows(h)[0]) * len(steady.windows(w)[0]) > steady.MAX_WINDOWS
+    everywhere = np.ones((h, w), dtype=bool)
+    rows, cols = steady.flow(other, texture, steady.shift_between(other, texture), everywhere)
+    # the frame at p is the neighbour at c + (p - c) * 1.01, so it moved by (p - c) * (1 - 1.01)
+    error = np.hypot(rows - ((y - cy) * -0.01).ravel(), cols - ((x - cx) * -0.01).ravel())
+    assert error.mean() < 0.1 and error.max() < 0.3
+
+
 def test_similarity_fits_a_pan_zoom_and_roll_to_the_motions_found() -> None:
     def camera(y: float, x: float) -> tuple[float, float]:  # 2 % larger, rolled by 0.01 rad, moved (1, 0.5)
         return (1.0 + 0.02 * y - 0.01 * x, 0.5 + 0.02 * x + 0.01 * y)

@@ -39,6 +39,9 @@ AGREE_RADIUS = 2
 REFINE = 20
 #: How far apart (px) the windows ``flow`` finds the motion in are; each is twice as wide.
 BLOCK = 64
+#: The most windows ``flow`` finds the motion in, evenly spread over those that hold a highlight: enough for the
+#: camera's four terms, and a bounded cost on a large frame full of highlights.
+MAX_WINDOWS = 48
 
 
 def check_radius(radius: int, mode: str = "anchored") -> None:
@@ -141,25 +144,28 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
 def flow(other: np.ndarray, frame: np.ndarray, whole: Motion, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How far each pixel of ``where`` (H, W) in image ``frame`` (H, W) is ``other`` moved: the ``whole`` frame's
     translation, refined by the camera's pan, zoom and roll (``similarity``) that fit best the motions found in the
-    windows of ``2 * BLOCK`` px (``windows``, ``BLOCK`` apart) that hold a pixel of ``where``, each between the two
-    images there, ``other`` first moved by ``whole``; a window where no move explains the two (``MATCH``), or one
-    that would move by more than a quarter of its size, is not used. The rows and the columns of the motion at the
-    pixels ``np.nonzero(where)`` gives, each (n,)."""
+    windows of ``2 * BLOCK`` px (``windows``, ``BLOCK`` apart) that hold a pixel of ``where`` (at most
+    ``MAX_WINDOWS`` of them, evenly spread), each between the two images there, ``other`` first moved by
+    ``whole``; a window where no move explains the two (``MATCH``), or one that would move by more than a quarter
+    of its size, is not used. The rows and the columns of the motion at the pixels ``np.nonzero(where)`` gives,
+    each (n,)."""
     h, w = frame.shape
     (ys, sy), (xs, sx) = windows(h), windows(w)
-    found = []
     inside = np.cumsum(np.cumsum(np.pad(where, ((1, 0), (1, 0))).astype(np.int64), 0), 1)
-    there = None
-    for y0 in ys:
-        for x0 in xs:
-            y1, x1 = y0 + sy, x0 + sx
-            if inside[y1, x1] - inside[y0, x1] - inside[y1, x0] + inside[y0, x0] == 0:
-                continue
-            if there is None:
-                there = moved(other[..., None], (whole.rows, whole.cols))[0][..., 0]
-            local = shift_between(there[y0:y1, x0:x1], frame[y0:y1, x0:x1])
-            if local.match >= MATCH and max(abs(local.rows), abs(local.cols)) <= min(sy, sx) / 4:
-                found.append(((y0 + (sy - 1) / 2, x0 + (sx - 1) / 2), (local.rows, local.cols)))
+    held = [
+        (y0, x0)
+        for y0 in ys
+        for x0 in xs
+        if inside[y0 + sy, x0 + sx] - inside[y0, x0 + sx] - inside[y0 + sy, x0] + inside[y0, x0] > 0
+    ]
+    if len(held) > MAX_WINDOWS:
+        held = [held[i] for i in np.linspace(0, len(held) - 1, MAX_WINDOWS).round().astype(int)]
+    found = []
+    there = moved(other[..., None], (whole.rows, whole.cols))[0][..., 0] if held else other
+    for y0, x0 in held:
+        local = shift_between(there[y0 : y0 + sy, x0 : x0 + sx], frame[y0 : y0 + sy, x0 : x0 + sx])
+        if local.match >= MATCH and max(abs(local.rows), abs(local.cols)) <= min(sy, sx) / 4:
+            found.append(((y0 + (sy - 1) / 2, x0 + (sx - 1) / 2), (local.rows, local.cols)))
     py, px = np.nonzero(where)
     refined = similarity(found)(py, px)
     return whole.rows + refined[:, 0], whole.cols + refined[:, 1]
