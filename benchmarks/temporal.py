@@ -12,8 +12,8 @@ the whole shot makes the LDR frames; ``--noise`` gives it sensor noise, drawn an
 ``--jpeg`` JPEG compression (the frames then blended from 0.95, as the node blends a JPEG file), and ``--step 0``
 locks the camera off, so that only they change from frame to frame (the same plate under new noise and JPEG
 draws). For each pair of frames, frame t is moved by the pan (1.5 px: the mean of its pixels 1 and 2 to the
-right) and compared with frame t+1 over the
-reconstructed pixels (blend weight > 0 in frame t+1): the mean absolute log2 ratio (stops), for fhdr's output,
+right) and compared with frame t+1 over the reconstructed pixels (blend weight > 0 in frame t+1): the mean
+absolute log2 ratio (stops), for fhdr's output,
 the linearised plate and the ground truth (whose error is that of the half-pixel move alone). The flicker is the
 same measurement on log(output / truth): how much the error itself changes from frame to frame, which a steady
 reconstruction keeps as low as the linearised plate's; the lift is the mean output over the plate on the
@@ -84,6 +84,10 @@ def pan(hdr: np.ndarray, frames: int, width: int, height: int, clipped: float, s
     return [downscale(shot[:, step * t : step * t + ww], FACTOR) for t in range(frames)]
 
 
+#: A pair's move: frame t's values (H, W, ...) on frame t+1's pixels, and which of them frame t saw.
+Move = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 def push(
     hdr: np.ndarray, frames: int, width: int, height: int, clipped: float, step: int, rate: float
 ) -> list[np.ndarray]:
@@ -109,10 +113,6 @@ def moves_of(args: argparse.Namespace, frames: int, scale: float) -> list[Move]:
     if not args.push:
         return [panned(shift)] * (frames - 1)
     return [pushed(shift / (1.0 - args.push) ** t, 1.0 - args.push) for t in range(frames - 1)]
-
-
-#: A pair's move: frame t's values (H, W, ...) on frame t+1's pixels, and which of them frame t saw.
-Move = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def panned(shift: float) -> Move:
