@@ -4,11 +4,13 @@ The network sees each frame alone, so on a pan the lift of a highlight jitters a
 sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a frame, finds how far each moved
 (``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel, for the whole frame,
 then ``flow``: the same in windows of 128 px around the highlights, and the camera's pan, zoom and roll that
-fit them), moves it onto the frame (``sampled``), and averages the gain of every reconstructed channel over
-the frames whose plate agrees with this one there (``AGREE``): where the scene moved otherwise than the camera (a
-passing car, parallax), or outside a neighbour's view, the frame keeps its own reconstruction, and a neighbour
-that no move explains (across a cut, ``MATCH``) is left out. What the plate measured is kept: a channel the blend
-leaves as the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without neighbours.
+fit them), moves it onto the frame (``placed_by``: by the fitted motion, or the whole frame's translation where
+that fits the plates far better, as for a still lamp while another light moves across the shot), and averages
+the gain of every reconstructed channel over the frames whose plate agrees with this one there (``AGREE``):
+where the scene moved otherwise (a passing car, parallax), or outside a neighbour's view, the frame keeps its own
+reconstruction, and a neighbour that no move explains (across a cut, ``MATCH``) is left out. What the plate
+measured is kept: a channel the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so
+does a frame without neighbours.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ AGREE = 0.1
 AGREE_RADIUS = 2
 #: The motion is found to 1/REFINE of a pixel.
 REFINE = 20
+#: Radius (px) over which two motions of a neighbour are compared by how well they fit its plate to the frame's
+#: (``placed_by``): wide enough that the flat inside of a light takes the motion its edges chose.
+DECIDE_RADIUS = 8
+#: How much closer a later motion must fit the plates than the first for a pixel to take it.
+PREFER = 0.5
 #: How far apart (px) the windows ``flow`` finds the motion in are; each is twice as wide.
 BLOCK = 64
 #: The most windows ``flow`` finds the motion in, evenly spread over those that hold a highlight: enough for the
@@ -267,6 +274,36 @@ def key(frame: Reconstruction) -> np.ndarray:
     return (frame.display @ REC709_LUMA).astype(np.float32)
 
 
+def placed_by(
+    other: np.ndarray,
+    display: np.ndarray,
+    points: tuple[np.ndarray, np.ndarray],
+    motions: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A neighbour's ``other`` (H, W, C; its display-referred plate last) moved onto the frame of plate ``display``
+    (H, W, 3) at ``points`` (rows, columns, each (n,)) by the first of ``motions`` (each the rows and the columns
+    of a motion at the points), or by a later one where, over ``DECIDE_RADIUS`` around the pixel, the plates
+    differ by less than ``PREFER`` times as much: (n, C). And the plates' mean difference over ``AGREE_RADIUS``
+    around each point (n,), infinite where the neighbour did not see it."""
+    ys, xs = points
+    differ = np.zeros(display.shape[:2], dtype=np.float32)
+
+    def fit(motion: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found, inside = sampled(other, ys - motion[0], xs - motion[1])
+        differ[ys, xs] = np.abs(found[:, -3:] - display[ys, xs]).mean(axis=-1)
+        apart = np.where(inside, box_mean(differ, AGREE_RADIUS)[ys, xs], np.inf)
+        return found, apart, box_mean(differ, DECIDE_RADIUS)[ys, xs]
+
+    found, apart, around = fit(motions[0])
+    for motion in motions[1:]:
+        their_found, their_apart, their_around = fit(motion)
+        closer = their_around < PREFER * around
+        found = np.where(closer[:, None], their_found, found)
+        apart = np.where(closer, their_apart, apart)
+        around = np.where(closer, their_around, around)
+    return found, apart
+
+
 def steadied(
     frame: Reconstruction, neighbours: Sequence[tuple[Reconstruction, float]], low: float, high: float
 ) -> np.ndarray:
@@ -290,13 +327,11 @@ def steadied(
         whole = motion(spectrum(there), target)
         if whole.match < MATCH:
             continue
-        rows, cols = flow(there, here, whole, near)
         stacked = np.concatenate([gain(other), blend_weight(other.display, low, high), other.display], axis=-1)
-        found, inside = sampled(stacked, ys - rows, xs - cols)
-        theirs, reconstructed, plate = found[:, :3], found[:, 3:6], found[:, 6:]
-        differ = np.zeros(here.shape, dtype=np.float32)
-        differ[ys, xs] = np.abs(plate - frame.display[ys, xs]).mean(axis=-1)
-        agree = inside & (box_mean(differ, AGREE_RADIUS)[ys, xs] < AGREE)
+        still = (np.full(len(ys), whole.rows), np.full(len(ys), whole.cols))
+        found, apart = placed_by(stacked, frame.display, (ys, xs), [flow(there, here, whole, near), still])
+        theirs, reconstructed = found[:, :3], found[:, 3:6]
+        agree = apart < AGREE
         share = counts * reconstructed * agree[:, None]
         total = total + share * theirs
         count = count + share
