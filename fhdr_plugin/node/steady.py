@@ -288,15 +288,15 @@ def placed_by(
     ys, xs = points
     differ = np.zeros(display.shape[:2], dtype=np.float32)
 
-    def fit(motion: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        found, inside = sampled(other, ys - motion[0], xs - motion[1])
+    def fit(move: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found, inside = sampled(other, ys - move[0], xs - move[1])
         differ[ys, xs] = np.abs(found[:, -3:] - display[ys, xs]).mean(axis=-1)
         apart = np.where(inside, box_mean(differ, AGREE_RADIUS)[ys, xs], np.inf)
         return found, apart, box_mean(differ, DECIDE_RADIUS)[ys, xs]
 
     found, apart, around = fit(motions[0])
-    for motion in motions[1:]:
-        their_found, their_apart, their_around = fit(motion)
+    for move in motions[1:]:
+        their_found, their_apart, their_around = fit(move)
         closer = their_around < PREFER * around
         found = np.where(closer[:, None], their_found, found)
         apart = np.where(closer, their_apart, apart)
@@ -328,8 +328,8 @@ def steadied(
         if whole.match < MATCH:
             continue
         stacked = np.concatenate([gain(other), blend_weight(other.display, low, high), other.display], axis=-1)
-        still = (np.full(len(ys), whole.rows), np.full(len(ys), whole.cols))
-        found, apart = placed_by(stacked, frame.display, (ys, xs), [flow(there, here, whole, near), still])
+        translation = (np.full(len(ys), whole.rows), np.full(len(ys), whole.cols))
+        found, apart = placed_by(stacked, frame.display, (ys, xs), [flow(there, here, whole, near), translation])
         theirs, reconstructed = found[:, :3], found[:, 3:6]
         agree = apart < AGREE
         share = counts * reconstructed * agree[:, None]
