@@ -97,14 +97,19 @@ def push(
     margin = 2
     span = width + step * (frames - 1) // FACTOR + 2 * margin
     source = pan(hdr, 1, span, height + 2 * margin, clipped, 0)[0]
-    shot = []
-    for t in range(frames):
-        zoom = (1.0 - rate) ** t
-        cy, cx = (height - 1) / 2, (width - 1) / 2
-        rows = margin + cy + (np.arange(height, dtype=np.float64)[:, None] - cy) * zoom + np.zeros((1, width))
-        cols = margin + cx + step / FACTOR * t + (np.arange(width, dtype=np.float64)[None, :] - cx) * zoom
-        shot.append(steady.sampled(source, rows, cols + np.zeros((height, 1)))[0])
-    return shot
+    return [
+        steady.sampled(source, *view(height, width, (1.0 - rate) ** t, margin, margin + step / FACTOR * t))[0]
+        for t in range(frames)
+    ]
+
+
+def view(height: int, width: int, ratio: float, down: float, right: float) -> tuple[np.ndarray, np.ndarray]:
+    """The points (rows, columns, each (height, width)) a frame of that size reads: ``ratio`` times as far from
+    its centre as its own pixels, and ``down`` and ``right`` pixels further."""
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    rows = down + cy + (np.arange(height, dtype=np.float64)[:, None] - cy) * ratio
+    cols = right + cx + (np.arange(width, dtype=np.float64)[None, :] - cx) * ratio
+    return np.broadcast_to(rows, (height, width)), np.broadcast_to(cols, (height, width))
 
 
 def moves_of(args: argparse.Namespace, frames: int, scale: float) -> list[Move]:
@@ -137,12 +142,8 @@ def pushed(shift: float, ratio: float) -> Move:
     ``ratio`` times as far from the frame's centre and ``shift`` pixels to the right (the pan)."""
 
     def move(prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h, w = prev.shape[:2]
-        cy, cx = (h - 1) / 2, (w - 1) / 2
-        rows = cy + (np.arange(h, dtype=np.float64)[:, None] - cy) * ratio + np.zeros((1, w))
-        cols = cx + shift + (np.arange(w, dtype=np.float64)[None, :] - cx) * ratio + np.zeros((h, 1))
         values = prev if prev.ndim == 3 else prev[..., None]
-        out, known = steady.sampled(values, rows, cols)
+        out, known = steady.sampled(values, *view(*prev.shape[:2], ratio, 0.0, shift))
         return (out if prev.ndim == 3 else out[..., 0]), known
 
     return move

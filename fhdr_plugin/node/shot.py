@@ -47,7 +47,7 @@ class Shot:
             self.params, self.kept = params, OrderedDict()
         plate = operation.prepare(buf, params, str(path))
         engine, meta = engine_for(plate.params.engine)
-        origin, own = self._reconstruction(os.path.abspath(path), lambda: plate)
+        origin, own = self._reconstruction(path, lambda: plate)
         window = (*origin, *own.linear.shape[:2])
         near = [(d, p) for d, p in neighbours if 0 < abs(d) <= self.radius]
         found = [(self._neighbour(p, params, window), steady.closeness(d, self.radius)) for d, p in near]
@@ -57,10 +57,11 @@ class Shot:
         note = steady.describe(self.radius, len(others))
         return operation.finish(plate, hdr, engine, meta, {"fhdr:steady": note})
 
-    def _reconstruction(self, key: str, plate: Callable[[], operation.Plate]) -> Kept:
-        """The data window's origin (y, x) and the reconstruction kept under ``key`` (a frame's absolute path, so
-        that a frame named one way as a neighbour and another as itself is converted once), or those of
-        ``plate()``, kept for the frames that follow."""
+    def _reconstruction(self, path: Path, plate: Callable[[], operation.Plate]) -> Kept:
+        """The data window's origin (y, x) and the reconstruction kept for the frame at ``path`` (under its
+        absolute path, so that a frame named one way as a neighbour and another as itself is converted once), or
+        those of ``plate()``, kept for the frames that follow."""
+        key = os.path.abspath(path)
         if key not in self.kept:
             p = plate()
             engine, meta = engine_for(p.params.engine)
@@ -78,9 +79,7 @@ class Shot:
         """The reconstruction of the frame at ``path`` in the data ``window`` (y, x, height, width) of the frame
         it steadies; None, with a warning, when it cannot be read."""
         try:
-            origin, found = self._reconstruction(
-                os.path.abspath(path), lambda: operation.prepare(read_image(path), params, str(path))
-            )
+            origin, found = self._reconstruction(path, lambda: operation.prepare(read_image(path), params, str(path)))
         except FhdrError as exc:
             log.warning("--steady: a neighbour is left out: %s", exc)
             return None
