@@ -26,7 +26,7 @@ from training.export import checkpoint_metadata
 from training.loader import batches
 from training.losses import FHDRLoss
 from training.metrics import pu21_psnr
-from training.train import Init, TrainConfig, better, lr_factor, train
+from training.train import Init, TrainConfig, better, loss_of, lr_factor, train
 from training.validation import GUARD_DB, validate, validation_cases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -313,6 +313,10 @@ def test_the_consistency_term_is_the_change_of_the_error_between_frames_of_a_sho
     expected = float((weight * (err[:, 1] - err[:, 0]).abs()).sum()) / tgt.numel()
     assert expected > 0.0
     assert extra == pytest.approx(3.0 * expected, rel=1e-3)
+    # the training loop's loss is this one: its config's weight reaches the term
+    assert loss_of(TrainConfig(consistency=3.0), SYN)([out], tgt, ldr).item() == pytest.approx(
+        steady([out], tgt, ldr).item(), rel=1e-6
+    )
     # a shot whose two frames are one picture has nothing to be unsteady about
     same_ldr, same_tgt = ldr[0::2].repeat_interleave(2, 0), tgt[0::2].repeat_interleave(2, 0)
     same_out = out[0::2].repeat_interleave(2, 0)

@@ -164,6 +164,22 @@ def better(result: dict, best: float) -> bool:
     return bool(result.get("guard", True)) and result["pu21_clipped"] > best
 
 
+def loss_of(cfg: TrainConfig, syn: Synthesis, perceptual: torch.nn.Module | None = None) -> FHDRLoss:
+    """The loss ``cfg`` asks for, on targets encoded as ``syn`` encodes them; with a consistency weight its batches
+    hold shots of two frames."""
+    return FHDRLoss(
+        perceptual,
+        encoding=syn.encoding,
+        headroom=syn.headroom,
+        focus=cfg.focus,
+        kind=cfg.loss,
+        keep=cfg.keep,
+        consistency=cfg.consistency,
+        frames=2 if cfg.consistency else 1,
+        over=cfg.over_weight,
+    )
+
+
 def train(
     cfg: TrainConfig,
     train_data: HDRCrops,
@@ -230,19 +246,10 @@ def train_loop(
     model = model.to(dev, memory_format=layout)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    frames = 2 if cfg.consistency else 1
+    loss_fn = loss_of(cfg, syn, perceptual).to(dev)
+    frames = loss_fn.frames
     if (cfg.batch // world) % frames:
         raise ValueError(f"each process's share of the batch ({cfg.batch // world}) must hold whole shots of {frames}")
-    loss_fn = FHDRLoss(
-        perceptual,
-        encoding=syn.encoding,
-        headroom=syn.headroom,
-        focus=cfg.focus,
-        kind=cfg.loss,
-        keep=cfg.keep,
-        over=cfg.over_weight,
-    )
-    loss_fn = loss_fn.to(dev)
     step, best, seconds = 0, -float("inf"), 0.0
     last = out_dir / "last.pt"
     if resume and last.exists():
