@@ -34,6 +34,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import OpenImageIO as oiio
@@ -57,6 +58,8 @@ SHOTS = {
 STEP, FACTOR = 3, 2
 #: Light (relative to white) below which log ratios are not told apart.
 FLOOR = 1e-2
+#: Size (frame px) of ``--object``'s light, and the width (px) of its edge, where it is not measured.
+LIGHT_SIZE, LIGHT_EDGE = 24, 2
 
 
 def panorama(path: Path) -> np.ndarray:
@@ -118,6 +121,70 @@ def moves_of(args: argparse.Namespace, frames: int, scale: float) -> list[Move]:
     if not args.push:
         return [panned(shift)] * (frames - 1)
     return [pushed(shift / (1.0 - args.push) ** t, 1.0 - args.push) for t in range(frames - 1)]
+
+
+class Light(NamedTuple):
+    """A light moving its own way through a shot: its truth (h, w, 3), where its first frame puts its top-left
+    corner (row, column) and how far it moves right a frame (px), all in the shot's frames before ``--zoom``."""
+
+    patch: np.ndarray
+    top: float
+    left: float
+    speed: float
+
+    @classmethod
+    def from_windows(cls, height: int, width: int, speed: float) -> Light:
+        """The rotunda's brightest leaded window (``SHOTS["windows"]``, downscaled like the frames, 40 % of it
+        clipped), crossing the frame's left half a little below the middle."""
+        hdr = panorama(SHOTS["windows"])
+        y, x = np.unravel_index(np.argmax(hdr.max(axis=-1)), hdr.shape[:2])
+        r = LIGHT_SIZE * FACTOR // 2
+        patch = downscale(hdr[y - r : y + r, x - r : x + r], FACTOR)
+        return cls(patch / np.quantile(patch.max(axis=-1), 0.6), 0.45 * height, 0.2 * width, speed)
+
+    def at(self, t: int, scale: float = 1.0) -> tuple[float, float]:
+        """Its top-left corner in frame ``t`` of frames ``scale`` times the shot's size."""
+        return self.top * scale, (self.left + self.speed * t) * scale
+
+    def over(self, frame: np.ndarray, t: int) -> np.ndarray:
+        """``frame`` (the shot's size) with the light in front, where frame ``t`` has it (bilinear)."""
+        top, left = self.at(t)
+        rows, cols = np.mgrid[0 : frame.shape[0], 0 : frame.shape[1]].astype(np.float64)
+        found, inside = steady.sampled(self.patch, rows - top, cols - left)
+        inside &= (rows - top < self.patch.shape[0] - 1) & (cols - left < self.patch.shape[1] - 1)
+        return np.where(inside[..., None], found, frame).astype(np.float32)
+
+    def inside(self, shape: tuple[int, int], t: int, scale: float, margin: float) -> np.ndarray:
+        """Which pixels of a frame of ``shape`` (``scale`` times the shot's size) lie ``margin`` px or more inside
+        the light in frame ``t``."""
+        top, left = self.at(t, scale)
+        h, w = (n * scale for n in self.patch.shape[:2])
+        rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+        return (
+            (rows >= top + margin)
+            & (rows <= top + h - 1 - margin)
+            & (cols >= left + margin)
+            & (cols <= left + w - 1 - margin)
+        )
+
+    def carried(self, moves: list[Move], shape: tuple[int, int], scale: float) -> list[Move]:
+        """``moves`` with the light's pixels moved its own way: inside it (2 px in) by its speed; on its edge,
+        which the pair's two frames may see on either side of it, unknown."""
+        pairs, shift = [], (0.0, self.speed * scale)
+        for t, camera in enumerate(moves):
+            inner = self.inside(shape, t + 1, scale, LIGHT_EDGE)
+            edge = self.inside(shape, t + 1, scale, -LIGHT_EDGE) & ~inner
+
+            def move(prev: np.ndarray, camera: Move = camera, inner: np.ndarray = inner, edge: np.ndarray = edge):
+                values = prev if prev.ndim == 3 else prev[..., None]
+                out, known = camera(prev)
+                own, seen = steady.moved(values, shift)
+                own = own if prev.ndim == 3 else own[..., 0]
+                mask = inner if prev.ndim == 2 else inner[..., None]
+                return np.where(mask, own, out), np.where(inner, seen, known & ~edge)
+
+            pairs.append(move)
+        return pairs
 
 
 def panned(shift: float) -> Move:
@@ -185,8 +252,14 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         shot = push(hdr, args.frames, args.width, args.height, args.clipped, args.step, args.push)
     else:
         shot = pan(hdr, args.frames, args.width, args.height, args.clipped, args.step)
+    light = Light.from_windows(args.height, args.width, args.object) if args.object is not None else None
+    if light is not None:
+        shot = [light.over(frame, t) for t, frame in enumerate(shot)]
     truth = [enlarged(frame, args.zoom) for frame in shot]
-    moves = moves_of(args, len(truth), truth[0].shape[1] / shot[0].shape[1])
+    zoom = truth[0].shape[1] / shot[0].shape[1]
+    moves = moves_of(args, len(truth), zoom)
+    if light is not None:
+        moves = light.carried(moves, truth[0].shape[:2], zoom)
     rng = np.random.default_rng(0)
     camera = Camera(noise=args.noise, jpeg_quality=args.jpeg or None)
     ldr = [camera.render(frame, rng) for frame in truth]
@@ -224,6 +297,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "lift_steady": lift(steadied, linear, masks),
         "steady_seconds_per_frame": steady_seconds,
     }
+    if light is not None:
+        on = [m & light.inside(m.shape, t, zoom, LIGHT_EDGE) for t, m in enumerate(masks)]
+        plate = flicker(linear, truth, on, moves)  # 0 where the light moves by whole pixels: no resampling
+        result["object_flicker_fhdr"] = flicker(fhdr, truth, on, moves)
+        result["object_flicker_linearised_input"] = plate
+        result["object_flicker_steady"] = flicker(steadied, truth, on, moves)
+        result["object_flicker_over_input"] = result["object_flicker_fhdr"] / plate if plate else float("nan")
+        result["object_flicker_steady_over_input"] = result["object_flicker_steady"] / plate if plate else float("nan")
+        result["object_lift_fhdr"], result["object_lift_steady"] = lift(fhdr, linear, on), lift(steadied, linear, on)
+        result["object_lift_truth"] = lift(truth, linear, on)
     result["fhdr_over_input"] = result["fhdr"] / result["linearised_input"]
     result["flicker_over_input"] = result["flicker_fhdr"] / result["flicker_linearised_input"]
     result["flicker_steady_over_input"] = result["flicker_steady"] / result["flicker_linearised_input"]
@@ -255,6 +338,12 @@ def main() -> None:
     ap.add_argument("--clipped", type=float, default=0.03, help="share of the shot's pixels the camera clips")
     ap.add_argument("--step", type=int, default=STEP, help="panorama pixels the view moves a frame (0: locked off)")
     ap.add_argument("--push", type=float, default=0.0, help="how much narrower the view gets a frame (a push-in)")
+    ap.add_argument(
+        "--object",
+        type=float,
+        default=None,
+        help="a light moving this many px a frame to the right through the shot on its own (a leaded window)",
+    )
     ap.add_argument("--noise", type=float, default=0.0, help="the camera's sensor noise, a new draw every frame")
     ap.add_argument("--jpeg", type=int, default=0, help="the camera's JPEG quality (0: none)")
     ap.add_argument("--tile", type=int, default=96, help="engine tile size (tile borders cross the highlights)")
@@ -272,6 +361,8 @@ def main() -> None:
     ap.add_argument("--steady", type=int, default=2, help="frames either side for the steadied figures (0: none)")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = ap.parse_args()
+    if args.object is not None and args.push:
+        ap.error("--object moves a light through a pan, not a push-in")
     result = run(args)
     if args.json:
         print(json.dumps(result))
@@ -288,6 +379,14 @@ def main() -> None:
         f"lift over the plate on the reconstructed pixels: fhdr {result['lift_fhdr']:.2f}x, truth "
         f"{result['lift_truth']:.2f}x"
     )
+    if args.object is not None:
+        print(
+            f"the moving light: flicker {result['object_flicker_fhdr']:.4f} stops, linearised input "
+            f"{result['object_flicker_linearised_input']:.4f} ({result['object_flicker_over_input']:.2f}x), lift "
+            f"{result['object_lift_fhdr']:.2f}x (truth {result['object_lift_truth']:.2f}x); steadied "
+            f"{result['object_flicker_steady']:.4f} stops ({result['object_flicker_steady_over_input']:.2f}x), lift "
+            f"{result['object_lift_steady']:.2f}x"
+        )
     print(
         f"steadied by {result['steady']} frames either side (fhdr batch --steady {result['steady']}): flicker "
         f"{result['flicker_steady_over_input']:.2f}x the linearised input's, lift {result['lift_steady']:.2f}x "

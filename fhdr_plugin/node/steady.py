@@ -4,13 +4,14 @@ The network sees each frame alone, so on a pan the lift of a highlight jitters a
 sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a frame, finds how far each moved
 (``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel, for the whole frame,
 then ``flow``: the same in windows of 128 px around the highlights, and the camera's pan, zoom and roll that
-fit them), moves it onto the frame (``placed_by``: by the fitted motion, or the whole frame's translation where
-that fits the plates far better, as for a still lamp while another light moves across the shot), and averages
-the gain of every reconstructed channel over the frames whose plate agrees with this one there (``AGREE``):
-where the scene moved otherwise (a passing car, parallax), or outside a neighbour's view, the frame keeps its own
-reconstruction, and a neighbour that no move explains (across a cut, ``MATCH``) is left out. What the plate
-measured is kept: a channel the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so
-does a frame without neighbours.
+fit them), moves it onto the frame (``placed_by``: by the fitted motion or, where it fits the plates far
+better, by the whole frame's translation, as for a still lamp while another light moves across the shot, or by
+none, as for a light the camera follows while the shot pans behind it), and averages the gain of every
+reconstructed channel over the frames whose plate agrees with this one there (``AGREE``): where the scene moved
+otherwise (a passing car, parallax), or outside a neighbour's view, the frame keeps its own reconstruction, and a
+neighbour that no move explains (across a cut, ``MATCH``) is left out. What the plate measured is kept: a channel
+the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without
+neighbours.
 """
 
 from __future__ import annotations
@@ -329,7 +330,9 @@ def steadied(
             continue
         stacked = np.concatenate([gain(other), blend_weight(other.display, low, high), other.display], axis=-1)
         translation = (np.full(len(ys), whole.rows), np.full(len(ys), whole.cols))
-        found, apart = placed_by(stacked, frame.display, (ys, xs), [flow(there, here, whole, near), translation])
+        still = (np.zeros(len(ys)), np.zeros(len(ys)))
+        candidates = [flow(there, here, whole, near), translation, still]
+        found, apart = placed_by(stacked, frame.display, (ys, xs), candidates)
         theirs, reconstructed = found[:, :3], found[:, 3:6]
         agree = apart < AGREE
         share = counts * reconstructed * agree[:, None]
