@@ -287,13 +287,19 @@ def placed_by(
     differ by less than ``PREFER`` times as much: (n, C). And the plates' mean difference over ``AGREE_RADIUS``
     around each point (n,), infinite where the neighbour did not see it."""
     ys, xs = points
-    differ = np.zeros(display.shape[:2], dtype=np.float32)
+    # The boxes around the points lie within their bounding box grown by DECIDE_RADIUS + 1, whose border rows
+    # and columns hold no point: the box means there are those of the whole frame.
+    h, w = display.shape[:2]
+    top, left = max(int(ys.min()) - DECIDE_RADIUS - 1, 0), max(int(xs.min()) - DECIDE_RADIUS - 1, 0)
+    bottom, right = min(int(ys.max()) + DECIDE_RADIUS + 2, h), min(int(xs.max()) + DECIDE_RADIUS + 2, w)
+    differ = np.zeros((bottom - top, right - left), dtype=np.float32)
+    at = (ys - top, xs - left)
 
     def fit(move: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found, inside = sampled(other, ys - move[0], xs - move[1])
-        differ[ys, xs] = np.abs(found[:, -3:] - display[ys, xs]).mean(axis=-1)
-        apart = np.where(inside, box_mean(differ, AGREE_RADIUS)[ys, xs], np.inf)
-        return found, apart, box_mean(differ, DECIDE_RADIUS)[ys, xs]
+        differ[at] = np.abs(found[:, -3:] - display[ys, xs]).mean(axis=-1)
+        apart = np.where(inside, box_mean(differ, AGREE_RADIUS)[at], np.inf)
+        return found, apart, box_mean(differ, DECIDE_RADIUS)[at]
 
     found, apart, around = fit(motions[0])
     for move in motions[1:]:
