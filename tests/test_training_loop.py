@@ -300,6 +300,16 @@ def synthetic_cases_of(images: list[np.ndarray], fractions: tuple[float, ...]) -
     return cases
 
 
+def test_a_shot_without_a_shift_is_one_view_under_two_noise_draws():
+    image = [data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))]
+    still = Synthesis(shift=0.0, jpeg=0.0)
+    ldr, tgt = HDRCrops(image, 32, still, seed=3).batch(4, frames=2)
+    assert np.allclose(tgt[0], tgt[1], atol=1e-6) and np.allclose(tgt[2], tgt[3], atol=1e-6)
+    assert not np.array_equal(ldr[0], ldr[1])  # the camera's noise is drawn anew
+    moved = HDRCrops(image, 32, Synthesis(jpeg=0.0), seed=3).batch(4, frames=2)[1]
+    assert not np.allclose(moved[0], moved[1], atol=1e-3)
+
+
 def test_the_consistency_term_is_the_change_of_the_error_between_frames_of_a_shot():
     crops = HDRCrops([data.read_rgb(shared("hdr-train/polyhaven512_lobby.exr"))], 32, SYN, seed=2)
     ldr, tgt = (torch.from_numpy(a) for a in crops.batch(4, frames=2))

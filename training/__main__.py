@@ -135,6 +135,12 @@ def train_cmd(
         max=1.0,
         help=f"Probability that a crop is centred on the brightest {SOURCE_SHARE:.0%} of its clipped pixels.",
     ),
+    shot_shift: float = typer.Option(
+        1.0,
+        min=0.0,
+        max=1.0,
+        help="With --consistency, how far (px) a shot's second frame moves; 0: the same view under new noise and JPEG.",
+    ),
     views: int = typer.Option(8, help="Rectilinear views cut from each training panorama, besides its crops."),
     device: str = typer.Option("", help="torch device type to train on [default: CUDA when available, else CPU]."),
     *,
@@ -156,7 +162,13 @@ def train_cmd(
     start = init_weights(init) if init else None
     val_stems = {s for s in val.split(",") if s}
     syn = Synthesis(
-        headroom=headroom, encoding=encoding, clip_min=clip_min, clip_max=clip_max, jpeg=jpeg, source=source
+        headroom=headroom,
+        encoding=encoding,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        jpeg=jpeg,
+        source=source,
+        shift=shot_shift,
     )
     crop, seed = cfg.crop, cfg.seed
     if paired is not None:

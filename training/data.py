@@ -78,6 +78,8 @@ class Synthesis:
     (so some crops have no clipping at all). With probability ``source`` the crop is instead centred on one of the
     brightest ``SOURCE_SHARE`` of the clipped pixels: the lights (a sun's disc, a lamp's filament) that hold most
     of a clipped area's light in a few of its pixels, and that a crop around any clipped pixel rarely meets.
+    A shot's later frames (``HDRCrops.shot``) are the crop moved by up to ``shift`` px across and down (0: the same
+    view, only the noise and the JPEG drawn anew).
     Images are also seen box-downscaled by each factor of ``scales`` that leaves them larger than the crop, so a
     highlight appears at several sizes. Each crop's camera draws a white balance, sensor noise, an optional
     highlight shoulder, a response curve (sRGB with a gamma tweak and an S-curve), quantisation and an optional
@@ -90,6 +92,7 @@ class Synthesis:
     clip_max: float = 0.12
     focus: float = 0.75
     source: float = 0.0
+    shift: float = 1.0
     scales: tuple[int, ...] = (1, 2, 4)
     white_balance: float = 0.08
     noise: float = 0.006
@@ -312,7 +315,7 @@ class HDRCrops:
             camera = Camera.draw(self.rng, self.syn)
             self.last_lossy = camera.jpeg_quality is not None
             rels = [window[: self.crop, : self.crop]]
-            rels += [subpixel_shift(window, *self.rng.uniform(0.0, 1.0, 2)) for _ in range(frames - 1)]
+            rels += [subpixel_shift(window, *self.rng.uniform(0.0, self.syn.shift, 2)) for _ in range(frames - 1)]
             return [(camera.render(rel, self.rng), target(rel, self.syn)) for rel in rels]
 
     def batch(self, size: int, frames: int = 1) -> tuple[np.ndarray, np.ndarray]:

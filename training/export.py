@@ -67,7 +67,12 @@ def checkpoint_metadata(ck: dict, extra: dict[str, str]) -> dict[str, str]:
                 else f"the raw output, pixels weighted 1 - {cfg.get('focus', 0):g} + {cfg.get('focus', 0):g} x blend"
             )
             + (f" + {cfg['keep']:g} x L1 to the plate over the measured channels" if cfg.get("keep") else "")
-            + (f" + {cfg['consistency']:g} x steadiness over two frames" if cfg.get("consistency") else "")
+            + (
+                f" + {cfg['consistency']:g} x steadiness over two frames"
+                f" (moved up to {syn.get('shift', 1.0):g} px, new noise and JPEG)"
+                if cfg.get("consistency")
+                else ""
+            )
             + (" + 10 x VGG19 perceptual" if ck["perceptual"] else "")
             + (
                 f"; an error above the truth (over-lift) weighs {cfg['over_weight']:g}x one below"
