@@ -22,9 +22,11 @@ interior (lamps and windows), ``--shot windows`` over a rotunda's small leaded w
 sunset panorama; ``--zoom`` enlarges every frame (its highlights deeper than the network sees, where the node's
 coarser levels act); ``--push R`` narrows the view by R a frame about its centre as it pans (a push-in, each
 frame read bilinearly from the downscaled panorama), so the frames move apart by a zoom as well as a translation
-and each pair is compared through that move. ``--steady N`` (default 2) measures the same again for ``fhdr batch
---steady N``: each frame's reconstruction steadied by N frames either side (``fhdr_plugin.node.steady``). Printed,
-never asserted. See benchmarks/README.md.
+and each pair is compared through that move; ``--object V`` puts a leaded window in front that moves V px a frame
+to the right on its own (0: the camera follows it), compared inside through its own move and reported apart as
+well. ``--steady N`` (default 2) measures the same again for ``fhdr batch --steady N``: each frame's
+reconstruction steadied by N frames either side (``fhdr_plugin.node.steady``). Printed, never asserted. See
+benchmarks/README.md.
 """
 
 from __future__ import annotations
