@@ -301,6 +301,22 @@ def test_a_frame_named_one_way_as_a_neighbour_and_another_as_itself_is_converted
     assert all(path.is_absolute() for path in (job.input, job.output, *(p for _, p in job.neighbours)))
 
 
+def leaded_light(size: int = 24) -> np.ndarray:
+    """The rotunda's brightest leaded window, ``size`` px square, 40 % of it clipped: a light to put in a shot."""
+    light = pan(1, width=size, height=size)[0]
+    return light / np.quantile(light.max(axis=-1), 0.6)
+
+
+def steadied_change(truth: list[np.ndarray], t: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """How far (stops, the most of the channels) steadying frame ``t`` of the shot by 2 frames either side moves
+    each pixel from that frame's own reconstruction, and which pixels the frame reconstructs."""
+    frames = reconstructions(truth)
+    low, high = blend()
+    out = steady.steadied(frames[t], steady.around(frames, t, 2), low, high)
+    reconstructed = scale.matte(frames[t].display, low, high)[..., 0] > 0
+    return np.abs(np.log2((out + 1e-2) / (frames[t].output + 1e-2))).max(axis=-1), reconstructed
+
+
 def test_a_light_moving_across_a_still_shot_leaves_the_still_lights_as_they_were() -> None:
     """A leaded window moves 1.5 px a frame across a locked-off interior with lamps of its own. The motion fitted to
     the windows that hold highlights is pulled towards the moving light's, so the lights that stay still take the
@@ -312,8 +328,7 @@ def test_a_light_moving_across_a_still_shot_leaves_the_still_lights_as_they_were
     y, x = np.unravel_index(np.argmax(interior.max(axis=-1)), interior.shape[:2])
     top, left = int(np.clip(y - 160, 0, interior.shape[0] - 320)), int(np.clip(x - 256, 0, interior.shape[1] - 512))
     still = downscale(expose(interior[top : top + 320, left : left + 512], 0.01), FACTOR)
-    window = pan(1, width=24, height=24)[0]
-    window = window / np.quantile(window.max(axis=-1), 0.6)
+    window = leaded_light()
     truth, where = [], []
     rows, cols = np.mgrid[0:160, 0:256].astype(np.float64)
     for t in range(5):
@@ -322,14 +337,10 @@ def test_a_light_moving_across_a_still_shot_leaves_the_still_lights_as_they_were
         frame[inside] = steady.sampled(window, rows - 60, cols - 40 - 1.5 * t)[0][inside]
         truth.append(frame.astype(np.float32))
         where.append(inside)
-    frames = reconstructions(truth)
-    low, high = blend()
-    out = steady.steadied(frames[2], steady.around(frames, 2, 2), low, high)
-    reconstructed = scale.matte(frames[2].display, low, high)[..., 0] > 0
+    change, reconstructed = steadied_change(truth)
     moving = reconstructed & where[2]
     still_lights = reconstructed & (np.abs(cols - 55) > 40)
     assert moving.sum() > 20 and still_lights.sum() > 20
-    change = np.abs(np.log2((out + 1e-2) / (frames[2].output + 1e-2))).max(axis=-1)
     assert change[still_lights].max() < 0.02
     assert change[moving].mean() > 0.02
 
@@ -341,8 +352,7 @@ def test_a_light_the_camera_follows_stays_its_own_while_the_shot_pans_behind_it(
     pan's motions alone it changed by 0.26, and by 1.4 stops at most), and the windows behind are still steadied
     by their neighbours."""
     behind = pan(5, width=192, height=112)
-    light = pan(1, width=24, height=24)[0]
-    light = light / np.quantile(light.max(axis=-1), 0.6)
+    light = leaded_light()
     held = np.zeros(behind[0].shape[:2], dtype=bool)
     held[44:68, 24:48] = True
     truth = []
@@ -350,14 +360,10 @@ def test_a_light_the_camera_follows_stays_its_own_while_the_shot_pans_behind_it(
         frame = frame.copy()
         frame[held] = light.reshape(-1, 3)
         truth.append(frame)
-    frames = reconstructions(truth)
-    low, high = blend()
-    out = steady.steadied(frames[2], steady.around(frames, 2, 2), low, high)
-    reconstructed = scale.matte(frames[2].display, low, high)[..., 0] > 0
+    change, reconstructed = steadied_change(truth)
     inside = reconstructed & held
     cols = np.arange(held.shape[1])[None, :]
     panning = reconstructed & (cols > 64)
     assert inside.sum() > 20 and panning.sum() > 20
-    change = np.abs(np.log2((out + 1e-2) / (frames[2].output + 1e-2))).max(axis=-1)
     assert change[inside].mean() < 0.03
     assert change[panning].mean() > 0.02
