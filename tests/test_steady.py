@@ -75,6 +75,12 @@ def plate_key(frame: np.ndarray) -> np.ndarray:
     return steady.key(steady.Reconstruction(linear, display, linear))
 
 
+def fitted(windowed: list, whole: steady.Motion, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The camera's motion fitted to the windows' (``flow``) at the pixels of ``where``: rows and columns."""
+    motion = steady.similarity(windowed)(*np.nonzero(where))
+    return whole.rows + motion[:, 0], whole.cols + motion[:, 1]
+
+
 @pytest.mark.parametrize(("zoom", "roll"), [(1.02, 0.0), (1.0, 1.0), (0.99, -0.5)])
 def test_the_motion_of_a_zoom_or_a_roll_is_found_where_the_frame_reconstructs(zoom: float, roll: float) -> None:
     """A neighbour ``zoom`` times larger and rolled by ``roll`` degrees about the centre moves each pixel by up to
@@ -95,7 +101,7 @@ def test_the_motion_of_a_zoom_or_a_roll_is_found_where_the_frame_reconstructs(zo
     where = here > 0.9
     true_rows, true_cols = (y - qy)[where], (x - qx)[where]
     whole = steady.shift_between(there, here)
-    rows, cols = steady.flow(there, here, whole, where)
+    rows, cols = fitted(steady.flow(there, here, whole, where), whole, where)
     found = np.hypot(rows - true_rows, cols - true_cols)
     assert found.mean() < 0.25
     assert np.hypot(whole.rows - true_rows, whole.cols - true_cols).mean() > 2 * found.mean() + 0.2
@@ -111,7 +117,8 @@ def test_a_frame_full_of_highlights_finds_its_zoom_in_at_most_max_windows() -> N
     other = steady.sampled(texture[..., None], cy + (y - cy) / 1.01, cx + (x - cx) / 1.01)[0][..., 0]
     assert len(steady.windows(h)[0]) * len(steady.windows(w)[0]) > steady.MAX_WINDOWS
     everywhere = np.ones((h, w), dtype=bool)
-    rows, cols = steady.flow(other, texture, steady.shift_between(other, texture), everywhere)
+    whole = steady.shift_between(other, texture)
+    rows, cols = fitted(steady.flow(other, texture, whole, everywhere), whole, everywhere)
     # the frame at p is the neighbour at c + (p - c) * 1.01, so it moved by (p - c) * (1 - 1.01)
     error = np.hypot(rows - ((y - cy) * -0.01).ravel(), cols - ((x - cx) * -0.01).ravel())
     assert error.mean() < 0.1 and error.max() < 0.3
@@ -128,11 +135,58 @@ def test_similarity_fits_a_pan_zoom_and_roll_to_the_motions_found() -> None:
     assert not steady.similarity([])(np.zeros(1), np.zeros(1)).any()
 
 
+def test_nearest_gives_each_point_the_motion_of_the_window_nearest_it() -> None:
+    points = [((10.0, 10.0), (1.0, 0.0)), ((10.0, 100.0), (0.0, 2.0)), ((80.0, 50.0), (-1.0, -1.0))]
+    ys, xs = np.array([0, 12, 60, 79, 30]), np.array([0, 90, 50, 10, 56])
+    assert steady.nearest(points)(ys, xs).tolist() == [[1, 0], [0, 2], [-1, -1], [-1, -1], [0, 2]]
+    assert not steady.nearest([])(ys, xs).any()
+
+
 def test_moved_moves_by_a_fraction_and_says_what_came_from_inside() -> None:
     ramp = np.tile(np.arange(8, dtype=np.float32), (4, 1))[..., None]
     out, inside = steady.moved(ramp, (0.0, 1.25))
     assert out[:, 2:, 0] == pytest.approx(ramp[:, 2:, 0] - 1.25)
     assert not inside[:, :2].any() and inside[:, 2:].all()
+
+
+def test_regions_are_the_connected_areas_of_a_mask_across_corners_too() -> None:
+    mask = np.random.default_rng(1).random((60, 90)) < 0.45
+    labels = steady.regions(mask)
+    assert (labels[~mask] == mask.size).all()
+    found = np.full(mask.shape, -1)  # the same areas by a breadth-first fill
+    for start in zip(*np.nonzero(mask), strict=True):
+        if found[start] >= 0:
+            continue
+        found[start], queue = labels[start], [start]
+        while queue:
+            y, x = queue.pop()
+            for v in range(max(y - 1, 0), min(y + 2, 60)):
+                for u in range(max(x - 1, 0), min(x + 2, 90)):
+                    if mask[v, u] and found[v, u] < 0:
+                        found[v, u] = labels[start]
+                        queue.append((v, u))
+    assert np.array_equal(found[mask], labels[mask])
+    assert len(np.unique(labels[mask])) > 10
+
+
+def test_each_highlight_takes_one_motion_the_one_that_fits_it_best() -> None:
+    """Two highlights: in the first the neighbour's plate is the frame's moved one pixel left, except its left
+    quarter, which did not move; the second did not move at all. The first takes the move everywhere, its left
+    quarter too (a choice per pixel would leave that quarter where it was), and the second takes no motion."""
+    texture = np.random.default_rng(2).random((40, 100)).astype(np.float32)
+    display = np.repeat(texture[..., None], 3, axis=-1)
+    other = np.roll(display, -1, axis=1)
+    other[:, :25] = display[:, :25]
+    other[:, 70:] = display[:, 70:]
+    first, second = np.zeros((40, 100), dtype=bool), np.zeros((40, 100), dtype=bool)
+    first[10:30, 10:60], second[10:30, 75:95] = True, True
+    ys, xs = np.nonzero(first | second)
+    pan, still = (np.zeros(len(ys)), np.ones(len(ys))), (np.zeros(len(ys)), np.zeros(len(ys)))
+    found, apart = steady.placed_by(other, display, (ys, xs), [pan, still])
+    on_first = first[ys, xs]
+    assert found[on_first] == pytest.approx(other[ys[on_first], xs[on_first] - 1])
+    assert found[~on_first] == pytest.approx(display[ys[~on_first], xs[~on_first]])
+    assert (apart[~on_first] == 0).all() and apart[on_first][xs[on_first] >= 28].max() == 0
 
 
 def test_a_frame_alone_after_a_cut_or_beside_a_black_frame_is_the_nodes_own_output() -> None:

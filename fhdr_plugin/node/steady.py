@@ -3,15 +3,16 @@
 The network sees each frame alone, so on a pan the lift of a highlight jitters as its clipped shape changes by
 sub-pixel amounts. ``steadied`` takes the reconstructions of frames around a frame, finds how far each moved
 (``shift_between``: phase correlation of the plates' luminance, to a twentieth of a pixel, for the whole frame,
-then ``flow``: the same in windows of 128 px around the highlights, and the camera's pan, zoom and roll that
-fit them), moves it onto the frame (``placed_by``: by the fitted motion or, where it fits the plates far
-better, by the whole frame's translation, as for a still lamp while another light moves across the shot, or by
-none, as for a light the camera follows while the shot pans behind it), and averages the gain of every
-reconstructed channel over the frames whose plate agrees with this one there (``AGREE``): where the scene moved
-otherwise (a passing car, parallax), or outside a neighbour's view, the frame keeps its own reconstruction, and a
-neighbour that no move explains (across a cut, ``MATCH``) is left out. What the plate measured is kept: a channel
-the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so does a frame without
-neighbours.
+then ``flow``: the same in windows of 128 px around the highlights), moves it onto the frame (``placed_by``, one
+motion for each highlight and its rim: the camera's pan, zoom and roll fitted to the windows' motions
+(``similarity``) or, where another fits that highlight's plates far better, the whole frame's translation (a still
+lamp while another light moves across the shot), none (a light the camera follows while the shot pans behind it)
+or the nearest window's own motion (a light moving its own way among others, ``nearest``)), and averages the gain
+of every reconstructed channel over the frames whose plate agrees with this one there (``AGREE``): where the
+scene moved otherwise (a passing car, parallax), or outside a neighbour's view, the frame keeps its own
+reconstruction, and a neighbour that no move explains (across a cut, ``MATCH``) is left out. What the plate
+measured is kept: a channel the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so
+does a frame without neighbours.
 """
 
 from __future__ import annotations
@@ -40,10 +41,8 @@ AGREE = 0.1
 AGREE_RADIUS = 2
 #: The motion is found to 1/REFINE of a pixel.
 REFINE = 20
-#: Radius (px) over which two motions of a neighbour are compared by how well they fit its plate to the frame's
-#: (``placed_by``): wide enough that the flat inside of a light takes the motion its edges chose.
-DECIDE_RADIUS = 8
-#: How much closer a later motion must fit the plates than the first for a pixel to take it.
+#: How much closer a later motion must fit the plates than the first, on average over a highlight and its rim,
+#: for the highlight to take it.
 PREFER = 0.5
 #: How far apart (px) the windows ``flow`` finds the motion in are; each is twice as wide.
 BLOCK = 64
@@ -149,14 +148,15 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> Motion:
     return motion(spectrum(a), spectrum(b))
 
 
-def flow(other: np.ndarray, frame: np.ndarray, whole: Motion, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How far each pixel of ``where`` (H, W) in image ``frame`` (H, W) is ``other`` moved: the ``whole`` frame's
-    translation, refined by the camera's pan, zoom and roll (``similarity``) that fit best the motions found in the
-    windows of ``2 * BLOCK`` px (``windows``, ``BLOCK`` apart) that hold a pixel of ``where`` (at most
-    ``MAX_WINDOWS`` of them, evenly spread), each between the two images there, ``other`` first moved by
-    ``whole``; a window where no move explains the two (``MATCH``), or one that would move by more than a quarter
-    of its size, is not used. The rows and the columns of the motion at the pixels ``np.nonzero(where)`` gives,
-    each (n,)."""
+def flow(
+    other: np.ndarray, frame: np.ndarray, whole: Motion, where: np.ndarray
+) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """How far image ``frame`` (H, W) is ``other`` moved, window by window: in each of the windows of ``2 * BLOCK``
+    px (``windows``, ``BLOCK`` apart) that hold a pixel of ``where`` (H, W; at most ``MAX_WINDOWS`` of them, evenly
+    spread), the motion between the two images there, ``other`` first moved by the ``whole`` frame's translation;
+    a window where no move explains the two (``MATCH``), or one that would move by more than a quarter of its
+    size, is left out. Each window's centre (y, x) and its motion (rows, columns) beyond ``whole``: what
+    ``similarity`` and ``nearest`` spread over the frame."""
     h, w = frame.shape
     (ys, sy), (xs, sx) = windows(h), windows(w)
     inside = np.cumsum(np.cumsum(np.pad(where, ((1, 0), (1, 0))).astype(np.int64), 0), 1)
@@ -174,9 +174,31 @@ def flow(other: np.ndarray, frame: np.ndarray, whole: Motion, where: np.ndarray)
         local = shift_between(there[y0 : y0 + sy, x0 : x0 + sx], frame[y0 : y0 + sy, x0 : x0 + sx])
         if local.match >= MATCH and max(abs(local.rows), abs(local.cols)) <= min(sy, sx) / 4:
             found.append(((y0 + (sy - 1) / 2, x0 + (sx - 1) / 2), (local.rows, local.cols)))
-    py, px = np.nonzero(where)
-    refined = similarity(found)(py, px)
-    return whole.rows + refined[:, 0], whole.cols + refined[:, 1]
+    return found
+
+
+def nearest(
+    points: Sequence[tuple[tuple[float, float], tuple[float, float]]],
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The motion (rows, columns) at any point (y, x) that ``points`` (each a point and its motion) give the nearest
+    of them (none: no motion): a light that moves its own way, followed by the window around it. Returns a function
+    of two arrays of rows and columns, each (n,), to the motion (n, 2)."""
+
+    def motion_at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        if not points:
+            return np.zeros((len(y), 2))
+        at = np.array([p for p, _ in points], dtype=np.float32)
+        motions = np.array([m for _, m in points], dtype=np.float64)
+        y, x = np.asarray(y, dtype=np.float32), np.asarray(x, dtype=np.float32)
+        which = np.empty(len(y), dtype=np.int64)
+        for s in range(0, len(y), 1 << 14):  # the (n, windows) distances a slice at a time
+            part = slice(s, s + (1 << 14))
+            apart = np.square(y[part, None] - at[:, 0])
+            apart += np.square(x[part, None] - at[:, 1])
+            which[part] = apart.argmin(axis=1)
+        return motions[which]
+
+    return motion_at
 
 
 def similarity(
@@ -275,6 +297,26 @@ def key(frame: Reconstruction) -> np.ndarray:
     return (frame.display @ REC709_LUMA).astype(np.float32)
 
 
+def regions(mask: np.ndarray) -> np.ndarray:
+    """The connected areas of ``mask`` (H, W; neighbours across corners too): each pixel's area as the raster index
+    of the area's first pixel, ``mask.size`` outside (H, W). Found by spreading the smallest index to the
+    neighbours and following each index to its own pixel's, until nothing changes."""
+    h, w = mask.shape
+    outside = h * w
+    label = np.where(mask, np.arange(outside).reshape(h, w), outside)
+    while True:
+        padded = np.pad(label, 1, constant_values=outside)
+        least = label
+        for dy in range(3):
+            for dx in range(3):
+                least = np.minimum(least, padded[dy : dy + h, dx : dx + w])
+        follow = np.append(np.where(mask, least, outside).ravel(), outside)
+        least = follow[follow[follow[:-1]]].reshape(h, w)
+        if np.array_equal(least, label):
+            return label
+        label = least
+
+
 def placed_by(
     other: np.ndarray,
     display: np.ndarray,
@@ -283,31 +325,37 @@ def placed_by(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A neighbour's ``other`` (H, W, C; its display-referred plate last) moved onto the frame of plate ``display``
     (H, W, 3) at ``points`` (rows, columns, each (n,)) by the first of ``motions`` (each the rows and the columns
-    of a motion at the points), or by a later one where, over ``DECIDE_RADIUS`` around the pixel, the plates
-    differ by less than ``PREFER`` times as much: (n, C). And the plates' mean difference over ``AGREE_RADIUS``
-    around each point (n,), infinite where the neighbour did not see it."""
+    of a motion at the points), or by a later one in each connected area of the points (``regions``: a highlight
+    and its rim) whose plates it fits, on average over the area, with less than ``PREFER`` times the difference:
+    (n, C). And the plates' mean difference over ``AGREE_RADIUS`` around each point (n,), infinite where the
+    neighbour did not see it."""
     ys, xs = points
-    # The boxes around the points lie within their bounding box grown by DECIDE_RADIUS + 1, whose border rows
+    # The boxes around the points lie within their bounding box grown by AGREE_RADIUS + 1, whose border rows
     # and columns hold no point: the box means there are those of the whole frame.
     h, w = display.shape[:2]
-    top, left = max(int(ys.min()) - DECIDE_RADIUS - 1, 0), max(int(xs.min()) - DECIDE_RADIUS - 1, 0)
-    bottom, right = min(int(ys.max()) + DECIDE_RADIUS + 2, h), min(int(xs.max()) + DECIDE_RADIUS + 2, w)
+    top, left = max(int(ys.min()) - AGREE_RADIUS - 1, 0), max(int(xs.min()) - AGREE_RADIUS - 1, 0)
+    bottom, right = min(int(ys.max()) + AGREE_RADIUS + 2, h), min(int(xs.max()) + AGREE_RADIUS + 2, w)
     differ = np.zeros((bottom - top, right - left), dtype=np.float32)
     at = (ys - top, xs - left)
+    mask = np.zeros(differ.shape, dtype=bool)
+    mask[at] = True
+    area = np.unique(regions(mask)[at], return_inverse=True)[1].ravel()
+    size = np.bincount(area)
 
     def fit(move: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found, inside = sampled(other, ys - move[0], xs - move[1])
         differ[at] = np.abs(found[:, -3:] - display[ys, xs]).mean(axis=-1)
         apart = np.where(inside, box_mean(differ, AGREE_RADIUS)[at], np.inf)
-        return found, apart, box_mean(differ, DECIDE_RADIUS)[at]
+        return found, apart, np.bincount(area, weights=differ[at], minlength=len(size)) / size
 
-    found, apart, around = fit(motions[0])
+    found, apart, score = fit(motions[0])
     for move in motions[1:]:
-        their_found, their_apart, their_around = fit(move)
-        closer = their_around < PREFER * around
+        their_found, their_apart, their_score = fit(move)
+        better = their_score < PREFER * score
+        closer = better[area]
         found = np.where(closer[:, None], their_found, found)
         apart = np.where(closer, their_apart, apart)
-        around = np.where(closer, their_around, around)
+        score = np.where(better, their_score, score)
     return found, apart
 
 
@@ -335,9 +383,14 @@ def steadied(
         if whole.match < MATCH:
             continue
         stacked = np.concatenate([gain(other), blend_weight(other.display, low, high), other.display], axis=-1)
-        translation = (np.full(len(ys), whole.rows), np.full(len(ys), whole.cols))
-        still = (np.zeros(len(ys)), np.zeros(len(ys)))
-        candidates = [flow(there, here, whole, near), translation, still]
+        windowed = flow(there, here, whole, near)
+        fitted, local = similarity(windowed)(ys, xs), nearest(windowed)(ys, xs)
+        candidates = [
+            (whole.rows + fitted[:, 0], whole.cols + fitted[:, 1]),
+            (np.full(len(ys), whole.rows), np.full(len(ys), whole.cols)),
+            (np.zeros(len(ys)), np.zeros(len(ys))),
+            (whole.rows + local[:, 0], whole.cols + local[:, 1]),
+        ]
         found, apart = placed_by(stacked, frame.display, (ys, xs), candidates)
         theirs, reconstructed = found[:, :3], found[:, 3:6]
         agree = apart < AGREE
