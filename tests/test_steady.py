@@ -171,8 +171,8 @@ def test_regions_are_the_connected_areas_of_a_mask_across_corners_too() -> None:
 
 def test_each_highlight_takes_one_motion_the_one_that_fits_it_best() -> None:
     """Two highlights: in the first the neighbour's plate is the frame's moved one pixel left, except its left
-    quarter, which did not move; the second did not move at all. The first takes the move everywhere, its left
-    quarter too (a choice per pixel would leave that quarter where it was), and the second takes no motion."""
+    30 %, which did not move; the second did not move at all. The first takes the move everywhere, its left part
+    too (a choice per pixel, as before session 38, left that part where it was), and the second takes no motion."""
     texture = np.random.default_rng(2).random((40, 100)).astype(np.float32)
     display = np.repeat(texture[..., None], 3, axis=-1)
     other = np.roll(display, -1, axis=1)
