@@ -182,7 +182,7 @@ def test_each_highlight_takes_one_motion_the_one_that_fits_it_best() -> None:
     first[10:30, 10:60], second[10:30, 75:95] = True, True
     ys, xs = np.nonzero(first | second)
     pan, still = (np.zeros(len(ys)), np.ones(len(ys))), (np.zeros(len(ys)), np.zeros(len(ys)))
-    found, apart = steady.placed_by(other, display, (ys, xs), [pan, still])
+    found, apart = steady.placed_by(other, display, (ys, xs), steady.areas_of((ys, xs)), [pan, still])
     on_first = first[ys, xs]
     assert found[on_first] == pytest.approx(other[ys[on_first], xs[on_first] - 1])
     assert found[~on_first] == pytest.approx(display[ys[~on_first], xs[~on_first]])

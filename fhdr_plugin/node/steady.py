@@ -317,16 +317,27 @@ def regions(mask: np.ndarray) -> np.ndarray:
         label = least
 
 
+def areas_of(points: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Which connected area of ``points`` (rows, columns, each (n,); ``regions``: a highlight and its rim) each
+    point lies in, numbered from 0: (n,)."""
+    ys, xs = points
+    top, left = int(ys.min()), int(xs.min())
+    mask = np.zeros((int(ys.max()) - top + 1, int(xs.max()) - left + 1), dtype=bool)
+    mask[ys - top, xs - left] = True
+    return np.unique(regions(mask)[ys - top, xs - left], return_inverse=True)[1].ravel()
+
+
 def placed_by(
     other: np.ndarray,
     display: np.ndarray,
     points: tuple[np.ndarray, np.ndarray],
+    area: np.ndarray,
     motions: Sequence[tuple[np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """A neighbour's ``other`` (H, W, C; its display-referred plate last) moved onto the frame of plate ``display``
     (H, W, 3) at ``points`` (rows, columns, each (n,)) by the first of ``motions`` (each the rows and the columns
-    of a motion at the points), or by a later one in each connected area of the points (``regions``: a highlight
-    and its rim) whose plates it fits, on average over the area, with less than ``PREFER`` times the difference:
+    of a motion at the points), or by a later one in each connected area of the points (``area``, from
+    ``areas_of``) whose plates it fits, on average over the area, with less than ``PREFER`` times the difference:
     (n, C). And the plates' mean difference over ``AGREE_RADIUS`` around each point (n,), infinite where the
     neighbour did not see it."""
     ys, xs = points
@@ -337,9 +348,6 @@ def placed_by(
     bottom, right = min(int(ys.max()) + AGREE_RADIUS + 2, h), min(int(xs.max()) + AGREE_RADIUS + 2, w)
     differ = np.zeros((bottom - top, right - left), dtype=np.float32)
     at = (ys - top, xs - left)
-    mask = np.zeros(differ.shape, dtype=bool)
-    mask[at] = True
-    area = np.unique(regions(mask)[at], return_inverse=True)[1].ravel()
     size = np.bincount(area)
 
     def fit(move: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -374,6 +382,7 @@ def steadied(
         return frame.output.copy()
     near = box_mean(reconstructs.astype(np.float32), AGREE_RADIUS) > 0  # and the boxes the plates are compared in
     ys, xs = np.nonzero(near)
+    area = areas_of((ys, xs))
     total, count = weight[ys, xs] * own[ys, xs], weight[ys, xs]
     here = key(frame)
     target = spectrum(here)
@@ -391,7 +400,7 @@ def steadied(
             (np.zeros(len(ys)), np.zeros(len(ys))),
             (whole.rows + local[:, 0], whole.cols + local[:, 1]),
         ]
-        found, apart = placed_by(stacked, frame.display, (ys, xs), candidates)
+        found, apart = placed_by(stacked, frame.display, (ys, xs), area, candidates)
         theirs, reconstructed = found[:, :3], found[:, 3:6]
         agree = apart < AGREE
         share = counts * reconstructed * agree[:, None]
