@@ -371,10 +371,17 @@ def steadied(
     frame: Reconstruction, neighbours: Sequence[tuple[Reconstruction, float]], low: float, high: float
 ) -> np.ndarray:
     """The node's linear output for ``frame`` (H, W, 3) steadied by ``neighbours`` (other frames of the shot, the
-    same size, each with how much it counts, ``closeness``): per channel, its gain over the plate moves towards the
-    mean over the frames (the neighbours moved onto it, where their plates agree with its own and they
-    reconstructed the channel; a neighbour a move does not explain, ``MATCH``, is left out) as far as the blend
-    (``low``, ``high``) reconstructs that channel here."""
+    same size, each with how much it counts, ``closeness``), over the frames whose plates agree with its own there
+    (the neighbours moved onto it; one a move does not explain, ``MATCH``, is left out), per channel the blend
+    (``low``, ``high``) reconstructs here:
+
+    - a channel the plate clipped (blend weight 1): its gain over the plate moves to the mean over the frames that
+      reconstructed it;
+    - a channel in the blend's ramp (weight between 0 and 1: a lossy plate's near-white values, whose weight
+      follows the display value and so its noise and its codec): the weight is that of the display value averaged
+      over the frames, and the gain is the network's whole gain (each frame's gain over 1, over its weight)
+      averaged over them.
+    """
     own = gain(frame)
     weight = blend_weight(frame.display, low, high) * (frame.linear <= WHITE)
     reconstructs = weight.max(axis=-1) > 0
@@ -383,7 +390,10 @@ def steadied(
     near = box_mean(reconstructs.astype(np.float32), AGREE_RADIUS) > 0  # and the boxes the plates are compared in
     ys, xs = np.nonzero(near)
     area = areas_of((ys, xs))
-    total, count = weight[ys, xs] * own[ys, xs], weight[ys, xs]
+    w = weight[ys, xs]
+    total, count = w * own[ys, xs], w
+    excess, spread = own[ys, xs] - 1.0, w
+    seen, looks = frame.display[ys, xs].astype(np.float64), np.ones((len(ys), 1))
     here = key(frame)
     target = spectrum(here)
     for other, counts in neighbours:
@@ -401,12 +411,19 @@ def steadied(
             (whole.rows + local[:, 0], whole.cols + local[:, 1]),
         ]
         found, apart = placed_by(stacked, frame.display, (ys, xs), area, candidates)
-        theirs, reconstructed = found[:, :3], found[:, 3:6]
-        agree = apart < AGREE
-        share = counts * reconstructed * agree[:, None]
-        total = total + share * theirs
-        count = count + share
+        theirs, reconstructed, display = found[:, :3], found[:, 3:6], found[:, 6:]
+        looked = counts * (apart < AGREE)[:, None]
+        total = total + looked * reconstructed * theirs
+        count = count + looked * reconstructed
+        excess = excess + looked * (theirs - 1.0)
+        spread = spread + looked * reconstructed
+        seen = seen + looked * display
+        looks = looks + looked
+    linear = frame.linear[ys, xs]
+    clipped = frame.output[ys, xs] * np.power(total / np.maximum(count, 1e-12) / own[ys, xs], w)
+    steadier = blend_weight((seen / looks).astype(np.float32), low, high)
+    ramp = np.maximum(linear * (1.0 + steadier * excess / np.maximum(spread, 1e-12)), linear)
+    alone = (looks == 1.0) | (w == 0)
     out = frame.output.copy()
-    mean = total / np.maximum(count, 1e-12)
-    out[ys, xs] = frame.output[ys, xs] * np.power(mean / own[ys, xs], weight[ys, xs])
+    out[ys, xs] = np.where(alone, frame.output[ys, xs], np.where(w >= 1.0, clipped, ramp))
     return out.astype(np.float32)
