@@ -8,7 +8,8 @@ motion for each highlight and its rim: the camera's pan, zoom and roll fitted to
 (``similarity``) or, where another fits that highlight's plates far better, the whole frame's translation (a still
 lamp while another light moves across the shot), none (a light the camera follows while the shot pans behind it)
 or the nearest window's own motion (a light moving its own way among others, ``nearest``)), and averages the gain
-of every reconstructed channel over the frames whose plate agrees with this one there (``AGREE``): where the
+of every reconstructed channel over the frames whose plate agrees with this one there (``AGREE``; in the blend's
+ramp, where a lossy plate's grain and codec move the weight, the weight of the averaged display too): where the
 scene moved otherwise (a passing car, parallax), or outside a neighbour's view, the frame keeps its own
 reconstruction, and a neighbour that no move explains (across a cut, ``MATCH``) is left out. What the plate
 measured is kept: a channel the blend leaves as the plate (weight 0) comes out as the plate, bit for bit, and so
