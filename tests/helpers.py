@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,13 @@ from fhdr_plugin.host.cli import app
 
 #: ``fhdr`` as a user runs it, through this interpreter.
 FHDR = [sys.executable, "-m", "fhdr_plugin"]
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child that a test stops with SIGINT: SIGINT's default action restored, as a terminal
+    gives it. A shell starts its background jobs with SIGINT ignored, and a Python started so raises no
+    KeyboardInterrupt: under a CI that runs the tests in the background, the child would ignore the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def pixels(image: oiio.ImageBuf | str | os.PathLike, dtype: oiio.BASETYPE = oiio.FLOAT) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 from conftest import ROOT, shared
-from helpers import batch, fhdr, plate, unwritable
+from helpers import batch, fhdr, interruptible, plate, unwritable
 
 from fhdr_plugin.host.batch import LocalExecutor, plan, run_batch
 from fhdr_plugin.imaging.color import config
@@ -356,7 +356,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     plate(tmp_path, range(1, 17))
     report = tmp_path / "r.json"
     cmd = [str(FHDR), "batch", str(tmp_path / "plate.#.png"), str(tmp_path / "h.#.exr"), "--report", str(report), *FAST]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.monotonic() + 300
     while not list(tmp_path.glob("h.*.exr")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

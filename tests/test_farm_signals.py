@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_image
-from helpers import FHDR, plate, plate_frame
+from helpers import FHDR, interruptible, plate, plate_frame
 from typer.testing import CliRunner
 
 from fhdr_plugin.host.cli import app
@@ -22,7 +22,13 @@ ENGINE_LINE = f"fhdr: engine: model {manifest().default_model}, device cpu, prec
 
 
 def start(*args: object) -> subprocess.Popen:
-    return subprocess.Popen([*FHDR, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*FHDR, *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
 
 
 def read_until(proc: subprocess.Popen, text: str, seconds: float = 300) -> list[str]:

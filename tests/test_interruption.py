@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import exercised
-from helpers import batch, pixels, plate
+from helpers import batch, interruptible, pixels, plate
 
 FHDR = Path(sys.executable).with_name("fhdr")
 FRAMES = range(1, 7)
@@ -58,7 +58,7 @@ def assert_frames_match(folder: Path, reference: dict[int, np.ndarray]) -> None:
 def kill_at(cmd: list[str], folder: Path, sig: signal.Signals, after: int, delay: float) -> tuple[int, str]:
     """Start ``cmd``; once ``after`` outputs exist, wait ``delay`` seconds and send ``sig`` (if it still runs);
     returns its exit code and stderr."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.monotonic() + 300
     while len(finals(folder)) < after and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
