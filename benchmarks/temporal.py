@@ -278,7 +278,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     fhdr = [node.predict_linear(frame, "srgb_tx", params)[0] for frame in ldr]
     seconds = (time.perf_counter() - start) / len(ldr)
     linear = [color.convert(frame, "srgb_tx", color.LINEAR_SPACE) for frame in ldr]
-    masks = [scale.matte_of(frame, params.blend)[..., 0] > 0 for frame in ldr]
+    mattes = [scale.matte_of(frame, params.blend)[..., 0] for frame in ldr]
+    masks = [matte > 0 for matte in mattes]
     start = time.perf_counter()
     steadied = steadied_shot(ldr, fhdr, params, args.steady)
     steady_seconds = (time.perf_counter() - start) / len(ldr)
@@ -299,6 +300,12 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "lift_steady": lift(steadied, linear, masks),
         "steady_seconds_per_frame": steady_seconds,
     }
+    for part, masked in (("ramp", [(m > 0) & (m < 1) for m in mattes]), ("clipped", [m == 1 for m in mattes])):
+        plate = flicker(linear, truth, masked, moves) if any(m.any() for m in masked[1:]) else 0.0
+        for name, outputs in (("fhdr", fhdr), ("steady", steadied)):
+            result[f"{part}_flicker_{name}_over_input"] = (
+                flicker(outputs, truth, masked, moves) / plate if plate else float("nan")
+            )
     if light is not None:
         on = [m & light.inside(m.shape, t, zoom, LIGHT_EDGE) for t, m in enumerate(masks)]
         plate = flicker(linear, truth, on, moves)  # 0 where the light moves by whole pixels: no resampling
@@ -393,6 +400,12 @@ def main() -> None:
         f"steadied by {result['steady']} frames either side (fhdr batch --steady {result['steady']}): flicker "
         f"{result['flicker_steady_over_input']:.2f}x the linearised input's, lift {result['lift_steady']:.2f}x "
         f"(+{result['steady_seconds_per_frame']:.2f} s/frame)"
+    )
+    print(
+        "flicker / the linearised input's, per frame → steadied: where the plate clipped "
+        f"{result['clipped_flicker_fhdr_over_input']:.2f} → {result['clipped_flicker_steady_over_input']:.2f}, "
+        f"in the blend's ramp {result['ramp_flicker_fhdr_over_input']:.2f} → "
+        f"{result['ramp_flicker_steady_over_input']:.2f}"
     )
 
 
