@@ -149,24 +149,33 @@ def test_moved_moves_by_a_fraction_and_says_what_came_from_inside() -> None:
     assert not inside[:, :2].any() and inside[:, 2:].all()
 
 
-def test_regions_are_the_connected_areas_of_a_mask_across_corners_too() -> None:
+def test_areas_of_are_the_connected_areas_of_the_points_across_corners_too() -> None:
     mask = np.random.default_rng(1).random((60, 90)) < 0.45
-    labels = steady.regions(mask)
-    assert (labels[~mask] == mask.size).all()
-    found = np.full(mask.shape, -1)  # the same areas by a breadth-first fill
-    for start in zip(*np.nonzero(mask), strict=True):
+    mask[:, 89] = mask[:, 0] = True  # a row's end beside the next row's start: not neighbours
+    mask[5:7] = False
+    ys, xs = np.nonzero(mask)
+    area = steady.areas_of((ys + 1000, xs + 3000))  # anywhere in the frame
+    labels = np.full(mask.shape, -1)
+    labels[ys, xs] = area
+    found = np.full(mask.shape, -1)  # the same areas by a breadth-first fill, numbered as they are met
+    count = 0
+    for start in zip(ys, xs, strict=True):
         if found[start] >= 0:
             continue
-        found[start], queue = labels[start], [start]
+        found[start], queue = count, [start]
         while queue:
             y, x = queue.pop()
             for v in range(max(y - 1, 0), min(y + 2, 60)):
                 for u in range(max(x - 1, 0), min(x + 2, 90)):
                     if mask[v, u] and found[v, u] < 0:
-                        found[v, u] = labels[start]
+                        found[v, u] = count
                         queue.append((v, u))
+        count += 1
     assert np.array_equal(found[mask], labels[mask])
-    assert len(np.unique(labels[mask])) > 10
+    assert count > 10
+    shuffled = np.random.default_rng(2).permutation(len(ys))  # in any order, the same areas
+    again = steady.areas_of((ys[shuffled], xs[shuffled]))
+    assert len(np.unique(np.stack([again, area[shuffled]]), axis=1).T) == count == again.max() + 1
 
 
 def test_each_highlight_takes_one_motion_the_one_that_fits_it_best() -> None:

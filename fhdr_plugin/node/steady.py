@@ -298,34 +298,39 @@ def key(frame: Reconstruction) -> np.ndarray:
     return (frame.display @ REC709_LUMA).astype(np.float32)
 
 
-def regions(mask: np.ndarray) -> np.ndarray:
-    """The connected areas of ``mask`` (H, W; neighbours across corners too): each pixel's area as the raster index
-    of the area's first pixel, ``mask.size`` outside (H, W). Found by spreading the smallest index to the
-    neighbours and following each index to its own pixel's, until nothing changes."""
-    h, w = mask.shape
-    outside = h * w
-    label = np.where(mask, np.arange(outside).reshape(h, w), outside)
-    while True:
-        padded = np.pad(label, 1, constant_values=outside)
-        least = label
-        for dy in range(3):
-            for dx in range(3):
-                least = np.minimum(least, padded[dy : dy + h, dx : dx + w])
-        follow = np.append(np.where(mask, least, outside).ravel(), outside)
-        least = follow[follow[follow[:-1]]].reshape(h, w)
-        if np.array_equal(least, label):
-            return label
-        label = least
+#: The neighbours a point looks for after it in raster order (right, and the three below): with those before it,
+#: which find it, all eight, across corners too.
+AFTER = ((0, 1), (1, -1), (1, 0), (1, 1))
 
 
 def areas_of(points: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Which connected area of ``points`` (rows, columns, each (n,); ``regions``: a highlight and its rim) each
-    point lies in, numbered from 0: (n,)."""
-    ys, xs = points
-    top, left = int(ys.min()), int(xs.min())
-    mask = np.zeros((int(ys.max()) - top + 1, int(xs.max()) - left + 1), dtype=bool)
-    mask[ys - top, xs - left] = True
-    return np.unique(regions(mask)[ys - top, xs - left], return_inverse=True)[1].ravel()
+    """Which connected area of ``points`` (rows, columns, each (n,); neighbours across corners too: a highlight and
+    its rim) each point lies in, numbered from 0 in the order of the areas' first points: (n,). Found over the
+    points alone, however far apart they lie in the frame: each point's neighbours are looked up among the points'
+    sorted raster indices, then the smallest point number spreads along these links, each number following the
+    point it names, until nothing changes."""
+    ys, xs = (np.asarray(a, dtype=np.int64) for a in points)
+    width = int(xs.max()) + 3  # a column either side, so that no neighbour wraps to another row
+    index = (ys + 1) * width + xs + 1
+    order = np.argsort(index, kind="stable")
+    ranked = index[order]
+    ends = []
+    for dy, dx in AFTER:
+        wanted = index + dy * width + dx
+        at = np.minimum(np.searchsorted(ranked, wanted), len(ranked) - 1)
+        there = ranked[at] == wanted
+        ends.append((np.nonzero(there)[0], order[at[there]]))
+    first = np.concatenate([a for a, _ in ends])
+    second = np.concatenate([b for _, b in ends])
+    label = np.arange(len(index))
+    while True:
+        least = label.copy()
+        np.minimum.at(least, first, label[second])
+        np.minimum.at(least, second, label[first])
+        least = least[least[least]]
+        if np.array_equal(least, label):
+            return np.unique(label, return_inverse=True)[1].ravel()
+        label = least
 
 
 def placed_by(
