@@ -397,8 +397,8 @@ def steadied(
     ys, xs = np.nonzero(near)
     area = areas_of((ys, xs))
     w = weight[ys, xs]
-    total, count = w * own[ys, xs], w
-    excess, spread = own[ys, xs] - 1.0, w
+    total, count = w * own[ys, xs], w  # count: the frames' weights, what either mean divides by
+    excess = own[ys, xs] - 1.0
     seen, looks = frame.display[ys, xs].astype(np.float64), np.ones((len(ys), 1))
     here = key(frame)
     target = spectrum(here)
@@ -422,13 +422,13 @@ def steadied(
         total = total + looked * reconstructed * theirs
         count = count + looked * reconstructed
         excess = excess + looked * (theirs - 1.0)
-        spread = spread + looked * reconstructed
         seen = seen + looked * display
         looks = looks + looked
     linear = frame.linear[ys, xs]
-    clipped = frame.output[ys, xs] * np.power(total / np.maximum(count, 1e-12) / own[ys, xs], w)
+    weights = np.maximum(count, 1e-12)
+    clipped = frame.output[ys, xs] * np.power(total / weights / own[ys, xs], w)
     steadier = blend_weight((seen / looks).astype(np.float32), low, high)
-    ramp = np.maximum(linear * (1.0 + steadier * excess / np.maximum(spread, 1e-12)), linear)
+    ramp = np.maximum(linear * (1.0 + steadier * excess / weights), linear)
     alone = (looks == 1.0) | (w == 0)
     out = frame.output.copy()
     out[ys, xs] = np.where(alone, frame.output[ys, xs], np.where(w >= 1.0, clipped, ramp))
